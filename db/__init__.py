@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, sessions, repository functions, migrations, artifact store. No torch."""

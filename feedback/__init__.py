@@ -1,0 +1,1 @@
+"""The bridge from clinicians' corrections to weak labels, retraining jobs and gated model versions."""

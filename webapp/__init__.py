@@ -1,0 +1,1 @@
+"""The clinician review app (Streamlit). Pages call db/ and feedback/ functions only."""
