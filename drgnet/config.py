@@ -1,0 +1,123 @@
+"""Frozen configuration dataclasses: the model, its losses and its training.
+
+Every switch that changes what a checkpoint means lives here, so a checkpoint's JSON config rebuilds exactly the
+network that wrote it. ``to_dict`` / ``from_dict`` round-trip through plain JSON types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The DRGNet architecture."""
+
+    encoder: str = "tf_efficientnet_lite0"  # any timm model with features_only support
+    encoder_weights: str | None = (
+        "imagenet"  # "imagenet" (shipped lite0/1/2 weights), a .safetensors path, or None
+    )
+    input_size: int = 512  # side of the square network input, pixels
+    decoder_channels: tuple[int, ...] = (128, 64, 32, 24, 16)  # U-Net decoder width per stage, deepest first
+    embed_dim: int = 128  # width of lesion / global descriptors in the high-level attention
+    low_level_attention: bool = True  # lesion-driven spatial gates on stride-4 and stride-8 features
+    high_level_attention: bool = True  # lesion-aware + global pooling fused by learned weights
+    lesion_grade_constraint: bool = True  # a lesion-only grade head that must agree with the fused grade
+    dropout: float = 0.2  # before the grade heads
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights and forms of the joint training objective."""
+
+    lesion_weight: float = 1.0  # Dice + focal on the four lesion maps
+    lesion_focal_gamma: float = 2.0  # 0 gives plain BCE
+    lesion_pos_weight: float = 1.0  # extra weight of positive pixels in the focal/BCE term
+    grade_weight: float = 1.0
+    grade_loss: str = "ordinal"  # "ce" or "ordinal" (CE plus squared distance of the expected grade)
+    ordinal_weight: float = 0.5  # weight of the squared-distance term when grade_loss == "ordinal"
+    label_smoothing: float = 0.0
+    constraint_weight: float = 0.2  # symmetric KL between lesion-only and fused grade distributions
+    lesion_grade_weight: float = 0.5  # CE of the lesion-only grade head itself
+    attention_weight: float = 0.1  # attention mass outside lesions, where masks exist
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: data, budget, optimiser."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: str = ""  # dataset folder (any layout drgnet.data.readers can open)
+    layout: str = "auto"
+    val_data: str = ""  # separate validation folder; empty: split `data`
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train / val / test when splitting
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    encoder_lr_scale: float = 0.3  # the pretrained encoder learns slower than the new heads
+    weight_decay: float = 1e-4
+    augment: str = "default"  # "none", "light", "default", "strong"
+    seed: int = 0
+    workers: int = 0  # data-loading processes
+    max_steps_per_epoch: int = 0  # 0: the whole training set each epoch
+    grade_balanced_sampling: bool = True
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as JSON-ready nested dicts (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild a config dataclass from ``to_dict`` output, rejecting unknown keys by name."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(
+            f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, f"{cls.__name__}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """Read a training config from a JSON file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read training config ({exc})") from exc
+    try:
+        return from_dict(TrainConfig, data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
