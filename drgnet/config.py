@@ -1,7 +1,7 @@
 """Frozen configuration dataclasses: the model, its losses and its training.
 
-Every switch that changes what a checkpoint means lives here, so a checkpoint's JSON config rebuilds exactly the
-network that wrote it. ``to_dict`` / ``from_dict`` round-trip through plain JSON types.
+Every switch that changes what a checkpoint means lives here, so a checkpoint's JSON config rebuilds
+exactly the network that wrote it. ``to_dict`` / ``from_dict`` round-trip through plain JSON types.
 """
 
 from __future__ import annotations

