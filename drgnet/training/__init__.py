@@ -1,0 +1,1 @@
+"""Training: tasks (batch -> named losses), the loop, checkpoints."""
