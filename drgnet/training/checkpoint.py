@@ -106,9 +106,7 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: not a DRG-Net checkpoint (format is not {FORMAT!r})")
     if meta.get("version") != VERSION:
-        raise ValueError(
-            f"{meta_path}: checkpoint version {meta.get('version')!r} not supported (need {VERSION})"
-        )
+        raise ValueError(f"{meta_path}: checkpoint version {meta.get('version')!r} not supported (need {VERSION})")
     return meta
 
 

@@ -61,9 +61,7 @@ class JointTask(nn.Module):
         if self.model.config.lesion_grade_constraint:
             out["lesion_grade"] = grade_loss(output.lesion_grade_logits, grades, kind="ce")
             out["constraint"] = symmetric_kl(output.grade_logits, output.lesion_grade_logits)
-            out["attention"] = attention_coverage_loss(
-                output.attention, batch["masks"], batch["mask_weights"]
-            )
+            out["attention"] = attention_coverage_loss(output.attention, batch["masks"], batch["mask_weights"])
             total = (
                 total
                 + cfg.lesion_grade_weight * out["lesion_grade"]

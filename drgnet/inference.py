@@ -1,0 +1,226 @@
+"""Prediction for one photograph at a time: load a checkpoint, preprocess, predict, summarise, draw.
+
+Everything returned is numpy at the photograph's own resolution, so the app can paint corrections on the
+original and the screening CLI can write masks that line up with the files it read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from drgnet.data.preprocess import Preprocessed, load_rgb, preprocess, to_rgb_uint8
+from drgnet.labels import GRADE_NAMES, LESION_COLOURS, LESIONS, NUM_GRADES, REFERABLE_MIN_GRADE
+
+
+@dataclass(frozen=True)
+class LesionSummary:
+    area_fraction: float  # lesion pixels / field-of-view pixels, at the model's resolution
+    count: int  # connected regions above the threshold
+    max_probability: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "area_fraction": round(self.area_fraction, 6),
+            "count": self.count,
+            "max_probability": round(self.max_probability, 4),
+        }
+
+
+@dataclass
+class Prediction:
+    """What the model says about one photograph.
+
+    Attributes:
+        grade: ICDR grade 0-4 (argmax of ``probs``).
+        probs: ``(5,)`` grade probabilities.
+        referable_probability: P(grade >= 2).
+        uncertainty: Normalised entropy of ``probs`` in [0, 1] (1 = uniform).
+        lesion_probs: ``(4, H, W)`` float32 per-lesion probabilities at the photograph's resolution.
+        attention: ``(H, W)`` float32 high-level attention in [0, 1] at the photograph's resolution.
+        lesions: Per-lesion area, count and peak probability.
+        fov_mask: ``(H, W)`` bool field of view.
+        model_version: Identifier of the checkpoint that predicted this.
+    """
+
+    grade: int
+    probs: np.ndarray
+    referable_probability: float
+    uncertainty: float
+    lesion_probs: np.ndarray = field(repr=False)
+    attention: np.ndarray = field(repr=False)
+    lesions: dict[str, LesionSummary]
+    fov_mask: np.ndarray = field(repr=False)
+    model_version: str = ""
+    threshold: float = 0.5
+
+    @property
+    def referable(self) -> bool:
+        return self.grade >= REFERABLE_MIN_GRADE
+
+    @property
+    def grade_name(self) -> str:
+        return GRADE_NAMES[self.grade]
+
+    def lesion_masks(self) -> np.ndarray:
+        """``(4, H, W)`` uint8 binary masks at the prediction threshold."""
+        return (self.lesion_probs >= self.threshold).astype(np.uint8)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "grade": self.grade,
+            "grade_name": self.grade_name,
+            "probs": [round(float(p), 6) for p in self.probs],
+            "referable": self.referable,
+            "referable_probability": round(self.referable_probability, 6),
+            "uncertainty": round(self.uncertainty, 6),
+            "lesions": {k: v.to_dict() for k, v in self.lesions.items()},
+            "model_version": self.model_version,
+        }
+
+
+def summarise_lesions(probs: np.ndarray, fov: np.ndarray, threshold: float = 0.5) -> dict[str, LesionSummary]:
+    """Area fraction (of the field of view), region count and peak probability per lesion."""
+    fov_pixels = max(int(fov.sum()), 1)
+    out = {}
+    for k, name in enumerate(LESIONS):
+        p = np.where(fov, probs[k], 0.0)
+        mask = (p >= threshold).astype(np.uint8)
+        count = cv2.connectedComponents(mask, connectivity=8)[0] - 1 if mask.any() else 0
+        out[name] = LesionSummary(float(mask.sum()) / fov_pixels, int(count), float(p.max()) if p.size else 0.0)
+    return out
+
+
+def normalised_entropy(probs: np.ndarray) -> float:
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+    return float(-(p * np.log(p)).sum() / np.log(len(p)))
+
+
+class Predictor:
+    """Loads a checkpoint once and predicts photographs.
+
+    ``Predictor.from_checkpoint(path).predict(image)`` with ``image`` a path or an RGB array.
+    """
+
+    def __init__(self, model: torch.nn.Module, model_version: str = "", threshold: float = 0.5) -> None:
+        self.model = model.eval()
+        self.size = int(model.config.input_size)
+        self.model_version = model_version
+        self.threshold = threshold
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, threshold: float = 0.5) -> Predictor:
+        from drgnet.training.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(Path(path))
+        version = str(meta.get("version_name") or meta.get("weights_sha256", "")[:12])
+        return cls(model, model_version=version, threshold=threshold)
+
+    def prepare(self, image: np.ndarray | str | Path, source: str | None = None) -> tuple[Preprocessed, str]:
+        if isinstance(image, (str, Path)):
+            name = source or str(image)
+            array = load_rgb(image)
+        else:
+            name = source or "image"
+            array = to_rgb_uint8(np.asarray(image))
+        return preprocess(array, self.size, source=name), name
+
+    @torch.inference_mode()
+    def predict_prepared(self, batch: list[Preprocessed]) -> list[Prediction]:
+        """Predict already preprocessed photographs in one forward pass."""
+        x = torch.from_numpy(np.stack([p.image for p in batch])).permute(0, 3, 1, 2).float().div_(255.0)
+        out = self.model(x)
+        grade_probs = torch.softmax(out.grade_logits.float(), dim=1).numpy()
+        lesion_probs = torch.sigmoid(out.lesion_logits.float()).numpy()
+        attention = torch.nn.functional.interpolate(
+            out.attention.float(), size=(self.size, self.size), mode="bilinear", align_corners=False
+        )[:, 0].numpy()
+        results = []
+        for i, pre in enumerate(batch):
+            probs = grade_probs[i]
+            lp = lesion_probs[i] * pre.fov_mask[None]
+            att = attention[i] * pre.fov_mask
+            att = att / att.max() if att.max() > 0 else att
+            results.append(
+                Prediction(
+                    grade=int(probs.argmax()),
+                    probs=probs,
+                    referable_probability=float(probs[REFERABLE_MIN_GRADE:NUM_GRADES].sum()),
+                    uncertainty=normalised_entropy(probs),
+                    lesion_probs=pre.unproject_mask(lp.astype(np.float32)),
+                    attention=pre.unproject_mask(att.astype(np.float32)),
+                    lesions=summarise_lesions(lp, pre.fov_mask, self.threshold),
+                    fov_mask=pre.fov.mask,
+                    model_version=self.model_version,
+                    threshold=self.threshold,
+                )
+            )
+        return results
+
+    def predict(self, image: np.ndarray | str | Path, source: str | None = None) -> Prediction:
+        pre, _ = self.prepare(image, source)
+        return self.predict_prepared([pre])[0]
+
+
+def render_overlay(
+    image: np.ndarray,
+    lesion_maps: np.ndarray | None = None,
+    attention: np.ndarray | None = None,
+    lesions: tuple[str, ...] | list[str] = LESIONS,
+    opacity: float = 0.5,
+    threshold: float = 0.5,
+    outline: bool = True,
+) -> np.ndarray:
+    """Draw lesion maps and/or an attention heatmap over a photograph, for a person to look at.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        lesion_maps: ``(4, H, W)`` probabilities or binary masks in ``LESIONS`` order.
+        attention: ``(H, W)`` in [0, 1], drawn as a heatmap (JET) under the lesion colours.
+        lesions: Which lesions to draw (names from ``LESIONS``).
+        opacity: Weight of the overlay colours, 0 to 1.
+        threshold: Probability at which a pixel counts as lesion.
+        outline: Also trace each lesion region's outline in full colour, so tiny lesions stay visible.
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 RGB image.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"render_overlay: image must be (H, W, 3), got {image.shape}")
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"render_overlay: opacity must be in [0, 1], got {opacity}")
+    h, w = image.shape[:2]
+    out = image.astype(np.float32)
+    if attention is not None:
+        if attention.shape != (h, w):
+            raise ValueError(f"render_overlay: attention must be ({h}, {w}), got {attention.shape}")
+        heat = cv2.applyColorMap(np.clip(attention * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+        heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32)
+        alpha = opacity * np.clip(attention, 0, 1)[..., None]
+        out = out * (1 - alpha) + heat * alpha
+    if lesion_maps is not None:
+        if lesion_maps.shape != (len(LESIONS), h, w):
+            raise ValueError(f"render_overlay: lesion maps must be ({len(LESIONS)}, {h}, {w}), got {lesion_maps.shape}")
+        for name in lesions:
+            k = LESIONS.index(name)
+            mask = lesion_maps[k] >= threshold
+            if not mask.any():
+                continue
+            colour = np.array(LESION_COLOURS[name], np.float32)
+            out[mask] = out[mask] * (1 - opacity) + colour * opacity
+            if outline:
+                contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+                canvas = np.ascontiguousarray(out)
+                cv2.drawContours(canvas, contours, -1, tuple(float(c) for c in colour), max(1, round(min(h, w) / 600)))
+                out = canvas
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def prediction_json(prediction: Prediction, image: str) -> str:
+    return json.dumps({"image": image, **prediction.to_json()})
