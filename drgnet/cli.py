@@ -49,6 +49,168 @@ def synth(
         typer.echo(f"wrote contact sheet {sheet}")
 
 
+def _format_metrics(m: dict) -> str:
+    lines = [
+        f"images {m.get('n_images', m.get('n', 0))}",
+        f"accuracy {m.get('accuracy', float('nan')):.3f}   QWK {m.get('qwk', float('nan')):.3f}   "
+        f"macro F1 {m.get('macro_f1', float('nan')):.3f}   AUC (one-vs-rest) {m.get('auc_ovr', float('nan')):.3f}",
+        f"referable DR: AUC {m.get('referable_auc', float('nan')):.3f}   "
+        f"sensitivity {m.get('referable_sensitivity', float('nan')):.3f}   "
+        f"specificity {m.get('referable_specificity', float('nan')):.3f}",
+    ]
+    for name, lm in (m.get("lesions") or {}).items():
+        lines.append(f"{name}: AUPR {lm['aupr']:.3f}   Dice {lm['dice']:.3f}   positive pixels {lm['positives']}")
+    return "\n".join(lines)
+
+
+def _train_config(config: Path | None, preset: str | None, overrides: dict):
+    import dataclasses
+
+    from drgnet.config import load_train_config
+    from drgnet.training.presets import get_preset
+
+    if config is not None and preset is not None:
+        _fail("give --config or --preset, not both")
+    try:
+        cfg = load_train_config(config) if config is not None else get_preset(preset or "demo")
+    except ValueError as exc:
+        _fail(str(exc))
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(cfg, **changes)
+
+
+@app.command()
+def train(
+    config: Path | None = typer.Option(None, "--config", help="Training config JSON (see drgnet.config.TrainConfig)."),
+    preset: str | None = typer.Option(None, "--preset", help="tiny, demo or full."),
+    data: str | None = typer.Option(None, "--data", help="Dataset folder (any supported layout)."),
+    layout: str | None = typer.Option(None, "--layout", help="Dataset layout (default: auto-detect)."),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder: best/ and last/ checkpoints."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
+    seed: int | None = typer.Option(None, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last."),
+) -> None:
+    """Train DRGNet; keeps the best checkpoint by validation QWK and reports test metrics."""
+    from drgnet.training.pipeline import train as run_training
+
+    cfg = _train_config(
+        config, preset, {"data": data, "layout": layout, "epochs": epochs, "batch_size": batch_size, "seed": seed}
+    )
+    try:
+        result, test_metrics = run_training(cfg, out, resume=resume, log=typer.echo)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"best checkpoint: {result.best} (epoch {result.best_metrics.get('epoch', 0) + 1}, {result.seconds:.0f} s)"
+    )
+    if test_metrics:
+        typer.echo("test split:\n" + _format_metrics(test_metrics))
+
+
+@app.command("eval")
+def evaluate_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint folder."),
+    data: str = typer.Option(..., "--data", help="Labelled dataset folder."),
+    layout: str = typer.Option("auto", "--layout"),
+    split: str = typer.Option("all", "--split", help="all, or train/val/test as split at training time."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for metrics.json and confusion.png."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+) -> None:
+    """Evaluate a checkpoint: accuracy, QWK, macro F1, AUCs, referable DR, per-lesion AUPR and Dice."""
+    import json
+
+    from torch.utils.data import DataLoader
+
+    from drgnet.metrics import save_confusion_png
+    from drgnet.training.checkpoint import load_checkpoint
+    from drgnet.training.evaluate import evaluate
+    from drgnet.training.pipeline import dataset_for_eval
+
+    try:
+        model, meta = load_checkpoint(checkpoint)
+        split_info = (meta.get("data") or {}) if split != "all" else {}
+        ds = dataset_for_eval(
+            data,
+            model.config.input_size,
+            layout=layout,
+            split=split,
+            seed=int(split_info.get("split_seed", 0)),
+            fractions=tuple(split_info.get("split_fractions", (0.7, 0.15, 0.15))),
+        )
+        metrics = evaluate(model, DataLoader(ds, batch_size), progress=True)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(_format_metrics(metrics))
+    out = out or Path(checkpoint) / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    if "confusion" in metrics:
+        save_confusion_png(metrics["confusion"], out / "confusion.png")
+    typer.echo(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
+
+
+@app.command()
+def predict(
+    images: list[Path] = typer.Argument(..., help="Photographs."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint folder."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
+    overlay: Path | None = typer.Option(None, "--overlay", help="Write lesion + attention overlays here."),
+) -> None:
+    """Grade photographs and summarise their lesions."""
+    import json
+
+    from drgnet.inference import Predictor, render_overlay
+
+    try:
+        predictor = Predictor.from_checkpoint(checkpoint)
+    except ValueError as exc:
+        _fail(str(exc))
+    failed = 0
+    for path in images:
+        try:
+            pred = predictor.predict(path)
+        except (ValueError, OSError) as exc:
+            failed += 1
+            if as_json:
+                typer.echo(json.dumps({"image": str(path), "error": str(exc)}))
+            else:
+                typer.secho(f"{path}: {exc}", fg=typer.colors.RED, err=True)
+            continue
+        if as_json:
+            typer.echo(json.dumps({"image": str(path), **pred.to_json()}))
+        else:
+            lesions = ", ".join(f"{k} {v.count} ({v.area_fraction:.2%})" for k, v in pred.lesions.items())
+            typer.echo(f"{path}: grade {pred.grade} ({pred.grade_name}, p={pred.probs[pred.grade]:.2f}); {lesions}")
+        if overlay is not None:
+            from drgnet.data.preprocess import load_rgb
+
+            overlay.mkdir(parents=True, exist_ok=True)
+            drawn = render_overlay(load_rgb(path), pred.lesion_probs, pred.attention, opacity=0.45)
+            import cv2
+
+            cv2.imwrite(str(overlay / f"{path.stem}_overlay.png"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def demo(
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", envvar="DRGNET_DATA_DIR", help="Where the demo lives."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train again even if a cached demo model exists."),
+) -> None:
+    """Train (or reuse) the small demo model on a synthetic cohort and report its test metrics."""
+    from drgnet.training.demo import ensure_demo_model
+
+    try:
+        ckpt, metrics = ensure_demo_model(data_dir, retrain=retrain, log=typer.echo)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"demo model: {ckpt}")
+    if metrics:
+        typer.echo("test split:\n" + _format_metrics(metrics))
+
+
 bench_app = typer.Typer(help="Benchmarks: each reports ratios against a baseline measured in the same run.")
 app.add_typer(bench_app, name="bench")
 

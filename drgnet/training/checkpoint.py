@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -131,14 +131,18 @@ def load_checkpoint(path: Path, verify: bool = True) -> tuple[nn.Module, dict[st
         raise ValueError(f"{weights}: sha256 does not match {META} (file corrupted or replaced)")
     try:
         state = load_file(str(weights))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{weights}: not a readable safetensors file ({exc})") from exc
     # The weights come from the file; don't also load ImageNet weights for the encoder.
     import dataclasses
 
     model = DRGNet(dataclasses.replace(config, encoder_weights=None))
     model.config = config
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()
+        raise ValueError(f"{weights}: weights do not fit the model config ({'; '.join(detail[1:3])})") from None
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
             f"{weights}: weights do not fit the model config (missing {len(result.missing_keys)}, "
@@ -159,7 +163,7 @@ def load_encoder_weights(encoder: nn.Module, path: Path) -> None:
         path = path / WEIGHTS
     try:
         state = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read encoder weights ({exc})") from exc
     if any(k.startswith("encoder.") for k in state):
         state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}

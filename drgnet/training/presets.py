@@ -1,0 +1,33 @@
+"""Named training presets (``drgnet train --preset NAME``); ``--data`` and flags override fields."""
+
+from __future__ import annotations
+
+from drgnet.config import LossConfig, ModelConfig, TrainConfig
+
+PRESETS: dict[str, TrainConfig] = {
+    # Seconds on a laptop CPU: for tests and smoke runs. Random encoder, 64 px.
+    "tiny": TrainConfig(
+        model=ModelConfig(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32),
+        epochs=2,
+        batch_size=4,
+        lr=2e-3,
+        augment="light",
+    ),
+    # The demo model: ImageNet-initialised EfficientNet-Lite0 at 256 px, a few minutes on 2 CPU cores.
+    "demo": TrainConfig(
+        model=ModelConfig(input_size=256, decoder_channels=(64, 48, 32, 24, 16), embed_dim=96),
+        loss=LossConfig(),
+        epochs=8,
+        batch_size=8,
+        lr=2e-3,
+        augment="light",
+    ),
+    # A real run at 512 px.
+    "full": TrainConfig(model=ModelConfig(input_size=512), epochs=40, batch_size=8, lr=1e-3, augment="default"),
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
