@@ -147,16 +147,17 @@ class Predictor:
             lp = lesion_probs[i] * pre.fov_mask[None]
             att = attention[i] * pre.fov_mask
             att = att / att.max() if att.max() > 0 else att
+            fov = pre.fov.mask
             results.append(
                 Prediction(
                     grade=int(probs.argmax()),
                     probs=probs,
                     referable_probability=float(probs[REFERABLE_MIN_GRADE:NUM_GRADES].sum()),
                     uncertainty=normalised_entropy(probs),
-                    lesion_probs=pre.unproject_mask(lp.astype(np.float32)),
-                    attention=pre.unproject_mask(att.astype(np.float32)),
+                    lesion_probs=pre.unproject_mask(lp.astype(np.float32)) * fov[None],
+                    attention=pre.unproject_mask(att.astype(np.float32)) * fov,
                     lesions=summarise_lesions(lp, pre.fov_mask, self.threshold),
-                    fov_mask=pre.fov.mask,
+                    fov_mask=fov,
                     model_version=self.model_version,
                     threshold=self.threshold,
                 )

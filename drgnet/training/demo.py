@@ -18,10 +18,10 @@ from drgnet.training.presets import get_preset
 
 #: What the demo trains on and for how long. Part of the cache key.
 RECIPE: dict[str, Any] = {
-    "cohort": {"n": 300, "size": 320, "style": "default", "seed": 7},
+    "cohort": {"n": 240, "size": 288, "style": "default", "seed": 7},
     "preset": "demo",
-    "epochs": 8,
-    "max_steps_per_epoch": 24,
+    "epochs": 6,
+    "max_steps_per_epoch": 16,
 }
 
 

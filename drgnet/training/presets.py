@@ -13,9 +13,9 @@ PRESETS: dict[str, TrainConfig] = {
         lr=2e-3,
         augment="light",
     ),
-    # The demo model: ImageNet-initialised EfficientNet-Lite0 at 256 px, a few minutes on 2 CPU cores.
+    # The demo model: ImageNet-initialised EfficientNet-Lite0 at 224 px, a few minutes on 2 CPU cores.
     "demo": TrainConfig(
-        model=ModelConfig(input_size=256, decoder_channels=(64, 48, 32, 24, 16), embed_dim=96),
+        model=ModelConfig(input_size=224, decoder_channels=(64, 48, 32, 24, 16), embed_dim=96),
         loss=LossConfig(),
         epochs=8,
         batch_size=8,
