@@ -233,6 +233,43 @@ def bench_synth(
     typer.echo(f"\nwrote {out}")
 
 
+@bench_app.command("quality")
+def bench_quality(
+    n: int = typer.Option(600, "--n", min=20, help="Synthetic photographs."),
+    image_size: int = typer.Option(384, "--image-size", min=64),
+    input_size: int = typer.Option(256, "--input-size", min=64, help="Network input (multiple of 32)."),
+    epochs: int = typer.Option(6, "--epochs", min=1),
+    steps_per_epoch: int = typer.Option(50, "--steps-per-epoch", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(0, "--workers", min=0),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (training only; latency is always CPU)."),
+    variants: str = typer.Option("", "--variants", help="Comma-separated subset (default: all)."),
+    out: Path = typer.Option(Path("runs/bench/quality"), "--out"),
+) -> None:
+    """DRGNet vs its ablations vs the reference structure, same data and budget."""
+    from drgnet.bench import quality
+
+    cfg = quality.QualityBenchConfig(
+        n=n,
+        image_size=image_size,
+        input_size=input_size,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        seed=seed,
+        workers=workers,
+        device=device,
+        **({"variants": tuple(v.strip() for v in variants.split(",") if v.strip())} if variants else {}),
+    )
+    try:
+        rows = quality.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(quality.markdown(cfg, rows))
+    typer.echo(f"wrote {out / 'quality.md'}")
+
+
 def main() -> None:
     app()
 

@@ -36,8 +36,7 @@ class SynthBench:
     def markdown(self) -> str:
         return "\n".join(
             [
-                f"# Synthetic cohort generation ({platform.processor() or platform.machine()}, "
-                f"{os.cpu_count()} cores)",
+                f"# Synthetic cohort generation ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
                 "",
                 "| run | images | size | workers | seconds | images/s | ratio to serial |",
                 "|---|---:|---:|---:|---:|---:|---:|",
@@ -57,13 +56,9 @@ def run(n: int = 500, size: int = 512, serial_n: int = 20, workers: int | None =
     workers = workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="drgnet-bench-synth-") as tmp:
         t0 = time.perf_counter()
-        synthetic.generate_cohort(
-            Path(tmp) / "serial", n=serial_n, size=size, seed=1, workers=1, progress=False
-        )
+        synthetic.generate_cohort(Path(tmp) / "serial", n=serial_n, size=size, seed=1, workers=1, progress=False)
         serial_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        synthetic.generate_cohort(
-            Path(tmp) / "cohort", n=n, size=size, seed=2, workers=workers, progress=True
-        )
+        synthetic.generate_cohort(Path(tmp) / "cohort", n=n, size=size, seed=2, workers=workers, progress=True)
         seconds = time.perf_counter() - t0
     return SynthBench(n, size, workers, seconds, serial_n, serial_seconds)

@@ -13,17 +13,21 @@ from drgnet.model import DRGNet
 
 @torch.inference_mode()
 def collect_predictions(
-    model: DRGNet, loader: DataLoader, progress: bool = False, lesions: LesionAccumulator | None = None
+    model: DRGNet,
+    loader: DataLoader,
+    progress: bool = False,
+    lesions: LesionAccumulator | None = None,
+    device: str | torch.device = "cpu",
 ):
     """Run the model over a loader; returns (true grades, grade probabilities), feeding ``lesions`` on the way."""
     model.eval()
     grades, probs = [], []
     for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
-        out = model(batch["image"])
-        probs.append(torch.softmax(out.grade_logits.float(), dim=1).numpy())
+        out = model(batch["image"].to(device, non_blocking=True))
+        probs.append(torch.softmax(out.grade_logits.float(), dim=1).cpu().numpy())
         grades.append(batch["grade"].numpy())
         if lesions is not None:
-            lesion_probs = torch.sigmoid(out.lesion_logits.float()).numpy()
+            lesion_probs = torch.sigmoid(out.lesion_logits.float()).cpu().numpy()
             targets = batch["masks"].numpy()
             valid = batch["mask_weights"].numpy() > 0
             for i in range(len(lesion_probs)):
@@ -31,10 +35,12 @@ def collect_predictions(
     return np.concatenate(grades), np.concatenate(probs)
 
 
-def evaluate(model: DRGNet, loader: DataLoader, progress: bool = False) -> dict[str, object]:
+def evaluate(
+    model: DRGNet, loader: DataLoader, progress: bool = False, device: str | torch.device = "cpu"
+) -> dict[str, object]:
     """Grade metrics on images with a grade, lesion metrics on annotated pixels, and mean grade entropy."""
     lesions = LesionAccumulator()
-    grades, probs = collect_predictions(model, loader, progress=progress, lesions=lesions)
+    grades, probs = collect_predictions(model, loader, progress=progress, lesions=lesions, device=device)
     known = grades >= 0
     metrics: dict[str, object] = grade_metrics(grades[known], probs[known]) if known.any() else {"n": 0}
     lesion = lesions.result()

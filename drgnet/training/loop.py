@@ -33,6 +33,7 @@ class FitResult:
     last: Path
     best_metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None  # the best weights, on CPU
     seconds: float = 0.0
 
 
@@ -84,6 +85,7 @@ def fit(
     progress: bool = True,
     log: Callable[[str], None] = print,
     extra_meta: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
 ) -> FitResult:
     """Train ``task.model`` with ``task`` for ``cfg.epochs`` epochs.
 
@@ -93,18 +95,22 @@ def fit(
         cfg: Budget, optimiser and seed.
         out: Run folder; ``out/best`` and ``out/last`` are checkpoints, ``out/history.json`` the per-epoch log.
         resume: Continue from ``out/last`` if it exists.
+        device: Where to train ("cpu", "cuda"); checkpoints are always written from CPU tensors.
     """
     t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = task.model
+    model.to(device)
     seed_everything(cfg.seed)
     optimizer = make_optimizer(model, cfg)
     start_epoch, best_score, best_metrics, history = 0, (-math.inf, -math.inf), {}, []
+    best_state: dict[str, torch.Tensor] | None = None
     last, best = out / "last", out / "best"
     if resume and (last / "trainer.json").is_file():
         resumed, _ = load_checkpoint(last)
         model.load_state_dict(resumed.state_dict())
+        model.to(device)
         state = load_optimizer_state(last, optimizer)
         start_epoch = int(state["epoch"]) + 1
         best_score = tuple(state["best_score"])
@@ -137,6 +143,7 @@ def fit(
             if steps >= steps_per_epoch:
                 break
             _set_lr(optimizer, epoch * steps_per_epoch + steps, total_steps)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             losses = task(batch)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -149,7 +156,7 @@ def fit(
         record: dict[str, Any] = {"epoch": epoch, "train": {k: v / max(steps, 1) for k, v in sums.items()}}
         if val_set is not None and len(val_set):
             val_loader = DataLoader(val_set, cfg.batch_size, num_workers=cfg.workers)
-            metrics = evaluate(model, val_loader, progress=progress)
+            metrics = evaluate(model, val_loader, progress=progress, device=device)
         else:
             metrics = {"qwk": -record["train"].get("loss", 0.0)}
         record["val"] = metrics
@@ -163,6 +170,7 @@ def fit(
         if score > best_score or not best.exists():
             best_score, best_metrics = score, {"epoch": epoch, **metrics}
             save_checkpoint(best, model, model.config, metrics=best_metrics, extra=meta)
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         save_checkpoint(
             last,
             model,
@@ -178,4 +186,4 @@ def fit(
             },
         )
         (out / "history.json").write_text(json.dumps(history, indent=2, default=float) + "\n")
-    return FitResult(best, last, best_metrics, history, time.perf_counter() - t_start)
+    return FitResult(best, last, best_metrics, history, best_state=best_state, seconds=time.perf_counter() - t_start)
