@@ -22,9 +22,7 @@ class ModelConfig:
     """The DRGNet architecture."""
 
     encoder: str = "tf_efficientnet_lite0"  # any timm model with features_only support
-    encoder_weights: str | None = (
-        "imagenet"  # "imagenet" (shipped lite0/1/2 weights), a .safetensors path, or None
-    )
+    encoder_weights: str | None = "imagenet"  # "imagenet" (shipped lite0/1/2 weights), a .safetensors path, or None
     input_size: int = 512  # side of the square network input, pixels
     decoder_channels: tuple[int, ...] = (128, 64, 32, 24, 16)  # U-Net decoder width per stage, deepest first
     embed_dim: int = 128  # width of lesion / global descriptors in the high-level attention
@@ -85,9 +83,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(
-            f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-        )
+        raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         kwargs[key] = _coerce(hints[key], value, f"{cls.__name__}.{key}")

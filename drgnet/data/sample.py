@@ -50,9 +50,7 @@ class Sample:
             self.grade = int(self.grade)
         if self.masks is not None:
             if self.masks.shape != (NUM_LESIONS, h, w):
-                raise ValueError(
-                    f"{self.name}: masks must be ({NUM_LESIONS}, {h}, {w}), got {self.masks.shape}"
-                )
+                raise ValueError(f"{self.name}: masks must be ({NUM_LESIONS}, {h}, {w}), got {self.masks.shape}")
             self.masks = (self.masks > 0).astype(np.uint8)
         self.lesion_known = tuple(bool(k) for k in self.lesion_known)
         if len(self.lesion_known) != NUM_LESIONS:

@@ -30,9 +30,7 @@ class LowLevelAttention(nn.Module):
     def __init__(self, feature_channels: tuple[int, ...], num_lesions: int, dim: int) -> None:
         super().__init__()
         self.from_lesions = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(num_lesions, 16, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(16, 1, 1)
-            )
+            nn.Sequential(nn.Conv2d(num_lesions, 16, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(16, 1, 1))
             for _ in feature_channels
         )
         self.from_features = nn.ModuleList(nn.Conv2d(c, 1, 1) for c in feature_channels)

