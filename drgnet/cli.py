@@ -22,7 +22,7 @@ def _fail(message: str) -> None:
 
 @app.command()
 def synth(
-    out: Path = typer.Option(..., "--out", help="Folder to write the cohort into (IDRiD-style layout)."),
+    out: Path | None = typer.Option(None, "--out", help="Folder to write the cohort into (IDRiD-style layout)."),
     n: int = typer.Option(20, "--n", min=0, help="Number of photographs."),
     size: int = typer.Option(512, "--size", min=64, help="Output side length in pixels."),
     style: str = typer.Option("default", "--style", help="Camera style (see --list-styles)."),
@@ -38,6 +38,8 @@ def synth(
         for name, st in synthetic.STYLES.items():
             typer.echo(f"{name:16s} {st.description}")
         return
+    if out is None:
+        _fail("--out is required: the folder to write the cohort into")
     if style not in synthetic.STYLES:
         _fail(f"unknown camera style {style!r}; choose one of {', '.join(synthetic.STYLES)}")
     info = synthetic.generate_cohort(

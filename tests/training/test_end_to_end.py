@@ -109,7 +109,7 @@ def test_predictor_maps_back_to_the_original_photograph(trained):
     pred = Predictor.from_checkpoint(trained / "best").predict(image, source="retina")
     assert pred.lesion_probs.shape == (4, *image.shape[:2])
     assert pred.attention.shape == image.shape[:2]
-    assert 0 <= pred.attention.min() and pred.attention.max() <= 1
+    assert pred.attention.min() >= 0 and pred.attention.max() <= 1
     assert pred.attention[~pred.fov_mask].max() == 0  # nothing outside the field of view
     drawn = render_overlay(image, pred.lesion_probs, pred.attention, opacity=0.5)
     assert drawn.shape == image.shape and drawn.dtype == np.uint8
