@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/drgnet synth --n 40 --size 512 --style default --seed 0 --out $(DATA)/demo-cohort --preview
-	@echo "Synthetic cohort: $(DATA)/demo-cohort (images, lesion masks, grades.csv, preview.png)"
+	$(BIN)/drgnet demo --data-dir $(DATA)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -27,8 +26,12 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+BENCH_DEVICE ?= cpu
 bench: $(STAMP)
 	$(BIN)/drgnet bench synth --n 500 --size 512
+	# CPU-sized budget (about 40 minutes on 2 cores); docs/benchmarks.md has the larger GPU run.
+	$(BIN)/drgnet bench quality --n 300 --image-size 384 --input-size 224 --epochs 4 --steps-per-epoch 25 \
+		--batch-size 8 --device $(BENCH_DEVICE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

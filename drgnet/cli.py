@@ -208,9 +208,47 @@ def demo(
         ckpt, metrics = ensure_demo_model(data_dir, retrain=retrain, log=typer.echo)
     except ValueError as exc:
         _fail(str(exc))
+    typer.echo(f"synthetic cohort: {data_dir / 'demo-cohort'} (photographs, lesion masks, grades.csv)")
     typer.echo(f"demo model: {ckpt}")
     if metrics:
         typer.echo("test split:\n" + _format_metrics(metrics))
+
+
+@app.command()
+def adapt(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained source checkpoint."),
+    source: str = typer.Option(..., "--source", help="Labelled source dataset folder."),
+    target_images: Path = typer.Option(..., "--target-images", help="Folder of the new camera's photographs."),
+    out: Path = typer.Option(..., "--out", help="Adapted checkpoint folder to write."),
+    steps: int = typer.Option(200, "--steps", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", min=2),
+    lr: float = typer.Option(1e-4, "--lr"),
+    wasserstein: float = typer.Option(0.1, "--wasserstein", help="Weight of the OT term (0: off)."),
+    method: str = typer.Option("emd", "--method", help="emd (exact) or sliced."),
+    entropy: float = typer.Option(0.05, "--entropy", help="Weight of direct entropy minimisation (0: off)."),
+    adversarial: float = typer.Option(0.01, "--adversarial", help="Weight of the ADVENT term (0: off)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Adapt a model to a new clinic's camera with unlabelled photographs (Wasserstein + adversarial entropy)."""
+    from drgnet.config import TransferConfig
+    from drgnet.training.adapt import adapt as run_adapt
+
+    cfg = TransferConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        wasserstein_weight=wasserstein,
+        wasserstein_method=method,
+        entropy_weight=entropy,
+        adversarial_weight=adversarial,
+        seed=seed,
+    )
+    try:
+        result = run_adapt(checkpoint, source, target_images, out, cfg, log=typer.echo, device=device)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(f"adapted checkpoint: {result.checkpoint}")
 
 
 bench_app = typer.Typer(help="Benchmarks: each reports ratios against a baseline measured in the same run.")
@@ -272,7 +310,25 @@ def bench_quality(
     typer.echo(f"wrote {out / 'quality.md'}")
 
 
+def _load_plugins() -> None:
+    """Add command groups that other packages of the distribution register (``drgnet db``, ``drgnet user``, ...).
+
+    The ML core must not import the persistence or feedback layers (DESIGN.md §2), so they plug their commands in
+    through the ``drgnet.commands`` entry-point group instead of being imported here.
+    """
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="drgnet.commands"):
+        try:
+            sub = ep.load()
+        except ImportError as exc:
+            typer.secho(f"warning: command group {ep.name!r} unavailable ({exc})", fg=typer.colors.YELLOW, err=True)
+            continue
+        app.add_typer(sub, name=ep.name)
+
+
 def main() -> None:
+    _load_plugins()
     app()
 
 

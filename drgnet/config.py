@@ -117,3 +117,22 @@ def load_train_config(path: Path) -> TrainConfig:
         return from_dict(TrainConfig, data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Adapting a trained model to a new camera with unlabelled target photographs (``drgnet adapt``)."""
+
+    steps: int = 200  # optimisation steps; each sees one source and one target batch
+    batch_size: int = 8
+    lr: float = 1e-4  # the model's learning rate (small: it is already trained)
+    wasserstein_weight: float = 0.1  # minibatch optimal transport between pooled source and target features
+    wasserstein_method: str = "emd"  # "emd" (exact, ot.emd2) or "sliced" (for large batches)
+    sliced_projections: int = 64
+    entropy_weight: float = 0.05  # direct entropy of target lesion maps and grade distribution
+    adversarial_weight: float = 0.01  # ADVENT: fool a discriminator on target self-information maps
+    discriminator_lr: float = 1e-4
+    ramp_steps: int = 50  # transfer weights grow linearly from 0 over these steps
+    augment: str = "light"
+    seed: int = 0
+    workers: int = 0

@@ -11,7 +11,7 @@ Typical use::
     train, val, test = split_indices(open_dataset("/data/FGADR").grades)
 
 Layouts (``LAYOUTS``): ``idrid-seg``, ``idrid-grading``, ``fgadr``, ``ddr-grading``, ``ddr-seg``, ``csv``
-(EyePACS / APTOS style) and ``synthetic`` (written by ``drgnet synth``).
+(EyePACS / APTOS style), ``synthetic`` (written by ``drgnet synth``) and ``folder`` (unlabelled photographs).
 
 Masks follow one rule everywhere: when a source annotated a lesion for an image but has no mask file for it,
 the lesion is absent from that image (known, all zeros). A lesion is unknown only when the source never
@@ -58,6 +58,7 @@ __all__ = [
     "FGADRReader",
     "IDRiDGradingReader",
     "IDRiDSegmentationReader",
+    "ImageFolderReader",
     "SyntheticReader",
     "detect_layout",
     "open_dataset",
@@ -1102,6 +1103,44 @@ class SyntheticReader(DatasetReader):
         return (root / _SYN_GRADES).is_file() and has_images(root / _SYN_IMAGES) and (root / _SYN_MASKS).is_dir()
 
 
+class ImageFolderReader(DatasetReader):
+    """Unlabelled photographs: every image file in a folder and its sub-folders (e.g. a new clinic's export).
+
+    Names are the paths relative to the folder, without extension and with ``/`` kept, so two cameras' ``001.jpg``
+    in different sub-folders stay distinct. Samples have no grade and no masks.
+    """
+
+    layout = "folder"
+    title = "folder of photographs"
+    default_source = "folder"
+
+    def __init__(self, root: str | Path, split: str | None = None, *, source: str | None = None) -> None:
+        super().__init__(root, split, source=source)
+        if not self.root.is_dir():
+            raise self._not_this("not a folder")
+        files = sorted(
+            p
+            for p in self.root.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith(".") for part in p.relative_to(self.root).parts)
+        )
+        if not files:
+            raise self._not_this("no image files found")
+        entries = [
+            _Entry(name=str(p.relative_to(self.root).with_suffix("")), path=p, source=self.source) for p in files
+        ]
+        self._set_entries(entries)
+
+    @classmethod
+    def expected(cls, split: str | None = None) -> str:
+        return f"image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in the folder or its sub-folders"
+
+    @classmethod
+    def matches(cls, root: Path) -> bool:
+        return root.is_dir() and has_images(root)
+
+
 # ============================================================================================ factory
 
 #: Layout name -> reader class.
@@ -1115,6 +1154,7 @@ LAYOUTS: dict[str, type[DatasetReader]] = {
         DDRSegmentationReader,
         CSVReader,
         SyntheticReader,
+        ImageFolderReader,
     )
 }
 
@@ -1130,7 +1170,7 @@ def detect_layout(path: str | Path) -> str:
     """Name of the layout (a key of ``LAYOUTS``) that ``path`` holds.
 
     The dataset-specific layouts are tried first; ``csv`` only when none of them matches, because most
-    datasets also contain some CSV.
+    datasets also contain some CSV, and ``folder`` (unlabelled photographs) last of all.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -1140,7 +1180,7 @@ def detect_layout(path: str | Path) -> str:
     root = Path(path).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such file or folder")
-    hits = [name for name, cls in LAYOUTS.items() if name != "csv" and _safe_match(cls, root)]
+    hits = [name for name, cls in LAYOUTS.items() if name not in ("csv", "folder") and _safe_match(cls, root)]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
@@ -1150,6 +1190,8 @@ def detect_layout(path: str | Path) -> str:
         )
     if _safe_match(CSVReader, root):
         return "csv"
+    if _safe_match(ImageFolderReader, root):
+        return "folder"
     tried = "\n".join(f"  {name}: {cls.expected()}" for name, cls in LAYOUTS.items())
     raise ValueError(f"{root}: cannot tell which dataset layout this is. Tried:\n{tried}")
 

@@ -57,6 +57,7 @@ def ensure_demo_model(
     if {k: have.get(k) for k in wanted} != wanted:
         log(f"generating the synthetic demo cohort in {cohort}")
         synthetic.generate_cohort(cohort, **wanted, progress=True)
+        synthetic.write_preview(cohort / "preview.png", size=320, style=spec["style"], seed=spec["seed"])
     cfg = dataclasses.replace(
         get_preset(RECIPE["preset"]),
         data=str(cohort),

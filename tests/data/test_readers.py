@@ -546,5 +546,27 @@ def test_module_exports_every_layout_in_the_registry():
         "ddr-seg",
         "csv",
         "synthetic",
+        "folder",
     }
     assert all(name in readers.__all__ for name in ("open_dataset", "detect_layout", "split_indices"))
+
+
+def test_image_folder_reader_finds_unlabelled_photographs_recursively(tmp_path):
+    for rel in ("cam_a/001.jpg", "cam_b/001.png", "002.tif"):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 30), (200, 80, 50)).save(path)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".hidden").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / ".hidden" / "x.png")
+    assert detect_layout(tmp_path) == "folder"
+    reader = open_dataset(tmp_path, layout="folder", source="clinic")
+    assert reader.names == ["002", "cam_a/001", "cam_b/001"]
+    assert reader.grades == [None, None, None]
+    sample = reader[1]
+    assert sample.image.shape == (30, 40, 3) and sample.grade is None and sample.masks is None
+    assert sample.source == "clinic"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no image files found"):
+        open_dataset(empty, layout="folder")
