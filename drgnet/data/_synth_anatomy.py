@@ -238,6 +238,8 @@ def _grow_one(rng: np.random.Generator, eye: Eye, sp: _Sprout, budget: int) -> t
     omega = 0.0
     pts = [(x, y)]
     ws = [w]
+    # Calibre is not perfectly smooth: a slow wobble of a few percent along the vessel.
+    wob = 0.0
     children: list[_Sprout] = []
     s = 0.0
 
@@ -284,8 +286,9 @@ def _grow_one(rng: np.random.Generator, eye: Eye, sp: _Sprout, budget: int) -> t
         s += _STEP
         # Calibre tapers along the length, faster for thin vessels.
         w *= 1.0 - _STEP * (0.2 + 0.003 / w)
+        wob = 0.92 * wob + 0.08 * noise[(ni * 7 + 3) % 512]
         pts.append((x, y))
-        ws.append(w)
+        ws.append(w * (1.0 + 0.35 * wob))
         r2 = x * x + y * y
         if r2 > 1.06 * 1.06 or w < _MIN_WIDTH:
             break
@@ -313,6 +316,10 @@ def _grow_one(rng: np.random.Generator, eye: Eye, sp: _Sprout, budget: int) -> t
                 angle = abs(_wrap(hc - th))
             wc = w * frac ** (1.0 / 3.0)
             if wc < _MIN_WIDTH * 1.3:
+                continue
+            # Not every potential twig is visible: thin ones are sparser, nasally more so (the nasal
+            # retina is thinner and less richly supplied than the macular side).
+            if wc < _MIN_WIDTH * 2.4 and rng.random() < (0.55 if x < dx0 else 0.3):
                 continue
             w *= (1.0 - frac) ** (1.0 / 3.0)
             th -= side * angle * frac * 0.3
@@ -485,6 +492,10 @@ def _draw_layer(
         thick = np.maximum(1, np.round(wseg)).astype(np.int32)
         wreal = wseg / ss
         shade = np.where(wseg >= 1.0, 255 * np.minimum(1.0, 0.35 + 0.65 * wreal / 4.0), 120 * wseg)
+        # Slight variation of the blood column's density along the vessel (same for any pixel scale).
+        sl = np.cumsum(np.hypot(*np.diff(ves.points, axis=0).T))
+        phase = float(ves.points[0, 0] * 917.0 + ves.points[0, 1] * 331.0)
+        shade = shade * (0.9 + 0.1 * np.sin(sl / 0.05 + phase) * np.sin(sl / 0.13 + 0.7 * phase))
         shade = (np.round(shade / 4.0) * 4.0).astype(np.int32)
         layers = (
             (canvases[ves.kind], thick, shade, wseg > 0),
@@ -536,8 +547,8 @@ def render_vessels(
     # Vessel colour is relative to the local background: the blood column absorbs green and blue strongly
     # and red only a little, which is why vessels are dark red rather than black.
     colours = {
-        "vein": np.array([0.84, 0.48, 0.58], np.float32),
-        "artery": np.array([0.93, 0.62, 0.74], np.float32),
+        "vein": np.array([0.80, 0.44, 0.56], np.float32),
+        "artery": np.array([0.94, 0.65, 0.76], np.float32),
     }
     for kind in ("vein", "artery"):  # arteries cross over veins more often than not
         cov = down(layers[kind])

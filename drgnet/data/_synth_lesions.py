@@ -164,7 +164,7 @@ def _place(placer: _Placer, propose, make, tries: int = 30) -> Lesion | None:
     for _ in range(tries):
         x, y = propose()
         les = make(x, y)
-        clearance = {"MA": 0.004, "EX": 0.007, "SE": 0.012, "HE": None}[les.kind]
+        clearance = {"MA": 0.004, "EX": 0.007, "SE": 0.017, "HE": None}[les.kind]
         if les.shape in ("flame", "preretinal"):
             clearance = None
         if placer.fits(x, y, les.radius, les.kind, clearance):
@@ -179,40 +179,91 @@ def _make_ma(rng: np.random.Generator, x: float, y: float) -> Lesion:
     return Lesion("MA", "ma", (x, y), r, colour=(0.66 * f, 0.30 * f, 0.42 * f))
 
 
+def _blotch(rng: np.random.Generator, radius: float, rough: float, n: int = 40) -> np.ndarray:
+    """An irregular, blotchy outline: low harmonics for the overall shape plus a little high-frequency
+    ruffling, as blood spreading between retinal cells does not make a smooth circle."""
+    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    rr = np.ones(n)
+    for k in range(2, 10):
+        amp = rough * (1.0 / k if k < 6 else 0.35 / k)
+        rr += amp * rng.normal(0.0, 1.0) * np.cos(k * t + rng.uniform(0, 2 * np.pi))
+    rr = np.clip(rr, 0.5, 1.6) * radius
+    return np.stack([rr * np.cos(t), rr * np.sin(t)], axis=1)
+
+
 def _make_dot_blot(rng: np.random.Generator, x: float, y: float, big: bool) -> Lesion:
-    r = _px(rng.uniform(4.0, 10.0) if big else rng.uniform(2.2, 4.0))
-    polys = [_blob(rng, r, 0.25 if big else 0.12, n=40)]
-    if big and rng.random() < 0.4:
-        # Blots are often a few merged patches.
-        for _ in range(int(rng.integers(1, 3))):
+    # Sizes are skewed: many small dots, fewer large blots, a rare big one.
+    if big:
+        r = _px(min(12.0, 3.8 * math.exp(abs(rng.normal(0.0, 0.45)))))
+    else:
+        r = _px(min(4.2, 1.7 * math.exp(abs(rng.normal(0.0, 0.45)))))
+    polys = [_blotch(rng, r, 0.35 if big else 0.18, n=44 if big else 28)]
+    if big:
+        # Blots are a few merged patches: lobes overlapping the main one, so the blot stays one piece.
+        for _ in range(int(rng.integers(1, 4))):
             a = rng.uniform(0, 2 * math.pi)
-            o = r * rng.uniform(0.5, 0.9)
-            polys.append(_blob(rng, r * rng.uniform(0.45, 0.75), 0.2, n=32) + [o * math.cos(a), o * math.sin(a)])
+            o = r * rng.uniform(0.35, 0.75)
+            lobe = _blotch(rng, r * rng.uniform(0.35, 0.65), 0.3, n=32)
+            polys.append(lobe + [o * math.cos(a), o * math.sin(a)])
     ext = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in polys)
-    # Fresh or thin haemorrhages are a lighter red than old, dense ones.
-    f = rng.uniform(0.85, 1.25)
-    colour = (min(0.95, 0.70 * f), min(0.9, 0.28 * f**1.5), min(0.9, 0.42 * f**1.5))
-    return Lesion("HE", "blot" if big else "dot", (x, y), ext, polys, colour, softness=_px(1.0 if big else 0.5))
+    # Colour as a transmission factor of a full-density layer of blood: red passes, green and blue are
+    # absorbed. Fresh or thin haemorrhages are a lighter, brighter red than old, dense ones.
+    f = rng.uniform(0.92, 1.08)
+    colour = (min(0.95, 0.70 * f), min(0.9, 0.36 * f**1.5), min(0.9, 0.38 * f**1.5))
+    soft = _px(rng.uniform(0.9, 1.4) if big else rng.uniform(0.55, 0.8))
+    return Lesion(
+        "HE",
+        "blot" if big else "dot",
+        (x, y),
+        ext,
+        polys,
+        colour,
+        softness=soft,
+        seed=int(rng.integers(1 << 31)),
+    )
 
 
 def _make_flame(rng: np.random.Generator, eye: Eye, x: float, y: float) -> Lesion:
-    length = _px(rng.uniform(10.0, 26.0))
-    width = _px(rng.uniform(3.0, 6.5))
-    ang = eye.nerve_fibre_angle(x, y) + rng.normal(0.0, 0.12)
+    """A flame (splinter) haemorrhage: blood in the nerve-fibre layer, so a bundle of fine parallel streaks
+    along the fibres, splintered and feathered at the ends."""
+    length = _px(rng.uniform(16.0, 40.0))
+    width = _px(rng.uniform(5.0, 10.0))
+    ang = eye.nerve_fibre_angle(x, y) + rng.normal(0.0, 0.08)
+    bend = rng.normal(0.0, 0.05)  # fibres curve a little
     polys = []
-    t = np.linspace(-1.0, 1.0, 24)
-    for _ in range(int(rng.integers(2, 5))):
-        # Streaks of blood along the nerve fibres, splintered at the ends.
-        lz = length * rng.uniform(0.6, 1.0) / 2.0
-        hw = width * rng.uniform(0.25, 0.5) * (1.0 - t**2) ** 0.7 + _px(0.3)
-        shift_l = rng.normal(0.0, width * 0.25)
-        shift_a = rng.normal(0.0, length * 0.08)
-        top = np.stack([t * lz + shift_a, shift_l + hw], axis=1)
-        bot = np.stack([t[::-1] * lz + shift_a, shift_l - hw[::-1]], axis=1)
+    t = np.linspace(-1.0, 1.0, 28)
+    n = int(rng.integers(4, 9))
+    lanes = np.sort(rng.uniform(-0.5, 0.5, n)) * width
+    # A thin sheet of blood joins the streaks in the middle, so the flame is one haemorrhage.
+    body_hw = (float(np.abs(lanes).max()) + width * 0.1) * (1.0 - t**2) ** 0.8 + _px(0.3)
+    body_z = t * length * 0.3
+    body_c = bend * body_z**2 / max(length, 1e-6) * 4.0
+    body = np.concatenate(
+        [np.stack([body_z, body_c + body_hw], 1), np.stack([body_z[::-1], body_c[::-1] - body_hw[::-1]], 1)]
+    )
+    polys.append(_rotate(body, ang))
+    for k in range(n):
+        # Streaks nearer the axis of the flame are longer; ends are staggered.
+        lz = length * rng.uniform(0.45, 1.0) * (1.0 - 0.6 * abs(lanes[k]) / width) / 2.0
+        hw = width * rng.uniform(0.07, 0.16) * (1.0 - t**2) ** 0.6 + _px(0.35)
+        shift_a = rng.normal(0.0, length * 0.1)
+        along = t * lz + shift_a
+        centre_l = lanes[k] + bend * along**2 / max(length, 1e-6) * 4.0
+        top = np.stack([along, centre_l + hw], axis=1)
+        bot = np.stack([along[::-1], centre_l[::-1] - hw[::-1]], axis=1)
         polys.append(_rotate(np.concatenate([top, bot]), ang))
     ext = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in polys)
-    f = rng.uniform(0.9, 1.1)
-    return Lesion("HE", "flame", (x, y), ext, polys, (0.70 * f, 0.26 * f, 0.38 * f), softness=_px(0.6))
+    f = rng.uniform(0.94, 1.06)
+    return Lesion(
+        "HE",
+        "flame",
+        (x, y),
+        ext,
+        polys,
+        (0.74 * f, 0.36 * f, 0.46 * f),
+        softness=_px(0.5),
+        seed=int(rng.integers(1 << 31)),
+    )
 
 
 def _make_preretinal(rng: np.random.Generator, x: float, y: float) -> Lesion:
@@ -230,28 +281,43 @@ def _make_preretinal(rng: np.random.Generator, x: float, y: float) -> Lesion:
 
 def _make_exudate(rng: np.random.Generator, x: float, y: float, big: bool) -> Lesion:
     r = _px(rng.uniform(3.0, 7.0) if big else rng.uniform(1.0, 3.2))
-    poly = _blob(rng, r, 0.45, n=18)
-    ext = float(np.hypot(poly[:, 0], poly[:, 1]).max())
-    v = rng.uniform(0.88, 1.05)
-    return Lesion("EX", "exudate", (x, y), ext, [poly], (1.08 * v, 0.95 * v, 0.48 * v), softness=_px(0.25))
+    polys = [_blob(rng, r, 0.45, n=18)]
+    if big and rng.random() < 0.5:
+        # Larger plaques form where neighbouring flecks coalesce.
+        for _ in range(int(rng.integers(1, 4))):
+            a = rng.uniform(0, 2 * math.pi)
+            o = r * rng.uniform(0.6, 1.1)
+            polys.append(_blob(rng, r * rng.uniform(0.35, 0.7), 0.45, n=14) + [o * math.cos(a), o * math.sin(a)])
+    ext = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in polys)
+    # Waxy yellow-white lipid: from creamy white to a deeper yellow, with sharp edges.
+    v = rng.uniform(0.9, 1.05)
+    yel = rng.uniform(0.25, 1.0)
+    colour = (1.12 * v, (1.02 - 0.1 * yel) * v, (0.74 - 0.24 * yel) * v)
+    return Lesion("EX", "exudate", (x, y), ext, polys, colour, softness=_px(0.25))
 
 
 def _make_cotton_wool(rng: np.random.Generator, eye: Eye, x: float, y: float) -> Lesion:
-    length = _px(rng.uniform(18.0, 40.0))
+    length = _px(rng.uniform(20.0, 42.0))
+    ang = eye.nerve_fibre_angle(x, y) + rng.normal(0.0, 0.3)
     poly = _blob(rng, length / 2.0, 0.3, n=32)
     poly[:, 1] *= rng.uniform(0.5, 0.8)
-    poly = _rotate(poly, eye.nerve_fibre_angle(x, y) + rng.normal(0.0, 0.3))
-    soft = length * rng.uniform(0.14, 0.22)
-    ext = float(np.hypot(poly[:, 0], poly[:, 1]).max()) + 1.5 * soft
+    polys = [_rotate(poly, ang)]
+    # Often a few fluffy puffs run together along the fibres.
+    for _ in range(int(rng.integers(0, 3))):
+        lobe = _blob(rng, length * rng.uniform(0.2, 0.35), 0.35, n=24)
+        o = np.array([rng.uniform(-0.45, 0.45) * length, rng.uniform(-0.15, 0.15) * length])
+        polys.append(_rotate(lobe + o, ang))
+    soft = length * rng.uniform(0.15, 0.22)
+    ext = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in polys) + 1.5 * soft
     v = rng.uniform(0.95, 1.05)
     return Lesion(
         "SE",
         "cotton_wool",
         (x, y),
         ext,
-        [poly],
-        (1.0 * v, 0.92 * v, 0.78 * v),
-        opacity=rng.uniform(0.75, 0.95),
+        polys,
+        (1.06 * v, 0.99 * v, 0.88 * v),
+        opacity=rng.uniform(0.75, 0.92),
         softness=soft,
         seed=int(rng.integers(1 << 31)),
     )
@@ -310,7 +376,7 @@ def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
             per_quadrant = int(rng.integers(5, 11))
         n_dot = int(rng.integers(3, 12))
         n_blot = int(rng.integers(2, 8))
-        n_flame = int(rng.integers(1, 6)) if rng.random() < 0.6 else 0
+        n_flame = int(rng.integers(2, 8)) if rng.random() < 0.75 else 0
         n_ex_clusters = int(rng.integers(1, 4)) if rng.random() < 0.7 else 0
         n_se = int(rng.integers(1, 6)) if rng.random() < 0.6 else 0
         beading = rng.random() < 0.35
@@ -341,8 +407,9 @@ def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
     if n_se:
 
         def prop_se():
-            x, y, ang = placer.near_vessel(0.009, 1.0 * dd, 3.5 * dd)
-            off = rng.uniform(0.01, 0.04) * (1 if rng.random() < 0.5 else -1)
+            # Cotton-wool spots sit in the thick nerve-fibre layer along the arcades, near the disc.
+            x, y, ang = placer.near_vessel(0.009, 1.0 * dd, 3.0 * dd)
+            off = rng.uniform(0.03, 0.08) * (1 if rng.random() < 0.5 else -1)
             return x - off * math.sin(ang), y + off * math.cos(ang)
 
         for _ in range(n_se):
@@ -358,15 +425,25 @@ def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
         ok_quadrants = 0
         for q in range(4):
             got = 0
+            last: list[Lesion] = []
             for _ in range(per_quadrant):
-                big = rng.random() < 0.45
-                got += add(
-                    _place(
-                        placer,
-                        lambda q=q: _quadrant_point(rng, q),
-                        lambda x, y, big=big: _make_dot_blot(rng, x, y, big),
-                    )
-                )
+                big = rng.random() < 0.3
+                # Haemorrhages cluster: some grow beside one already there (in the same quadrant).
+                seed_les = last[int(rng.integers(len(last)))] if last and rng.random() < 0.4 else None
+
+                def prop_q(q=q, near=seed_les):
+                    if near is not None:
+                        x = near.centre[0] + rng.normal(0.0, 0.045)
+                        y = near.centre[1] + rng.normal(0.0, 0.045)
+                        a = math.atan2(y, x) % (2 * math.pi) - q * math.pi / 2
+                        if 0.1 < a < math.pi / 2 - 0.1 and x * x + y * y > 0.04:
+                            return x, y
+                    return _quadrant_point(rng, q)
+
+                les = _place(placer, prop_q, lambda x, y, big=big: _make_dot_blot(rng, x, y, big))
+                if add(les):
+                    got += 1
+                    last.append(les)
             ok_quadrants += got > 0
         if ok_quadrants == 4:
             note("haemorrhages_4_quadrants")
@@ -379,8 +456,9 @@ def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
     for _ in range(n_flame):
 
         def prop_fl():
-            x, y, ang = placer.near_vessel(0.006, 0.8 * dd, 3.5 * dd)
-            off = rng.uniform(0.005, 0.03) * (1 if rng.random() < 0.5 else -1)
+            # Flames lie in the thick nerve-fibre layer: around the disc and along the arcades.
+            x, y, ang = placer.near_vessel(0.009, 0.7 * dd, 3.0 * dd)
+            off = rng.uniform(0.015, 0.04) * (1 if rng.random() < 0.5 else -1)
             return x - off * math.sin(ang), y + off * math.cos(ang)
 
         if add(_place(placer, prop_fl, lambda x, y: _make_flame(rng, eye, x, y))):
@@ -417,7 +495,7 @@ def _exudate_cluster(rng: np.random.Generator, eye: Eye, placer: _Placer, lesion
     d = dd * rng.uniform(0.4, 1.8)
     cx, cy = eye.fovea + d * np.array([math.cos(a), math.sin(a)])
     ring = rng.random() < 0.55
-    n = int(rng.integers(10, 35) if ring else rng.integers(4, 18))
+    n = int(rng.integers(14, 40) if ring else rng.integers(4, 18))
     rr = dd * rng.uniform(0.3, 0.75)
     a0 = rng.uniform(0, 2 * math.pi)
     extent = rng.uniform(2.5, 5.8)
@@ -574,12 +652,26 @@ def _poly_coverage(polys: list[np.ndarray], h: int, w: int, q: int = 4) -> np.nd
     return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) * (1.0 / 255.0)
 
 
-def _lesion_alpha(les: Lesion, raster: Raster) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+def _texture(seed: int, h: int, w: int, cells: int = 6) -> np.ndarray:
+    """Smooth noise of unit spread over a lesion's patch: the same pattern at any pixel scale."""
+    g = np.random.default_rng(seed).normal(0.0, 1.0, (cells, cells)).astype(np.float32)
+    return cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _lesion_alpha(
+    les: Lesion, raster: Raster
+) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray | None] | None:
+    """A lesion's alpha on its patch, the patch box and, for haemorrhages, how dense the blood is (0-1)."""
     s = raster.size
     cx, cy = raster.to_px(np.asarray(les.centre))
     ext = les.radius * raster.radius
+    grow = 1.0
     if les.shape == "ma":
         ext = max(ext, 0.75)  # below this a microaneurysm would vanish at small image sizes
+    elif les.shape in ("dot", "exudate") and ext < 1.0:
+        # Likewise a fleck smaller than a pixel would tint the image without ever reaching its mask.
+        grow = 1.0 / max(ext, 1e-6)
+        ext = 1.0
     pad = 2 + int(math.ceil(3 * les.softness * raster.radius))
     x0, x1 = max(0, int(cx - ext) - pad), min(s, int(cx + ext) + pad + 1)
     y0, y1 = max(0, int(cy - ext) - pad), min(s, int(cy + ext) + pad + 1)
@@ -590,23 +682,44 @@ def _lesion_alpha(les: Lesion, raster: Raster) -> tuple[np.ndarray, tuple[int, i
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
         d = np.hypot(xx - cx, yy - cy)
         a = np.clip(ext - d + 0.5, 0.0, 1.0)
-        return a, (y0, y1, x0, x1)
-    polys = [p * raster.radius + [cx - x0, cy - y0] for p in les.polygons]
-    a = _poly_coverage(polys, h, w)
+        return a, (y0, y1, x0, x1), None
+    polys = [p * (raster.radius * grow) + [cx - x0, cy - y0] for p in les.polygons]
+    dens = None
+    if les.shape == "flame":
+        # Striated: each streak adds blood, so overlapping streaks are darker and the gaps lighter.
+        covs = [_poly_coverage([p], h, w) for p in polys]
+        a = np.maximum.reduce(covs)
+        dens = np.clip(0.35 * covs[0] + 0.5 * sum(covs[1:]), 0.0, 1.0)
+    else:
+        a = _poly_coverage(polys, h, w)
     if les.shape == "cotton_wool":
         sig = max(les.softness * raster.radius, 0.6)
         a = cv2.GaussianBlur(a, (0, 0), sig)
         # Fluffy, feathery texture: the same pattern at any pixel scale, as it comes from a small grid.
         g = np.random.default_rng(les.seed).normal(0.0, 1.0, (7, 7)).astype(np.float32)
         tex = cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
-        t = np.clip((a - 0.12) / 0.7, 0.0, 1.0)
-        a = les.opacity * t * t * (3 - 2 * t) * (1.0 + 0.18 * tex)
+        # Finer, feathery fibres at the edge: a denser noise that only matters where the spot thins out.
+        fine = _texture(les.seed + 1, h, w, 15)
+        t = np.clip((a - 0.15) / 0.67, 0.0, 1.0)
+        a = les.opacity * t * t * (3 - 2 * t) * (1.0 + 0.15 * tex + 0.12 * fine + 0.3 * fine * (1.0 - t))
         a = np.clip(a, 0.0, 1.0)
+    elif les.shape in ("dot", "blot", "flame"):
+        sig = max(les.softness * raster.radius, 0.4)
+        soft = cv2.GaussianBlur(a, (0, 0), sig)
+        tex = _texture(les.seed, h, w, 5 if les.shape == "dot" else 7)
+        # Feathered, blotchy rim: noise moves the edge in and out where the blurred outline is partial.
+        a = np.clip(1.12 * soft + 0.3 * tex * soft * (1.0 - soft), 0.0, 1.0)
+        core = cv2.GaussianBlur(soft, (0, 0), max(1.0, 0.18 * max(h, w)))
+        core = core / max(float(core.max()), 1e-6)
+        blood = 0.55 + 0.45 * core + 0.12 * tex
+        if dens is not None:
+            blood = 0.45 * blood + 0.55 * cv2.GaussianBlur(dens, (0, 0), max(0.4, 0.5 * sig)) + 0.25
+        dens = np.clip(blood, 0.3, 1.15) * np.clip(a * 1.6, 0.0, 1.0)
     elif les.softness > 0:
         a = np.clip(cv2.GaussianBlur(a, (0, 0), max(les.softness * raster.radius, 0.4)) * 1.15, 0.0, 1.0)
     # Blur tails far below one 8-bit level would only smear invisible changes outside the lesion.
     a[a < 1.0 / 512.0] = 0.0
-    return a, (y0, y1, x0, x1)
+    return a, (y0, y1, x0, x1), dens
 
 
 def render_lesions(alb: np.ndarray, background: np.ndarray, lesions: list[Lesion], raster: Raster) -> np.ndarray:
@@ -616,20 +729,20 @@ def render_lesions(alb: np.ndarray, background: np.ndarray, lesions: list[Lesion
         got = _lesion_alpha(les, raster)
         if got is None:
             continue
-        a, (y0, y1, x0, x1) = got
+        a, (y0, y1, x0, x1), dens = got
         bg = background[y0:y1, x0:x1]
         col = np.asarray(les.colour, np.float32)
         if les.kind in ("MA", "HE"):
             # Blood hides what lies beneath, so its colour comes from the vessel-free background.
-            colour = bg * col
-            if les.shape in ("blot", "dot", "preretinal"):
+            # Beer-Lambert: thicker blood absorbs more, so the colour deepens with the density.
+            colour = bg * (col if dens is None else np.power(col, dens[..., None]))
+            if les.shape == "preretinal":
                 core = cv2.GaussianBlur(a, (0, 0), max(1.0, a.shape[0] / 6.0))
                 colour = colour * (1.0 - 0.22 * (core / max(float(core.max()), 1e-6)))[..., None]
-            if les.shape == "preretinal":
                 yy = np.linspace(0.0, 1.0, a.shape[0], dtype=np.float32)[:, None, None]
                 colour = colour * (1.05 - 0.3 * yy)
         else:
-            mix = 0.3 if les.kind == "SE" else 0.15
+            mix = 0.3 if les.kind == "SE" else 0.1
             colour = col * (1.0 - mix) + bg * mix
             if les.kind == "EX":
                 core = cv2.GaussianBlur(a, (0, 0), 1.0)

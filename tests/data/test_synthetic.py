@@ -89,6 +89,30 @@ def test_masks_are_exactly_the_drawn_lesions_on_the_retina(grade):
         assert diff[union].sum() > 0.7 * diff.sum()
 
 
+def test_tiny_lesions_still_reach_their_mask():
+    # A dot or fleck smaller than a pixel at a small image size must not tint the image without a mask.
+    from drgnet.data import _synth_lesions as sl
+
+    raster = synthetic.Raster(96, 0.46 * 96)
+    rng = np.random.default_rng(0)
+    for shape in ("dot", "exudate"):
+        make = sl._make_dot_blot if shape == "dot" else sl._make_exudate
+        for _ in range(20):
+            les = make(rng, 0.1, -0.2, False)
+            les.polygons = [p * 0.2 for p in les.polygons]
+            les.radius *= 0.2
+            a, _, _ = sl._lesion_alpha(les, raster)
+            assert a.max() >= 0.5, shape
+
+
+def test_grade_3_haemorrhages_are_dark_red_not_black():
+    f = generate_fundus(3, size=256, seed=0, index=3)
+    he = ndimage.binary_erosion(f.masks[1].astype(bool), iterations=1)
+    assert he.any()
+    r, g, b = np.median(f.image[he].astype(float), axis=0)
+    assert r > 100 and r > 3 * g and g > 15 and b < g + 5
+
+
 def test_masks_match_the_photograph_after_the_camera():
     f = generate_fundus(3, size=SIZE, seed=3, index=1)
     bare = generate_fundus(3, size=SIZE, seed=3, index=1, draw_lesions=False)

@@ -128,3 +128,32 @@ def test_resume_continues_where_it_stopped_and_training_is_seeded(cohort, tmp_pa
     assert any("resuming" in line for line in logs)
     history = json.loads((tmp_path / "a" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
+
+
+def test_adapt_to_a_new_camera_writes_a_loadable_checkpoint_and_lowers_target_entropy(trained, cohort, tmp_path):
+    target = tmp_path / "clinic"
+    synthetic.generate_cohort(target, n=8, size=128, style="smartphone", seed=11, workers=1, progress=False)
+    photos = target / synthetic.IMAGE_DIR  # just the photographs: no labels are used
+    out = tmp_path / "adapted"
+    result = runner.invoke(
+        app,
+        [
+            "adapt",
+            "--checkpoint", str(trained / "best"),
+            "--source", str(cohort),
+            "--target-images", str(photos),
+            "--out", str(out),
+            "--steps", "8",
+            "--batch-size", "4",
+            "--lr", "1e-3",
+            "--entropy", "1.0",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["target_entropy_after"] < metrics["target_entropy_before"]
+    assert {"wasserstein", "entropy", "adversarial", "discriminator"} <= set(metrics["final_losses"])
+    pred = Predictor.from_checkpoint(out).predict(sorted(photos.glob("*.jpg"))[0])
+    assert pred.grade in range(5)
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["adapted_from"] == str(trained / "best")
