@@ -310,6 +310,49 @@ def bench_quality(
     typer.echo(f"wrote {out / 'quality.md'}")
 
 
+@bench_app.command("transfer")
+def bench_transfer(
+    n_source: int = typer.Option(400, "--n-source", min=20),
+    n_target_pool: int = typer.Option(150, "--n-target-pool", min=4),
+    n_target_test: int = typer.Option(120, "--n-target-test", min=4),
+    image_size: int = typer.Option(384, "--image-size", min=64),
+    input_size: int = typer.Option(256, "--input-size", min=64),
+    targets: str = typer.Option("clinic_b,smartphone", "--targets", help="Comma-separated target camera styles."),
+    source_epochs: int = typer.Option(6, "--source-epochs", min=1),
+    source_steps_per_epoch: int = typer.Option(40, "--source-steps-per-epoch", min=1),
+    adapt_steps: int = typer.Option(150, "--adapt-steps", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", min=2),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(0, "--workers", min=0),
+    device: str = typer.Option("cpu", "--device"),
+    out: Path = typer.Option(Path("runs/bench/transfer"), "--out"),
+) -> None:
+    """Source-only vs + Wasserstein vs + entropy vs both, on labelled photographs of new camera styles."""
+    from drgnet.bench import transfer
+
+    cfg = transfer.TransferBenchConfig(
+        n_source=n_source,
+        n_target_pool=n_target_pool,
+        n_target_test=n_target_test,
+        image_size=image_size,
+        input_size=input_size,
+        target_styles=tuple(t.strip() for t in targets.split(",") if t.strip()),
+        source_epochs=source_epochs,
+        source_steps_per_epoch=source_steps_per_epoch,
+        adapt_steps=adapt_steps,
+        batch_size=batch_size,
+        seed=seed,
+        workers=workers,
+        device=device,
+    )
+    try:
+        rows = transfer.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(transfer.markdown(cfg, rows))
+    typer.echo(f"wrote {out / 'transfer.md'}")
+
+
 def _load_plugins() -> None:
     """Add command groups that other packages of the distribution register (``drgnet db``, ``drgnet user``, ...).
 

@@ -48,8 +48,13 @@ class AdaptTask(nn.Module):
     ) -> dict[str, torch.Tensor]:
         cfg = self.transfer
         out_s = self.model(source["image"])
-        out_t = self.model(target_images)
         losses = {f"source_{k}": v for k, v in self.joint.losses(out_s, source).items()}
+        losses["_info_source"] = self_information(out_s.lesion_logits)
+        if not self.uses_target:
+            # Every transfer weight is 0: plain source fine-tuning, the baseline of the transfer benchmark.
+            losses["loss"] = losses["source_loss"]
+            return losses
+        out_t = self.model(target_images)
         ramp = min(1.0, (step + 1) / max(cfg.ramp_steps, 1))
         total = losses["source_loss"]
         if cfg.wasserstein_weight > 0:
@@ -65,10 +70,13 @@ class AdaptTask(nn.Module):
             losses["adversarial"] = adversarial_loss(self.discriminator, info_t)
             total = total + ramp * cfg.adversarial_weight * losses["adversarial"]
         losses["loss"] = total
-        # For the discriminator step (detached there).
-        losses["_info_source"] = self_information(out_s.lesion_logits)
-        losses["_info_target"] = info_t
+        losses["_info_target"] = info_t  # for the discriminator step (detached there)
         return losses
+
+    @property
+    def uses_target(self) -> bool:
+        cfg = self.transfer
+        return cfg.wasserstein_weight > 0 or cfg.entropy_weight > 0 or cfg.adversarial_weight > 0
 
 
 def adapt_step(
