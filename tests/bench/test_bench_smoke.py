@@ -35,3 +35,27 @@ def test_quality_bench_scores_every_variant_on_the_same_split(tmp_path):
 def test_quality_bench_rejects_unknown_variants(tmp_path):
     with pytest.raises(ValueError, match="unknown variant"):
         quality.run(quality.QualityBenchConfig(variants=("drgnet", "vgg")), tmp_path)
+
+
+def test_transfer_bench_reports_every_method_for_a_target(tmp_path):
+    from drgnet.bench import transfer
+
+    cfg = transfer.TransferBenchConfig(
+        n_source=16,
+        n_target_pool=4,
+        n_target_test=6,
+        image_size=128,
+        input_size=64,
+        target_styles=("smartphone",),
+        source_epochs=1,
+        source_steps_per_epoch=1,
+        adapt_steps=1,
+        batch_size=4,
+    )
+    rows = transfer.run(cfg, tmp_path, log=lambda _: None)
+    methods = ["source_only", "source_finetune", "wasserstein", "entropy", "both"]
+    assert [(r["target"], r["row"]) for r in rows] == [(t, m) for t in cfg.target_styles for m in methods]
+    for r in rows:
+        assert 0 <= r["entropy"] <= 1
+    table = (tmp_path / "transfer.md").read_text()
+    assert "+ Wasserstein" in table and "overhead" in table
