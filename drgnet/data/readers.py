@@ -308,7 +308,22 @@ _IDRID_LESION_DIRS = {
 _IDRID_LESION_ALIASES = {"HE": ("2. Hemorrhages",)}
 
 
-class IDRiDSegmentationReader(DatasetReader):
+class _IDRiDPart(DatasetReader):
+    """What the two IDRiD parts share: a located part folder whose images sit in per-set sub-folders."""
+
+    @staticmethod
+    def _locate(root: Path) -> Path | None:
+        raise NotImplementedError
+
+    @classmethod
+    def matches(cls, root: Path) -> bool:
+        base = cls._locate(root)
+        return base is not None and any(
+            has_images(_subdir(base, "1. Original Images", s)) for s in _IDRID_SETS.values()
+        )
+
+
+class IDRiDSegmentationReader(_IDRiDPart):
     """IDRiD part A (lesion segmentation): 54 training and 27 test photographs, all four lesions, no grades.
 
     ``root`` is the dataset folder or its ``A. Segmentation`` folder. Images are
@@ -370,13 +385,6 @@ class IDRiDSegmentationReader(DatasetReader):
             f"'A. Segmentation/2. All Segmentation Groundtruths/{s}/1. Microaneurysms' (IDRiD_01_MA.tif, ...)"
         )
 
-    @classmethod
-    def matches(cls, root: Path) -> bool:
-        base = cls._locate(root)
-        return base is not None and any(
-            has_images(_subdir(base, "1. Original Images", s)) for s in _IDRID_SETS.values()
-        )
-
 
 _IDRID_LABEL_FILES = {
     "train": "a. IDRiD_Disease Grading_Training Labels.csv",
@@ -384,7 +392,7 @@ _IDRID_LABEL_FILES = {
 }
 
 
-class IDRiDGradingReader(DatasetReader):
+class IDRiDGradingReader(_IDRiDPart):
     """IDRiD part B (disease grading): 413 training and 103 test photographs with ICDR grades.
 
     ``root`` is the dataset folder or its ``B. Disease Grading`` folder. Images are
@@ -476,13 +484,6 @@ class IDRiDGradingReader(DatasetReader):
         return (
             f"'B. Disease Grading/1. Original Images/{_IDRID_SETS[s]}' with images and "
             f"'B. Disease Grading/2. Groundtruths/{_IDRID_LABEL_FILES[s]}'"
-        )
-
-    @classmethod
-    def matches(cls, root: Path) -> bool:
-        base = cls._locate(root)
-        return base is not None and any(
-            has_images(_subdir(base, "1. Original Images", s)) for s in _IDRID_SETS.values()
         )
 
 
