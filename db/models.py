@@ -1,0 +1,372 @@
+"""SQLAlchemy 2.0 models: the tables of DRG-Net's database.
+
+Every table is created by the Alembic migrations in ``db/migrations``; ``tests/db`` proves that the migrated schema
+equals this metadata on SQLite and PostgreSQL.
+
+Conventions:
+
+- Enumerations are stored as short strings guarded by CHECK constraints (no native PostgreSQL enum types, so adding a
+  value is a plain migration on both backends).
+- Timestamps are timezone-aware and in UTC on both backends (:class:`UTCDateTime`).
+- JSON columns use JSONB on PostgreSQL and JSON text on SQLite.
+- Artifact columns hold sha256 hex digests of files in the content-addressed store (:mod:`db.artifacts`); image rows
+  hold the path of the stored photograph relative to the data directory.
+- ICDR grades are 0-4; the range is repeated here because ``db`` imports nothing from ``drgnet`` (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    event,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+#: Stable constraint and index names, so migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+SHA256_LENGTH = 64
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is stored in UTC and always read back timezone-aware.
+
+    PostgreSQL keeps the zone itself (``timestamptz``); SQLite has no zone support, so values are converted to UTC
+    before they are written and marked UTC when read. Naive datetimes are refused: they are ambiguous.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given; pass a timezone-aware one (e.g. UTC)")
+        value = value.astimezone(UTC)
+        # SQLite stores the text without a zone: write UTC wall time so that text comparisons order correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Role(enum.StrEnum):
+    """What a user may do: clinicians review and annotate; admins also manage users and model versions."""
+
+    CLINICIAN = "clinician"
+    ADMIN = "admin"
+
+
+class Eye(enum.StrEnum):
+    """Which eye a fundus photograph shows."""
+
+    LEFT = "left"
+    RIGHT = "right"
+    UNKNOWN = "unknown"
+
+
+class AnnotationKind(enum.StrEnum):
+    """How much of an image a clinician's annotation covers.
+
+    ``grade-only``: a grade, no lesion masks. ``partial``: strokes on some lesion maps (painted = present,
+    erased = absent, untouched = unknown). ``full``: complete lesion masks. ``ungradable``: the photograph cannot be
+    graded (no grade).
+    """
+
+    GRADE_ONLY = "grade-only"
+    PARTIAL = "partial"
+    FULL = "full"
+    UNGRADABLE = "ungradable"
+
+
+class ModelStatus(enum.StrEnum):
+    """Life cycle of a model version: at most one is ``active`` at any time."""
+
+    CANDIDATE = "candidate"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    RETIRED = "retired"
+
+
+class JobStatus(enum.StrEnum):
+    """Life cycle of a background job."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # Strings with a CHECK constraint named ck_<table>_<name>; values (not member names) go into the database.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    """Declarative base of all DRG-Net tables."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class User(Base):
+    """Someone who signs in to the review app."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    #: argon2id hash in PHC string format; the password itself is never stored or logged.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"User(id={self.id}, username={self.username!r}, role={self.role!s}, active={self.active})"
+
+
+class Image(Base):
+    """A fundus photograph as stored by :func:`db.ingest.ingest_image` (metadata stripped, orientation applied)."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: sha256 of the stored file's bytes; also names the file, so one photograph is stored once.
+    sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH), unique=True)
+    #: Path of the stored file relative to the data directory (derived from the hash, never from client input).
+    path: Mapped[str] = mapped_column(String(255))
+    #: File name the client uploaded (final component only), for display.
+    original_filename: Mapped[str] = mapped_column(String(255))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    eye: Mapped[Eye] = mapped_column(_enum(Eye, "eye"), default=Eye.UNKNOWN)
+    #: Pseudonymous patient identifier from the screening programme; never a name.
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: Where the photograph came from (clinic, camera, batch name).
+    source: Mapped[str | None] = mapped_column(String(128))
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    uploaded_by: Mapped[User | None] = relationship()
+
+    __table_args__ = (CheckConstraint("width > 0 AND height > 0", name="size_positive"),)
+
+    def __repr__(self) -> str:
+        return f"Image(id={self.id}, sha256={self.sha256[:12]}..., {self.width}x{self.height}, eye={self.eye!s})"
+
+
+class ModelVersion(Base):
+    """A trained checkpoint known to the database; exactly one may be active (serving predictions)."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    #: The version this one was fine-tuned from.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    checkpoint_path: Mapped[str] = mapped_column(String(1024))
+    checkpoint_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "status"), default=ModelStatus.CANDIDATE)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: When the version last became active; rollback picks the retired version promoted most recently.
+    promoted_at: Mapped[datetime | None] = mapped_column()
+
+    parent: Mapped[ModelVersion | None] = relationship(remote_side=[id])
+
+    __table_args__ = (
+        # The single-active invariant lives in the database, not only in code: a partial unique index.
+        Index(
+            "uq_model_versions_one_active",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    def __repr__(self) -> str:
+        return f"ModelVersion(id={self.id}, name={self.name!r}, status={self.status!s})"
+
+
+class Prediction(Base):
+    """What a model said about an image: grade, probabilities, lesion summary and the hashes of its maps."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    #: Free-text model identifier for checkpoints that are not registered versions (e.g. the demo model).
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    grade: Mapped[int] = mapped_column(Integer)
+    #: One probability per ICDR grade, grade 0 first.
+    probabilities: Mapped[list[Any]] = mapped_column()
+    #: Per lesion (MA, HE, EX, SE): counts, areas, maximum probability ... as the inference code reports them.
+    lesion_summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Lesion name -> artifact hash of its probability map.
+    lesion_map_hashes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attention_map_hash: Mapped[str | None] = mapped_column(String(SHA256_LENGTH))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    image: Mapped[Image] = relationship()
+    model_version: Mapped[ModelVersion | None] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("grade BETWEEN 0 AND 4", name="grade_icdr"),
+        CheckConstraint("model_version_id IS NOT NULL OR model_name IS NOT NULL", name="model_known"),
+    )
+
+    def __repr__(self) -> str:
+        return f"Prediction(id={self.id}, image_id={self.image_id}, grade={self.grade})"
+
+
+class Annotation(Base):
+    """A clinician's correction of an image. Append-only: a new opinion is a new row linked to the previous one."""
+
+    __tablename__ = "annotations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    #: ICDR grade; NULL when the image is ungradable.
+    grade: Mapped[int | None] = mapped_column(Integer)
+    #: Lesion name -> artifact hash of the mask PNG (its encoding is the feedback layer's: see feedback/).
+    mask_hashes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    kind: Mapped[AnnotationKind] = mapped_column(_enum(AnnotationKind, "kind"))
+    based_on_prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id"))
+    #: The same annotator's previous annotation of the same image (set by the repository, never by callers).
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("annotations.id"), unique=True)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    image: Mapped[Image] = relationship()
+    annotator: Mapped[User] = relationship()
+    based_on_prediction: Mapped[Prediction | None] = relationship()
+    previous: Mapped[Annotation | None] = relationship(remote_side=[id])
+
+    __table_args__ = (
+        CheckConstraint("grade IS NULL OR grade BETWEEN 0 AND 4", name="grade_icdr"),
+        CheckConstraint("kind <> 'ungradable' OR grade IS NULL", name="ungradable_has_no_grade"),
+        CheckConstraint("kind = 'ungradable' OR grade IS NOT NULL", name="gradable_has_grade"),
+        Index(None, "image_id", "annotator_id"),
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"Annotation(id={self.id}, image_id={self.image_id}, annotator_id={self.annotator_id}, kind={self.kind!s})"
+        )
+
+
+class Job(Base):
+    """A unit of background work (retraining, batch screening ...), claimed by one worker at a time under a lease."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "status"), default=JobStatus.QUEUED)
+    #: 0.0 to 1.0, as last reported by the worker.
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str | None] = mapped_column(Text)
+    #: A running job whose lease has passed belongs to a dead worker and may be claimed again.
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("progress >= 0 AND progress <= 1", name="progress_fraction"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        Index(None, "status", "id"),
+    )
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id}, kind={self.kind!r}, status={self.status!s}, attempts={self.attempts})"
+
+
+class AuditEntry(Base):
+    """One row per write made through the repository, in the same transaction as the write. Append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Who did it; NULL for the system (command line, worker).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    #: Dotted verb, e.g. ``annotation.add``, ``model_version.promote``.
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index(None, "object_type", "object_id"),)
+
+    def __repr__(self) -> str:
+        return f"AuditEntry(id={self.id}, action={self.action!r}, {self.object_type}#{self.object_id})"
+
+
+class AppendOnlyError(RuntimeError):
+    """Raised when code tries to change or delete a row of an append-only table."""
+
+
+def _refuse_change(mapper: Any, connection: Any, target: Any) -> None:
+    raise AppendOnlyError(
+        f"{type(target).__name__} rows are append-only; record a new one instead of changing or deleting #{target.id}"
+    )
+
+
+for _cls in (Annotation, AuditEntry):
+    event.listen(_cls, "before_update", _refuse_change)
+    event.listen(_cls, "before_delete", _refuse_change)
