@@ -354,20 +354,24 @@ def bench_transfer(
 
 
 def _load_plugins() -> None:
-    """Add command groups that other packages of the distribution register (``drgnet db``, ``drgnet user``, ...).
+    """Add commands that other packages of the distribution register (``drgnet db``, ``drgnet user``, ...).
 
     The ML core must not import the persistence or feedback layers (DESIGN.md §2), so they plug their commands in
     through the ``drgnet.commands`` entry-point group instead of being imported here.
     """
     from importlib.metadata import entry_points
 
-    for ep in entry_points(group="drgnet.commands"):
-        try:
-            sub = ep.load()
-        except ImportError as exc:
-            typer.secho(f"warning: command group {ep.name!r} unavailable ({exc})", fg=typer.colors.YELLOW, err=True)
-            continue
-        app.add_typer(sub, name=ep.name)
+    for group, parent in (("drgnet.commands", app), ("drgnet.bench_commands", bench_app)):
+        for ep in entry_points(group=group):
+            try:
+                plugin = ep.load()
+            except ImportError as exc:
+                typer.secho(f"warning: command {ep.name!r} unavailable ({exc})", fg=typer.colors.YELLOW, err=True)
+                continue
+            if isinstance(plugin, typer.Typer):
+                parent.add_typer(plugin, name=ep.name)  # a command group: drgnet db ..., drgnet user ...
+            else:
+                parent.command(ep.name)(plugin)  # a single command: drgnet worker, drgnet bench feedback
 
 
 def main() -> None:
