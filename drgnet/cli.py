@@ -93,16 +93,26 @@ def train(
     seed: int | None = typer.Option(None, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last."),
 ) -> None:
-    """Train DRGNet; keeps the best checkpoint by validation QWK and reports test metrics."""
+    """Train DRGNet; keeps the best checkpoint by validation QWK and reports test metrics.
+
+    Data-parallel on several processes or GPUs: `torchrun --nproc_per_node=N -m drgnet.cli train ...`.
+    """
     from drgnet.training.pipeline import train as run_training
 
     cfg = _train_config(
         config, preset, {"data": data, "layout": layout, "epochs": epochs, "batch_size": batch_size, "seed": seed}
     )
+    from drgnet.training import distributed
+
     try:
         result, test_metrics = run_training(cfg, out, resume=resume, log=typer.echo)
     except ValueError as exc:
         _fail(str(exc))
+    finally:
+        main_rank = distributed.current().is_main  # under torchrun only rank 0 reports
+        distributed.cleanup()
+    if not main_rank:
+        return
     typer.echo(
         f"best checkpoint: {result.best} (epoch {result.best_metrics.get('epoch', 0) + 1}, {result.seconds:.0f} s)"
     )
@@ -251,6 +261,84 @@ def adapt(
     typer.echo(f"adapted checkpoint: {result.checkpoint}")
 
 
+@app.command()
+def screen(
+    inputs: list[str] = typer.Argument(
+        ..., help="Folders (searched recursively), glob patterns, image files, or CSV lists of paths."
+    ),
+    out: Path = typer.Option(..., "--out", help="results.csv or results.jsonl; the same file again resumes."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint folder (torch engine)."),
+    engine: str = typer.Option("torch", "--engine", help="torch or onnx."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model from `drgnet export-onnx` (onnx engine)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photographs per forward pass."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Processes that read and preprocess (0: none)."),
+    masks: Path | None = typer.Option(None, "--masks", help="Write overlay and per-lesion mask PNGs here."),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Lesion probability threshold."),
+    ray: str | None = typer.Option(
+        None, "--ray", help="Run on Ray Data: a cluster address, 'auto' (this machine's cluster) or 'local'."
+    ),
+    concurrency: int = typer.Option(2, "--concurrency", min=1, help="Ray: model actors."),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="torch memory format."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Screen many photographs: grade, referable flag, lesions, uncertainty and gradability, one row each."""
+    from drgnet.screening import EngineSpec, ScreenOptions, screen_ray
+    from drgnet.screening import screen as run_screen
+
+    if engine not in ("torch", "onnx"):
+        _fail(f"unknown engine {engine!r}; choose torch or onnx")
+    if engine == "torch" and checkpoint is None:
+        _fail("--checkpoint is required with the torch engine")
+    if engine == "onnx" and onnx is None:
+        _fail("--onnx MODEL.onnx is required with --engine onnx (write one with `drgnet export-onnx`)")
+    spec = EngineSpec(
+        kind=engine,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        onnx=str(onnx) if onnx else None,
+        channels_last=channels_last,
+    )
+    options = ScreenOptions(threshold=threshold, masks_dir=str(masks) if masks is not None else None)
+    try:
+        if ray is not None:
+            summary = screen_ray(
+                inputs,
+                out,
+                spec,
+                options,
+                address=ray,
+                concurrency=concurrency,
+                batch_size=batch_size,
+                progress=progress,
+            )
+        else:
+            summary = run_screen(
+                inputs, out, spec.build(), options, batch_size=batch_size, workers=workers, progress=progress
+            )
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(summary.describe())
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder."),
+    out: Path = typer.Option(..., "--out", help="ONNX file to write."),
+    opset: int = typer.Option(17, "--opset", min=17, help="ONNX opset."),
+) -> None:
+    """Export a checkpoint to ONNX (dynamic batch, float [0, 1] NCHW input) and check it against PyTorch."""
+    from drgnet.engines import export_onnx
+
+    try:
+        report = export_onnx(checkpoint, out, opset=opset)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"wrote {report.path} (input 1x3x{report.input_size}x{report.input_size}, dynamic batch); ONNX Runtime vs "
+        f"PyTorch: grade probabilities within {report.max_prob_diff:.1e}, lesion maps within "
+        f"{report.max_lesion_diff:.1e}"
+    )
+
+
 bench_app = typer.Typer(help="Benchmarks: each reports ratios against a baseline measured in the same run.")
 app.add_typer(bench_app, name="bench")
 
@@ -310,6 +398,35 @@ def bench_quality(
     typer.echo(f"wrote {out / 'quality.md'}")
 
 
+@bench_app.command("speed")
+def bench_speed(
+    size: int = typer.Option(512, "--size", min=32, help="Network input side (multiple of 32)."),
+    batches: str = typer.Option("1,8", "--batches", help="Comma-separated batch sizes."),
+    engines: str = typer.Option("", "--engines", help="Comma-separated subset (default: all)."),
+    min_iterations: int = typer.Option(2, "--min-iterations", min=1, help="Timed passes per row (after warm-up)."),
+    min_seconds: float = typer.Option(3.0, "--min-seconds", min=0.0, help="Minimum timed seconds per row."),
+    threads: int = typer.Option(0, "--threads", min=0, help="Intra-op threads (0: one per core)."),
+    out: Path = typer.Option(Path("runs/bench"), "--out", help="Folder for speed.md and speed.json."),
+) -> None:
+    """Images/s, peak memory and achieved GFLOP/s: reference vs DRGNet eager, channels-last and ONNX Runtime."""
+    from drgnet.bench import speed
+
+    try:
+        cfg = speed.SpeedBenchConfig(
+            size=size,
+            batches=tuple(int(b) for b in batches.split(",") if b.strip()),
+            min_iterations=min_iterations,
+            min_seconds=min_seconds,
+            threads=threads,
+            **({"engines": tuple(e.strip() for e in engines.split(",") if e.strip())} if engines else {}),
+        )
+        result = speed.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(speed.markdown(result))
+    typer.echo(f"wrote {out / 'speed.md'}")
+
+
 @bench_app.command("transfer")
 def bench_transfer(
     n_source: int = typer.Option(400, "--n-source", min=20),
@@ -325,6 +442,7 @@ def bench_transfer(
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(0, "--workers", min=0),
     device: str = typer.Option("cpu", "--device"),
+    source_checkpoint: str = typer.Option("", "--source-checkpoint", help="Reuse a trained source model."),
     out: Path = typer.Option(Path("runs/bench/transfer"), "--out"),
 ) -> None:
     """Source-only vs + Wasserstein vs + entropy vs both, on labelled photographs of new camera styles."""
@@ -344,6 +462,7 @@ def bench_transfer(
         seed=seed,
         workers=workers,
         device=device,
+        source_checkpoint=source_checkpoint,
     )
     try:
         rows = transfer.run(cfg, out, log=typer.echo)

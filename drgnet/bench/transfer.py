@@ -40,6 +40,7 @@ class TransferBenchConfig:
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
+    source_checkpoint: str = ""  # reuse a trained source model (e.g. OUT/source-run/best) instead of training one
 
 
 ROWS: dict[str, tuple[str, bool, bool]] = {
@@ -60,11 +61,9 @@ def _cohort(root: Path, n: int, size: int, style: str, seed: int) -> Path:
 
 
 def run(cfg: TransferBenchConfig, out: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    from drgnet.data import synthetic
     from drgnet.data.readers import open_dataset, split_indices
     from drgnet.data.transforms import train_transforms
     from drgnet.model import DRGNet
-    from drgnet.training.adapt import adapt, with_terms
     from drgnet.training.data import FundusDataset
     from drgnet.training.loop import fit, seed_everything
     from drgnet.training.task import JointTask
@@ -76,6 +75,14 @@ def run(cfg: TransferBenchConfig, out: Path, log: Callable[[str], None] = print)
     reader = open_dataset(source, layout="synthetic")
     train_idx, val_idx, _ = split_indices(reader.grades, (0.8, 0.2, 0.0), seed=cfg.seed)
     seed_everything(cfg.seed)
+    if cfg.source_checkpoint:
+        from drgnet.training.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(Path(cfg.source_checkpoint))
+        if model.config.input_size != size:
+            raise ValueError(f"{cfg.source_checkpoint}: input size {model.config.input_size}, benchmark uses {size}")
+        log(f"reusing the source model {cfg.source_checkpoint}")
+        return _adapt_rows(cfg, out, model, source, train_idx, log)
     model = DRGNet(ModelConfig(input_size=size))
     train_cfg = TrainConfig(
         epochs=cfg.source_epochs,
@@ -96,6 +103,23 @@ def run(cfg: TransferBenchConfig, out: Path, log: Callable[[str], None] = print)
         device=cfg.device,
     )
     model.load_state_dict(result.best_state)
+    return _adapt_rows(cfg, out, model, source, train_idx, log)
+
+
+def _adapt_rows(
+    cfg: TransferBenchConfig,
+    out: Path,
+    model: torch.nn.Module,
+    source: Path,
+    train_idx: list[int],
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    from drgnet.data import synthetic
+    from drgnet.data.readers import open_dataset
+    from drgnet.training.adapt import adapt, with_terms
+    from drgnet.training.data import FundusDataset
+
+    size = cfg.input_size
     source_state = copy.deepcopy(model.state_dict())
     base = TransferConfig(steps=cfg.adapt_steps, batch_size=cfg.batch_size, seed=cfg.seed, workers=cfg.workers)
 
@@ -169,11 +193,17 @@ def _f(v: float) -> str:
 
 
 def markdown(cfg: TransferBenchConfig, rows: list[dict[str, Any]]) -> str:
+    if cfg.source_checkpoint:
+        source_line = f"Source: {cfg.n_source} photographs, model reused from {cfg.source_checkpoint}. Per target: "
+    else:
+        source_line = (
+            f"Source: {cfg.n_source} photographs, {cfg.source_epochs}x{cfg.source_steps_per_epoch} steps. Per target: "
+        )
     lines = [
         f"# Transfer benchmark: source '{cfg.source_style}' -> {', '.join(cfg.target_styles)}",
         "",
-        f"Source: {cfg.n_source} photographs, {cfg.source_epochs}x{cfg.source_steps_per_epoch} steps. Per target: "
-        f"{cfg.n_target_pool} unlabelled photographs for adaptation, {cfg.n_target_test} labelled test photographs "
+        source_line
+        + f"{cfg.n_target_pool} unlabelled photographs for adaptation, {cfg.n_target_test} labelled test photographs "
         f"of other eyes. {cfg.adapt_steps} adaptation steps, batch {cfg.batch_size}, {cfg.input_size} px, "
         f"seed {cfg.seed}, device {cfg.device}.",
         "",
