@@ -7,6 +7,21 @@ Shapes (B: batch, K: lesions, C: grades):
 
 from drgnet.losses.constraint import attention_coverage_loss, symmetric_kl
 from drgnet.losses.grading import grade_loss
+from drgnet.losses.robust import (
+    cross_entropy_per_sample,
+    generalized_cross_entropy,
+    small_loss_weights,
+    soft_target_kl,
+)
 from drgnet.losses.segmentation import lesion_loss
 
-__all__ = ["attention_coverage_loss", "grade_loss", "lesion_loss", "symmetric_kl"]
+__all__ = [
+    "attention_coverage_loss",
+    "cross_entropy_per_sample",
+    "generalized_cross_entropy",
+    "grade_loss",
+    "lesion_loss",
+    "small_loss_weights",
+    "soft_target_kl",
+    "symmetric_kl",
+]

@@ -1,0 +1,202 @@
+"""``drgnet worker``, ``drgnet retrain`` and ``drgnet model ...``: learning from corrections on the command line.
+
+Registered through the ``drgnet.commands`` entry points (pyproject.toml), because ``drgnet`` itself must not import
+this package (DESIGN.md §2). Heavy imports (torch, SQLAlchemy) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+URL_HELP = "Database URL (default: $DRGNET_DATABASE_URL, else the SQLite file <data dir>/drgnet.db)."
+DATA_HELP = "Data directory: photographs, artifacts, models (default: $DRGNET_DATA_DIR, else ./data)."
+
+model_app = typer.Typer(
+    name="model",
+    help="Model versions: list, register, promote, roll back.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=code)
+
+
+@contextmanager
+def _database(url: str | None) -> Iterator[sessionmaker[Session]]:
+    """A session factory on a reachable database migrated to head; errors become messages a user can act on."""
+    from sqlalchemy.exc import OperationalError
+
+    from db import migrate
+    from db.engine import make_engine, make_sessionmaker
+
+    try:
+        engine = make_engine(url)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        try:
+            migrate.check_current(engine)
+        except OperationalError as exc:
+            _fail(f"cannot reach the database: {exc.orig}")
+        except RuntimeError as exc:
+            _fail(str(exc))
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
+def _params(pairs: list[str], config: Path | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if config is not None:
+        try:
+            params.update(json.loads(Path(config).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            _fail(f"{config}: cannot read retraining parameters ({exc})")
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            _fail(f"--set {pair!r}: write KEY=VALUE, e.g. --set steps=100")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value  # a bare string such as a path
+    return params
+
+
+def worker(
+    once: bool = typer.Option(False, "--once", help="Run at most one job, then exit."),
+    poll: float = typer.Option(10.0, "--poll", min=0.1, help="Seconds between looks at an empty queue."),
+    lease: float = typer.Option(120.0, "--lease", min=1.0, help="Job lease in seconds (renewed every third)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="JSON file of retraining settings (e.g. holdout_data, steps); job params override it."
+    ),
+    settings: list[str] = typer.Option([], "--set", help="A retraining setting KEY=VALUE (repeatable)."),
+    worker_id: str | None = typer.Option(None, "--id", help="Worker name in the jobs table (default host:pid)."),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="DRGNET_DATA_DIR", help=DATA_HELP),
+) -> None:
+    """Run background jobs (retraining) from the database; several workers may run at once."""
+    from feedback.retrain import RetrainConfig
+    from feedback.worker import Worker, default_worker_id
+
+    try:
+        base = RetrainConfig.from_params(_params(settings, config))
+    except ValueError as exc:
+        _fail(str(exc))
+    with _database(url) as Session:  # noqa: N806
+        w = Worker(Session, data_dir, worker_id or default_worker_id(), lease_s=lease, retrain=base)
+        if once:
+            job = w.run_once()
+            if job is None:
+                typer.echo("no job waiting")
+            elif job.status.value == "failed":
+                raise typer.Exit(code=1)
+            return
+        typer.echo(f"worker {w.worker_id}: waiting for jobs (Ctrl-C stops)")
+        try:
+            w.run_forever(poll)
+        except KeyboardInterrupt:
+            typer.echo("stopped")
+
+
+def retrain(
+    config: Path | None = typer.Option(None, "--config", help="JSON file of retraining parameters."),
+    settings: list[str] = typer.Option([], "--set", help="A retraining parameter KEY=VALUE (repeatable)."),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """Queue a retraining job on all corrections (a worker runs it: drgnet worker)."""
+    from feedback.jobs import queue_retraining
+
+    params = _params(settings, config)
+    with _database(url) as Session, Session.begin() as session:  # noqa: N806
+        try:
+            job = queue_retraining(session, None, params)
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(f"retraining job {job.id} is {job.status.value}")
+
+
+@model_app.command("list")
+def model_list(url: str | None = typer.Option(None, "--url", help=URL_HELP)) -> None:
+    """All model versions, oldest first, with status and hold-out QWK."""
+    from db import repository
+
+    with _database(url) as Session, Session() as session:  # noqa: N806
+        versions = repository.list_model_versions(session)
+        if not versions:
+            typer.echo("no model versions; register one with: drgnet model register CKPT --name NAME --activate")
+        for v in versions:
+            holdout = (v.metrics or {}).get("holdout") or {}
+            scores = "  ".join(
+                f"{name}: QWK {m.get('qwk') if m.get('qwk') is None else round(m['qwk'], 3)}"
+                for name, m in holdout.items()
+            )
+            parent = f" <- {v.parent.name}" if v.parent is not None else ""
+            typer.echo(f"{v.id:4d}  {v.status.value:9s}  {v.name}{parent}  {scores}")
+
+
+@model_app.command("register")
+def model_register(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder (e.g. data/demo-model/best)."),
+    name: str = typer.Option(..., "--name", help="Version name."),
+    activate: bool = typer.Option(False, "--activate", help="Also make it the active version."),
+    replay_data: str = typer.Option("", "--replay-data", help="Labelled folder it was trained on (replayed later)."),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="DRGNET_DATA_DIR", help=DATA_HELP),
+) -> None:
+    """Register a trained checkpoint as a model version."""
+    from feedback.retrain import register_checkpoint
+
+    with _database(url) as Session, Session.begin() as session:  # noqa: N806
+        try:
+            v = register_checkpoint(
+                session, checkpoint, name, data_dir=data_dir, activate=activate, replay_data=replay_data
+            )
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(f"registered {v.name!r} (id {v.id}) as {v.status.value}")
+
+
+@model_app.command("promote")
+def model_promote(
+    name: str = typer.Argument(..., help="Version name."),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """Make a version the active one (the previous active version is retired)."""
+    from db import repository
+
+    with _database(url) as Session, Session.begin() as session:  # noqa: N806
+        v = repository.get_model_version_by_name(session, name)
+        if v is None:
+            _fail(f"no model version called {name!r}; see drgnet model list")
+        try:
+            repository.promote_model_version(session, v.id, reason="drgnet model promote")
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(f"{name!r} is active")
+
+
+@model_app.command("rollback")
+def model_rollback(url: str | None = typer.Option(None, "--url", help=URL_HELP)) -> None:
+    """Reject the active version and re-activate the one active before it."""
+    from db import repository
+
+    with _database(url) as Session, Session.begin() as session:  # noqa: N806
+        try:
+            v = repository.rollback_model_version(session, reason="drgnet model rollback")
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(f"rolled back: {v.name!r} is active again")

@@ -1,0 +1,85 @@
+"""Queueing retraining: by an admin in the app, from the command line, or automatically after enough corrections.
+
+The review app calls :func:`queue_retraining` (admin button) and :func:`maybe_queue_retraining` after each saved
+annotation, inside the transaction that saved it. Both return the job they queued (or the one already waiting).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db import repository
+from db.models import Annotation, Job, JobStatus, Role, User
+from feedback.retrain import JOB_KIND, RetrainConfig
+
+#: New corrections since the last retraining job that queue the next one; 0 turns automatic retraining off.
+RETRAIN_AFTER_ENV = "DRGNET_RETRAIN_AFTER"
+DEFAULT_RETRAIN_AFTER = 50
+
+
+def _waiting_job(session: Session) -> Job | None:
+    return session.scalars(
+        select(Job).where(Job.kind == JOB_KIND, Job.status == JobStatus.QUEUED).order_by(Job.id).limit(1)
+    ).first()
+
+
+def queue_retraining(session: Session, user_id: int | None, params: Mapping[str, Any] | None = None) -> Job:
+    """Queue a retraining job; an admin's request from the app (``user_id``) or the system's (None).
+
+    A retraining job that is still waiting is returned instead of queueing a second one: it will see every
+    correction saved until it starts.
+
+    Raises:
+        PermissionError: when ``user_id`` is not an active admin.
+        ValueError: for unknown retraining parameters.
+    """
+    if user_id is not None:
+        user = session.get(User, user_id)
+        if user is None or not user.active or user.role is not Role.ADMIN:
+            raise PermissionError("only an active admin can start retraining")
+    RetrainConfig.from_params({k: v for k, v in (params or {}).items() if k != "trigger"})  # refuse bad params now
+    waiting = _waiting_job(session)
+    if waiting is not None:
+        return waiting
+    return repository.enqueue_job(session, JOB_KIND, dict(params or {}), actor_id=user_id)
+
+
+def corrections_since_last_retraining(session: Session) -> int:
+    """Annotations saved after the most recent retraining job was queued (all of them if none was)."""
+    last = session.scalars(select(func.max(Job.created_at)).where(Job.kind == JOB_KIND)).one()
+    query = select(func.count(Annotation.id))
+    if last is not None:
+        query = query.where(Annotation.created_at > last)
+    return int(session.scalars(query).one())
+
+
+def retrain_after() -> int:
+    """The automatic-retraining threshold: ``$DRGNET_RETRAIN_AFTER`` or :data:`DEFAULT_RETRAIN_AFTER`."""
+    raw = os.environ.get(RETRAIN_AFTER_ENV, "")
+    try:
+        return int(raw) if raw else DEFAULT_RETRAIN_AFTER
+    except ValueError:
+        raise ValueError(f"${RETRAIN_AFTER_ENV} must be a whole number of corrections, got {raw!r}") from None
+
+
+def maybe_queue_retraining(session: Session, threshold: int | None = None) -> Job | None:
+    """Queue a retraining job when ``threshold`` corrections arrived since the last one; else None.
+
+    Nothing is queued while a retraining job waits or runs.
+    """
+    threshold = retrain_after() if threshold is None else threshold
+    if threshold <= 0:
+        return None
+    busy = session.scalars(
+        select(Job.id).where(Job.kind == JOB_KIND, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])).limit(1)
+    ).first()
+    if busy is not None:
+        return None
+    if corrections_since_last_retraining(session) < threshold:
+        return None
+    return repository.enqueue_job(session, JOB_KIND, {"trigger": "auto"})

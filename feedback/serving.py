@@ -1,0 +1,95 @@
+"""The active model for the review app and the screening command, picked up without a restart.
+
+``get_predictor(session)`` returns a :class:`drgnet.inference.Predictor` for the active model version. Each call
+costs one small query (the active version's id and checkpoint hash); the checkpoint is loaded again only when a
+promotion or rollback changed them. Thread-safe: Streamlit serves sessions from several threads.
+
+In the app::
+
+    @st.cache_resource
+    def active_model() -> ActiveModel:
+        return ActiveModel()
+
+    predictor = active_model().get_predictor(session)   # None while no version is active
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import ModelStatus, ModelVersion
+from drgnet.inference import Predictor
+from feedback.retrain import load_version_model
+
+
+class ActiveModel:
+    """A cache of the predictor of the active model version.
+
+    Args:
+        data_dir: Data directory that relative checkpoint paths are resolved against (default ``$DRGNET_DATA_DIR``).
+        threshold: Lesion probability threshold of the predictor.
+        loader: Builds a predictor for a version row (tests replace it).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        threshold: float = 0.5,
+        loader: Callable[[Any], Predictor] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.threshold = threshold
+        self._loader = loader or self._load
+        self._lock = threading.Lock()
+        self._key: tuple[int, str] | None = None
+        self._predictor: Predictor | None = None
+        self.loads = 0  # how many times a checkpoint was loaded (tests and the app's status line)
+
+    def _load(self, version: Any) -> Predictor:
+        model = load_version_model(version, self.data_dir)
+        return Predictor(model, model_version=version.name, threshold=self.threshold)
+
+    @property
+    def version_id(self) -> int | None:
+        """Id of the version currently loaded."""
+        return self._key[0] if self._key else None
+
+    def get_predictor(self, session: Session) -> Predictor | None:
+        """The predictor of the active version, or None when no version is active.
+
+        Raises:
+            ValueError: when the active version's checkpoint is missing or does not match its recorded sha256.
+        """
+        row = session.execute(
+            select(ModelVersion.id, ModelVersion.checkpoint_sha256).where(ModelVersion.status == ModelStatus.ACTIVE)
+        ).first()
+        if row is None:
+            return None
+        key = (int(row[0]), str(row[1]))
+        with self._lock:
+            if key != self._key or self._predictor is None:
+                version = session.get(ModelVersion, key[0])
+                self._predictor = self._loader(version)
+                self._key = key
+                self.loads += 1
+            return self._predictor
+
+
+_default: ActiveModel | None = None
+_default_lock = threading.Lock()
+
+
+def get_predictor(session: Session, data_dir: str | Path | None = None) -> Predictor | None:
+    """The active version's predictor from a process-wide :class:`ActiveModel` (created on first use)."""
+    global _default
+    with _default_lock:
+        if _default is None or (data_dir is not None and _default.data_dir != data_dir):
+            _default = ActiveModel(data_dir)
+        cache = _default
+    return cache.get_predictor(session)

@@ -1,0 +1,156 @@
+"""The background worker: claims jobs from the database and runs them (``drgnet worker``).
+
+Several workers may run against one database: :func:`db.repository.claim_job` hands each job to one of them under
+a lease. A heartbeat thread renews the lease (and reports progress) every ``lease_s / 3`` seconds while the job
+runs; a worker that dies stops renewing, and once the lease has passed another worker claims the job again (up to
+the job's ``max_attempts``). A worker whose lease was taken over stops at its next progress report.
+
+Why a killed worker cannot damage the served model: the candidate checkpoint is written to a temporary folder and
+renamed, and the database learns of it, promotes it and completes the job in one transaction at the very end
+(:func:`feedback.retrain.run_retraining`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import repository
+from db.models import Job
+from db.repository import LeaseLostError
+from feedback.retrain import JOB_KIND, RetrainConfig, run_retraining
+
+DEFAULT_LEASE_S = 120.0
+DEFAULT_POLL_S = 10.0
+
+
+class JobAbandoned(RuntimeError):
+    """The job's lease was lost (another worker holds it now): stop without recording anything."""
+
+
+def default_worker_id() -> str:
+    """Host name and process id: unique among running workers, readable in the jobs table."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Worker:
+    """Runs queued jobs one at a time.
+
+    Args:
+        Session: Session factory of the database.
+        data_dir: Data directory (photographs, artifacts, models).
+        worker_id: Name recorded on claimed jobs.
+        lease_s: Lease length; renewed every third of it.
+        retrain: Configuration of retraining jobs (job params override it), e.g. ``holdout_data``.
+        log: Where progress lines go.
+    """
+
+    Session: sessionmaker[Session]
+    data_dir: Path | None = None
+    worker_id: str = field(default_factory=default_worker_id)
+    lease_s: float = DEFAULT_LEASE_S
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    log: Callable[[str], None] = print
+
+    def handlers(self) -> dict[str, Callable[[Job, Callable[[float, str], None], Callable], dict[str, Any]]]:
+        return {JOB_KIND: self._retrain}
+
+    def _retrain(self, job: Job, progress: Callable[[float, str], None], finalize: Callable) -> dict[str, Any]:
+        return run_retraining(
+            self.Session,
+            job.params,
+            data_dir=self.data_dir,
+            base=self.retrain,
+            job_tag=f"j{job.id}a{job.attempts}",
+            progress=progress,
+            finalize=finalize,
+        )
+
+    def run_once(self) -> Job | None:
+        """Claim one job and run it to the end; None when no job was waiting."""
+        with self.Session.begin() as session:
+            job = repository.claim_job(session, self.worker_id, kinds=list(self.handlers()), lease_s=self.lease_s)
+            if job is None:
+                return None
+            job_id, kind, attempt = job.id, job.kind, job.attempts
+            params: Mapping[str, Any] = dict(job.params or {})
+        self.log(f"[{self.worker_id}] job {job_id} ({kind}), attempt {attempt}: started")
+        state = {"progress": 0.0, "message": "started"}
+        lost = threading.Event()
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.lease_s / 3):
+                try:
+                    with self.Session.begin() as s:
+                        repository.heartbeat_job(
+                            s,
+                            job_id,
+                            self.worker_id,
+                            progress=state["progress"],
+                            message=state["message"],
+                            lease_s=self.lease_s,
+                        )
+                except LeaseLostError:
+                    lost.set()
+                    return
+                except Exception as exc:  # a database hiccup: try again at the next beat
+                    self.log(f"[{self.worker_id}] heartbeat of job {job_id} failed: {exc}")
+
+        def progress(fraction: float, message: str) -> None:
+            if lost.is_set():
+                raise JobAbandoned(f"job {job_id}: lease lost to another worker")
+            state["progress"] = min(max(float(fraction), 0.0), 1.0)
+            state["message"] = message
+
+        def finalize(session: Session, result: dict[str, Any]) -> None:
+            repository.complete_job(session, job_id, self.worker_id, result)
+
+        heart = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+        heart.start()
+        job_view = Job(id=job_id, kind=kind, params=dict(params), attempts=attempt)
+        try:
+            result = self.handlers()[kind](job_view, progress, finalize)
+            self.log(f"[{self.worker_id}] job {job_id}: done ({_summary(result)})")
+        except (JobAbandoned, LeaseLostError) as exc:
+            self.log(f"[{self.worker_id}] job {job_id}: abandoned ({exc})")
+        except Exception as exc:
+            # Bad input (no active version, too few corrections, bad params) will not get better by retrying.
+            retry = not isinstance(exc, ValueError | PermissionError)
+            detail = f"{type(exc).__name__}: {exc}"
+            self.log(f"[{self.worker_id}] job {job_id}: failed ({detail})")
+            if retry:
+                self.log(traceback.format_exc())
+            try:
+                with self.Session.begin() as session:
+                    repository.fail_job(session, job_id, self.worker_id, detail[:4000], retry=retry)
+            except LeaseLostError:
+                pass
+        finally:
+            stop.set()
+            heart.join()
+        with self.Session() as session:
+            return repository.get_job(session, job_id)
+
+    def run_forever(self, poll_s: float = DEFAULT_POLL_S, stop: threading.Event | None = None) -> None:
+        """Run jobs until ``stop`` is set, sleeping ``poll_s`` seconds whenever the queue is empty."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            job = self.run_once()
+            if job is None:
+                stop.wait(poll_s)
+
+
+def _summary(result: Mapping[str, Any]) -> str:
+    if "version" in result:
+        return f"{'promoted' if result.get('promoted') else 'rejected'} {result['version']}"
+    return ", ".join(f"{k}={v}" for k, v in list(result.items())[:3])

@@ -1,0 +1,85 @@
+"""Robust losses and the fine-tuning objective on weak-label batches."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from conftest import TINY
+
+from drgnet.config import ModelConfig
+from drgnet.losses import cross_entropy_per_sample, generalized_cross_entropy, small_loss_weights, soft_target_kl
+from drgnet.model import DRGNet
+from feedback.retrain import CorrectedImage, CorrectionDataset, FeedbackTask, RetrainConfig
+from feedback.weak_labels import Vote, combine_votes
+
+
+def test_gce_bounds_the_loss_of_contradicted_labels() -> None:
+    logits = torch.tensor([[8.0, 0, 0, 0, 0], [8.0, 0, 0, 0, 0]])
+    grades = torch.tensor([0, 4])  # the second label contradicts a confident prediction: a likely label error
+    gce = generalized_cross_entropy(logits, grades, q=0.7)
+    ce = cross_entropy_per_sample(logits, grades)
+    assert gce[1] <= 1 / 0.7 and ce[1] > 7
+    assert gce[1] / gce[0].clamp_min(1e-9) < ce[1] / ce[0]  # the noisy label weighs relatively less under GCE
+    # Its gradient is damped too.
+    lg = logits.clone().requires_grad_(True)
+    generalized_cross_entropy(lg, grades)[1].backward()
+    lc = logits.clone().requires_grad_(True)
+    cross_entropy_per_sample(lc, grades)[1].backward()
+    assert lg.grad.abs().sum() < 0.1 * lc.grad.abs().sum()
+    # No grade: no loss; soft targets equal one-hot targets.
+    assert generalized_cross_entropy(logits, torch.tensor([-1, -1])).sum() == 0
+    onehot = torch.nn.functional.one_hot(grades, 5).float()
+    assert torch.allclose(generalized_cross_entropy(logits, onehot), gce)
+    assert soft_target_kl(logits, logits).abs().max() < 1e-5
+
+
+def test_small_loss_selection_drops_the_noisiest_corrections_only() -> None:
+    losses = torch.tensor([0.1, 5.0, 0.2, 0.3, 9.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    eligible = torch.tensor([True] * 5 + [False] * 5)
+    w = small_loss_weights(losses, 0.4, eligible)
+    assert w.tolist() == [1, 0, 1, 1, 0, 1, 1, 1, 1, 1]
+    assert small_loss_weights(losses[:1], 0.2).tolist() == [1.0]  # one sample: nothing dropped
+
+
+def _weak_batch() -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(0)
+    image = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    pos = np.zeros((4, 64, 64), bool)
+    pos[1, 20:30, 20:30] = True
+    sup = pos.copy()
+    sup[1, 40:50, 40:50] = True  # erased
+    label = combine_votes(1, [Vote(1, "partial", 2, pos, sup)], {})
+    items = [CorrectedImage(image, label), CorrectedImage(image[:, ::-1].copy(), label)]
+    ds = CorrectionDataset(items, 64)
+    return {k: torch.stack([ds[i][k] for i in range(2)]) for k in ds[0]}
+
+
+def test_ignored_pixels_contribute_no_gradient() -> None:
+    torch.manual_seed(0)
+    model = DRGNet(ModelConfig(**TINY)).eval()
+    batch = _weak_batch()
+    weights = batch["mask_weights"]
+    assert 0 < (weights > 0).float().mean() < 0.2  # a partial correction: most pixels ignored
+    task = FeedbackTask(model, RetrainConfig())
+    output = model(batch["image"])
+    lesion_logits = output.lesion_logits.detach().requires_grad_(True)
+    losses = task.losses(dataclasses.replace(output, lesion_logits=lesion_logits), batch)
+    losses["loss"].backward()
+    grad = lesion_logits.grad
+    assert grad[weights == 0].abs().max() == 0
+    assert grad[weights > 0].abs().sum() > 0
+
+
+def test_grade_only_corrections_reach_the_lesion_branch_through_the_constraint() -> None:
+    torch.manual_seed(0)
+    model = DRGNet(ModelConfig(**TINY)).train()
+    batch = _weak_batch()
+    batch["mask_weights"] = torch.zeros_like(batch["mask_weights"])  # grade-only: no pixel label at all
+    batch["grade"] = torch.tensor([4, 4])
+    losses = FeedbackTask(model, RetrainConfig())(batch)
+    assert losses["constraint"] > 0
+    losses["loss"].backward()
+    decoder_grad = sum(p.grad.abs().sum() for n, p in model.named_parameters() if "decoder" in n and p.grad is not None)
+    assert decoder_grad > 0

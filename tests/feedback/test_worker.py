@@ -1,0 +1,137 @@
+"""Workers and jobs: one job runs on one worker at a time; a killed worker leaves the served model alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FAST_RETRAIN, CorrectedDB
+
+from db import repository
+from db.models import Job, JobStatus
+from feedback.jobs import maybe_queue_retraining, queue_retraining
+from feedback.retrain import RetrainConfig, models_dir
+from feedback.worker import Worker
+
+HERE = Path(__file__).parent
+
+
+class CountingWorker(Worker):
+    """A worker whose only job kind, ``count``, records which worker ran which job."""
+
+    ran: list[tuple[str, int]]
+
+    def handlers(self) -> dict[str, Any]:
+        return {"count": self._count}
+
+    def _count(self, job: Job, progress: Any, finalize: Any) -> dict[str, Any]:
+        time.sleep(0.05)
+        self.ran.append((self.worker_id, job.id))
+        with self.Session.begin() as s:
+            finalize(s, {"by": self.worker_id})
+        return {}
+
+
+def test_two_workers_never_run_the_same_job(Session, db_url: str) -> None:  # noqa: N803
+    with Session.begin() as s:
+        for _ in range(8):
+            repository.enqueue_job(s, "count")
+    ran: list[tuple[str, int]] = []
+    workers = []
+    for name in ("w1", "w2"):
+        w = CountingWorker(Session, None, name, lease_s=30, log=lambda m: None)
+        w.ran = ran
+        workers.append(w)
+
+    def drain(w: Worker) -> None:
+        while w.run_once() is not None:
+            pass
+
+    threads = [threading.Thread(target=drain, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    job_ids = [j for _, j in ran]
+    assert sorted(job_ids) == sorted(set(job_ids)) and len(job_ids) == 8
+    with Session() as s:
+        jobs = repository.list_jobs(s, kind="count")
+        assert all(j.status is JobStatus.DONE and j.attempts == 1 for j in jobs)
+        assert {j.result["by"] for j in jobs} <= {"w1", "w2"}
+
+
+def test_queueing_rules(corrected_db: CorrectedDB) -> None:
+    db = corrected_db
+    with db.Session.begin() as s:
+        try:
+            queue_retraining(s, db.clinician_ids[0], {})
+            raise AssertionError("a clinician queued retraining")
+        except PermissionError:
+            pass
+        assert maybe_queue_retraining(s, threshold=100) is None
+        auto = maybe_queue_retraining(s, threshold=3)  # 6 corrections so far
+        assert auto is not None and auto.params == {"trigger": "auto"}
+        assert maybe_queue_retraining(s, threshold=1) is None  # one is waiting already
+        assert queue_retraining(s, db.admin_id, {"steps": 5}).id == auto.id
+        try:
+            queue_retraining(s, db.admin_id, {"stepz": 5})
+            raise AssertionError("unknown parameter accepted")
+        except ValueError as exc:
+            assert "stepz" in str(exc)
+
+
+@pytest.mark.slow
+def test_killed_worker_leaves_active_model_and_job_is_taken_over(
+    sqlite_corrected_db: CorrectedDB, cohort: Path
+) -> None:
+    # SQLite only: the lease logic is the repository's, tested on both backends in tests/db; this is about the worker.
+    db = sqlite_corrected_db
+    with db.Session.begin() as s:
+        job_id = queue_retraining(s, db.admin_id, {**FAST_RETRAIN, "steps": 100000}).id
+    settings = {"holdout_data": str(cohort)}
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    child = subprocess.Popen(
+        [sys.executable, str(HERE / "_worker_child.py"), db.url, str(db.data_dir), json.dumps(settings)], env=env
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with db.Session() as s:
+                job = repository.get_job(s, job_id)
+                if job.message and job.message.startswith("fine-tuning"):
+                    break
+            assert child.poll() is None, "the worker exited before it was killed"
+            time.sleep(0.3)
+        else:
+            raise AssertionError("the worker never started fine-tuning")
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(30)
+
+    with db.Session() as s:
+        assert repository.active_model_version(s).id == db.version_id
+        assert [v.id for v in repository.list_model_versions(s)] == [db.version_id]
+        job = repository.get_job(s, job_id)
+        assert job.status is JobStatus.RUNNING and job.worker_id == "doomed"
+    assert not [p for p in models_dir(db.data_dir).glob("*") if not p.name.startswith(".")]
+
+    # Before the lease passes nobody may take the job; afterwards another worker does, and finishes it.
+    rescuer = Worker(
+        db.Session, db.data_dir, "rescuer", lease_s=30, retrain=RetrainConfig(**settings), log=lambda m: None
+    )
+    with db.Session.begin() as s:
+        s.execute(Job.__table__.update().where(Job.id == job_id).values(params=FAST_RETRAIN))
+    time.sleep(2.5)
+    done = rescuer.run_once()
+    assert done is not None and done.id == job_id
+    assert done.status is JobStatus.DONE and done.attempts == 2 and done.worker_id == "rescuer"
+    with db.Session() as s:
+        assert repository.active_model_version(s).name == done.result["version"]
