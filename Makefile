@@ -12,11 +12,13 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch and torchvision first, pinned: pip takes both from this machine's disk.
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,scale]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/drgnet demo --data-dir $(DATA)
+	# Seeds the review app (idempotent: a second run reuses everything), then serves it on http://localhost:8501.
+	$(BIN)/drgnet app --data-dir $(DATA) --seed-demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,6 +31,7 @@ test: lint
 BENCH_DEVICE ?= cpu
 bench: $(STAMP)
 	$(BIN)/drgnet bench synth --n 500 --size 512
+	$(BIN)/drgnet bench speed --size 512 --batches 1,8
 	# CPU-sized budget (about 40 minutes on 2 cores); docs/benchmarks.md has the larger GPU run.
 	$(BIN)/drgnet bench quality --n 300 --image-size 384 --input-size 224 --epochs 4 --steps-per-epoch 25 \
 		--batch-size 8 --device $(BENCH_DEVICE)

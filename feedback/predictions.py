@@ -1,0 +1,87 @@
+"""Predict a stored photograph and record the prediction with its maps as artifacts.
+
+Shared by the review app's upload page and the demo seeding, so both store predictions the same way: one float16
+``.npz`` probability map per lesion (``lesion_map_hashes``), one for the attention map, and the grade
+probabilities and lesion summary in the ``predictions`` row.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from db import repository
+from db.artifacts import artifact_store
+from db.ingest import read_image_bytes
+from db.models import Image, Prediction
+from drgnet.data.preprocess import load_rgb
+from drgnet.inference import Predictor
+from drgnet.labels import LESIONS
+
+
+def read_rgb(image: Image, data_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
+    """The stored photograph of an image row as ``(H, W, 3)`` uint8 RGB."""
+    return load_rgb(io.BytesIO(read_image_bytes(image, data_dir)))
+
+
+def predict_and_store(
+    session: Session,
+    image: Image,
+    predictor: Predictor,
+    *,
+    model_version_id: int | None = None,
+    model_name: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    actor_id: int | None = None,
+) -> Prediction:
+    """Predict ``image`` with ``predictor`` and add the prediction row (in the caller's transaction).
+
+    The maps are written to the artifact store before the row, so a committed row never lacks its files.
+    """
+    rgb = read_rgb(image, data_dir)
+    start = time.perf_counter()
+    pred = predictor.predict(rgb, source=image.original_filename)
+    latency_ms = (time.perf_counter() - start) * 1000.0
+    store = artifact_store(data_dir)
+    lesion_hashes = {name: store.put_npz(pred.lesion_probs[k].astype(np.float16)) for k, name in enumerate(LESIONS)}
+    attention_hash = store.put_npz(pred.attention.astype(np.float16))
+    summary = {name: s.to_dict() for name, s in pred.lesions.items()}
+    summary["_referable_probability"] = round(pred.referable_probability, 6)
+    summary["_uncertainty"] = round(pred.uncertainty, 6)
+    return repository.add_prediction(
+        session,
+        image.id,
+        grade=pred.grade,
+        probabilities=[float(p) for p in pred.probs],
+        model_version_id=model_version_id,
+        model_name=model_name or (None if model_version_id is not None else pred.model_version or "unregistered"),
+        lesion_summary=summary,
+        lesion_map_hashes=lesion_hashes,
+        attention_map_hash=attention_hash,
+        latency_ms=latency_ms,
+        actor_id=actor_id,
+    )
+
+
+def load_maps(
+    prediction: Prediction, data_dir: str | os.PathLike[str] | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The ``(4, H, W)`` float32 lesion probabilities and ``(H, W)`` attention of a stored prediction (or None)."""
+    store = artifact_store(data_dir)
+    lesion = None
+    if prediction.lesion_map_hashes and all(n in prediction.lesion_map_hashes for n in LESIONS):
+        lesion = np.stack([store.get_npz(prediction.lesion_map_hashes[n])["map"] for n in LESIONS]).astype(np.float32)
+    attention = None
+    if prediction.attention_map_hash:
+        attention = store.get_npz(prediction.attention_map_hash)["map"].astype(np.float32)
+    return lesion, attention
+
+
+def checkpoint_dir(path: str | os.PathLike[str]) -> Path:
+    """A registered checkpoint path as a Path (kept as a helper so a relative path resolves one way everywhere)."""
+    return Path(path).expanduser()

@@ -1,0 +1,27 @@
+"""Fixtures: one tiny seeded data dir per session, copied for each test that writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _webapp_seed import PASSWORDS, build_template, copy_data
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_template(tmp_path_factory.mktemp("webapp-template"))
+
+
+@pytest.fixture
+def app_env(seeded_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private seeded data dir, configured through the environment the app reads."""
+    data = copy_data(seeded_template, tmp_path / "data")
+    monkeypatch.setenv("DRGNET_DATA_DIR", str(data))
+    monkeypatch.delenv("DRGNET_DATABASE_URL", raising=False)
+    return data
+
+
+@pytest.fixture
+def passwords() -> dict[str, str]:
+    return dict(PASSWORDS)

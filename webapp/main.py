@@ -1,0 +1,30 @@
+"""Entry point of the review app: ``streamlit run webapp/main.py`` (or ``drgnet app``).
+
+The router decides who sees what: a visitor who is not signed in gets the sign-in form and nothing else, clinicians
+get the review pages, and only admins get the Models and Users pages registered at all (each of those pages checks
+the role again itself).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from webapp import auth, nav
+
+
+def main() -> None:
+    st.set_page_config(page_title="DRG-Net review", page_icon=":material/visibility:", layout="wide")
+    user = auth.current_user()
+    if user is None:
+        st.navigation([nav.login()], position="hidden").run()
+        return
+    pages = {"Review": [nav.page(n) for n, spec in nav.PAGES.items() if not spec[3]]}
+    if user.is_admin:
+        pages["Administration"] = [nav.page(n) for n, spec in nav.PAGES.items() if spec[3]]
+    with st.sidebar:
+        st.caption(f"Signed in as **{user.username}** ({user.role})")
+        st.button("Sign out", key="logout", on_click=auth.logout)
+    st.navigation(pages).run()
+
+
+main()

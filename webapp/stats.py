@@ -1,0 +1,39 @@
+"""Agreement figures for the dashboard: pure functions of (grade, grade) pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score
+
+NUM_GRADES = 5
+
+
+def confusion(pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """5x5 counts: rows are the first grade of each pair (the expert), columns the second (the model)."""
+    m = np.zeros((NUM_GRADES, NUM_GRADES), dtype=int)
+    for a, b in pairs:
+        m[a, b] += 1
+    return m
+
+
+def quadratic_kappa(pairs: Sequence[tuple[int, int]]) -> float | None:
+    """Quadratic weighted kappa of the pairs, or None when it is undefined (fewer than two pairs, one class only)."""
+    if len(pairs) < 2:
+        return None
+    a, b = zip(*pairs, strict=True)
+    if len(set(a) | set(b)) < 2:
+        return 1.0 if a == b else None
+    value = cohen_kappa_score(a, b, weights="quadratic", labels=list(range(NUM_GRADES)))
+    return None if np.isnan(value) else float(value)
+
+
+def annotator_pairs(grades_by_image: dict[int, dict[str, int]]) -> list[tuple[int, int]]:
+    """Every pair of grades two different annotators gave the same image."""
+    pairs = []
+    for by_user in grades_by_image.values():
+        for (_, g1), (_, g2) in combinations(sorted(by_user.items()), 2):
+            pairs.append((g1, g2))
+    return pairs

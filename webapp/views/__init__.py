@@ -1,0 +1,1 @@
+"""Page functions of the review app; :mod:`webapp.main` decides who sees which."""

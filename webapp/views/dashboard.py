@@ -1,0 +1,86 @@
+"""Dashboard: how often the experts agree with the model, who corrected what, and how often experts agree."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import pandas as pd
+import streamlit as st
+
+from db import repository
+from drgnet.labels import GRADE_NAMES
+from webapp import auth
+from webapp.services import sessions
+from webapp.stats import annotator_pairs, confusion, quadratic_kappa
+
+MAX_IMAGES = 5000
+
+
+def dashboard_page() -> None:
+    user = auth.require_user()
+    st.title("Dashboard")
+    model_pairs: list[tuple[int, int]] = []
+    per_annotator: dict[str, Counter] = defaultdict(Counter)
+    grades_by_image: dict[int, dict[str, int]] = {}
+    with sessions()() as session:
+        rows = repository.review_queue(session, user.id, limit=MAX_IMAGES)
+        for row in rows:
+            if row.annotation_count == 0:
+                continue
+            current = repository.annotations_for_image(session, row.image.id, current_only=True)
+            for ann in current:
+                name = ann.annotator.username
+                stats = per_annotator[name]
+                stats["annotations"] += 1
+                pred = ann.based_on_prediction or row.prediction
+                if ann.grade is None:
+                    stats["ungradable"] += 1
+                    continue
+                grades_by_image.setdefault(row.image.id, {})[name] = ann.grade
+                if pred is not None:
+                    model_pairs.append((ann.grade, pred.grade))
+                    stats["grade changed"] += int(ann.grade != pred.grade)
+                stats["with lesion masks"] += int(bool(ann.mask_hashes))
+    if not per_annotator:
+        st.info("No annotations yet: agreement figures appear once clinicians review images.")
+        return
+
+    st.subheader("Model and experts")
+    kappa = quadratic_kappa(model_pairs)
+    agree = sum(a == b for a, b in model_pairs) / len(model_pairs) if model_pairs else 0.0
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Graded images compared", len(model_pairs))
+    c2.metric("Quadratic weighted kappa", "n/a" if kappa is None else f"{kappa:.3f}")
+    c3.metric("Exact agreement", f"{agree:.0%}")
+    labels = [f"{g} {GRADE_NAMES[g]}" for g in GRADE_NAMES]
+    st.caption("Confusion matrix: rows are the experts' grades, columns the model's.")
+    st.dataframe(pd.DataFrame(confusion(model_pairs), index=labels, columns=labels), width="stretch")
+
+    st.subheader("Corrections per annotator")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Annotator": name,
+                    "Annotations": c["annotations"],
+                    "Grade changed": c["grade changed"],
+                    "With lesion masks": c["with lesion masks"],
+                    "Ungradable": c["ungradable"],
+                }
+                for name, c in sorted(per_annotator.items())
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+    st.subheader("Agreement between annotators")
+    pairs = annotator_pairs(grades_by_image)
+    if not pairs:
+        st.caption("No image has been graded by more than one annotator yet.")
+        return
+    kappa2 = quadratic_kappa(pairs)
+    d1, d2, d3 = st.columns(3)
+    d1.metric("Images graded by several", sum(len(v) > 1 for v in grades_by_image.values()))
+    d2.metric("Quadratic weighted kappa", "n/a" if kappa2 is None else f"{kappa2:.3f}")
+    d3.metric("Exact agreement", f"{sum(a == b for a, b in pairs) / len(pairs):.0%}")

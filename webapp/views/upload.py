@@ -1,0 +1,50 @@
+"""Upload photographs: stored, graded by the active model, and added to the review queue."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from db import repository
+from webapp import auth
+from webapp.services import ingest_and_predict, sessions
+
+ACCEPTED = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp"]
+
+
+def upload_page() -> None:
+    user = auth.require_user()
+    st.title("Upload photographs")
+    with sessions()() as session:
+        active = repository.active_model_version(session)
+    if active is None:
+        st.warning("No model version is active: photographs are stored and queued, but not graded.")
+    else:
+        st.caption(f"New photographs are graded by model version **{active.name}**.")
+    with st.form("upload", clear_on_submit=True):
+        files = st.file_uploader("Fundus photographs", type=ACCEPTED, accept_multiple_files=True, key="up_files")
+        c1, c2 = st.columns(2)
+        source = c1.text_input("Source (clinic, camera or batch)", key="up_source")
+        eye = c2.selectbox("Eye", ["unknown", "left", "right"], key="up_eye")
+        submitted = st.form_submit_button("Upload and grade", type="primary")
+    if submitted:
+        if not files:
+            st.warning("Choose one or more photographs first.")
+            return
+        with st.spinner(f"Storing and grading {len(files)} photograph(s) ..."):
+            outcomes = ingest_and_predict(
+                [(f.name, f.getvalue()) for f in files], uploaded_by_id=user.id, source=source, eye=eye
+            )
+        st.session_state["up_outcomes"] = outcomes
+    outcomes = st.session_state.get("up_outcomes")
+    if outcomes:
+        good = [o for o in outcomes if o.error is None]
+        bad = [o for o in outcomes if o.error is not None]
+        if good:
+            st.success(
+                f"{len(good)} photograph(s) added to the review queue "
+                f"({sum(o.created for o in good)} new, {sum(o.predicted for o in good)} graded)."
+            )
+        if bad:
+            st.error(f"{len(bad)} file(s) were not stored:")
+            for o in bad:
+                st.write(f"- {o.error}")
