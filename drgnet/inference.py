@@ -97,6 +97,48 @@ def summarise_lesions(probs: np.ndarray, fov: np.ndarray, threshold: float = 0.5
     return out
 
 
+@dataclass(frozen=True)
+class ModelMaps:
+    """A batch of network outputs as probabilities at the model's input resolution (numpy, float32).
+
+    Attributes:
+        grade_probs: ``(B, 5)`` softmax of the grade logits.
+        lesion_probs: ``(B, 4, S, S)`` sigmoid of the lesion logits.
+        attention: ``(B, S, S)`` high-level attention, bilinearly upsampled from the stride-32 grid.
+    """
+
+    grade_probs: np.ndarray
+    lesion_probs: np.ndarray
+    attention: np.ndarray
+
+
+def model_maps(
+    grade_logits: torch.Tensor | np.ndarray,
+    lesion_logits: torch.Tensor | np.ndarray,
+    attention: torch.Tensor | np.ndarray,
+    size: int,
+) -> ModelMaps:
+    """Logits of any engine (PyTorch, ONNX Runtime) to probabilities, by one code path for all of them."""
+
+    def tensor(a: torch.Tensor | np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a).float()
+
+    with torch.inference_mode():
+        att = torch.nn.functional.interpolate(
+            tensor(attention), size=(size, size), mode="bilinear", align_corners=False
+        )[:, 0]
+        return ModelMaps(
+            grade_probs=torch.softmax(tensor(grade_logits), dim=1).numpy(),
+            lesion_probs=torch.sigmoid(tensor(lesion_logits)).numpy(),
+            attention=att.numpy(),
+        )
+
+
+def referable_probability(probs: np.ndarray) -> float:
+    """P(grade >= 2): the probability mass of the referable grades."""
+    return float(np.asarray(probs)[REFERABLE_MIN_GRADE:NUM_GRADES].sum())
+
+
 def normalised_entropy(probs: np.ndarray) -> float:
     p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
     return float(-(p * np.log(p)).sum() / np.log(len(p)))
@@ -136,33 +178,28 @@ class Predictor:
         """Predict already preprocessed photographs in one forward pass."""
         x = torch.from_numpy(np.stack([p.image for p in batch])).permute(0, 3, 1, 2).float().div_(255.0)
         out = self.model(x)
-        grade_probs = torch.softmax(out.grade_logits.float(), dim=1).numpy()
-        lesion_probs = torch.sigmoid(out.lesion_logits.float()).numpy()
-        attention = torch.nn.functional.interpolate(
-            out.attention.float(), size=(self.size, self.size), mode="bilinear", align_corners=False
-        )[:, 0].numpy()
-        results = []
-        for i, pre in enumerate(batch):
-            probs = grade_probs[i]
-            lp = lesion_probs[i] * pre.fov_mask[None]
-            att = attention[i] * pre.fov_mask
-            att = att / att.max() if att.max() > 0 else att
-            fov = pre.fov.mask
-            results.append(
-                Prediction(
-                    grade=int(probs.argmax()),
-                    probs=probs,
-                    referable_probability=float(probs[REFERABLE_MIN_GRADE:NUM_GRADES].sum()),
-                    uncertainty=normalised_entropy(probs),
-                    lesion_probs=pre.unproject_mask(lp.astype(np.float32)) * fov[None],
-                    attention=pre.unproject_mask(att.astype(np.float32)) * fov,
-                    lesions=summarise_lesions(lp, pre.fov_mask, self.threshold),
-                    fov_mask=fov,
-                    model_version=self.model_version,
-                    threshold=self.threshold,
-                )
-            )
-        return results
+        maps = model_maps(out.grade_logits, out.lesion_logits, out.attention, self.size)
+        return [self.prediction_from_maps(pre, maps, i) for i, pre in enumerate(batch)]
+
+    def prediction_from_maps(self, pre: Preprocessed, maps: ModelMaps, i: int) -> Prediction:
+        """The ``i``-th photograph of a batch's maps as a Prediction at the photograph's resolution."""
+        probs = maps.grade_probs[i]
+        lp = maps.lesion_probs[i] * pre.fov_mask[None]
+        att = maps.attention[i] * pre.fov_mask
+        att = att / att.max() if att.max() > 0 else att
+        fov = pre.fov.mask
+        return Prediction(
+            grade=int(probs.argmax()),
+            probs=probs,
+            referable_probability=referable_probability(probs),
+            uncertainty=normalised_entropy(probs),
+            lesion_probs=pre.unproject_mask(lp.astype(np.float32)) * fov[None],
+            attention=pre.unproject_mask(att.astype(np.float32)) * fov,
+            lesions=summarise_lesions(lp, pre.fov_mask, self.threshold),
+            fov_mask=fov,
+            model_version=self.model_version,
+            threshold=self.threshold,
+        )
 
     def predict(self, image: np.ndarray | str | Path, source: str | None = None) -> Prediction:
         pre, _ = self.prepare(image, source)

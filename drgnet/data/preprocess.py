@@ -106,7 +106,10 @@ def load_rgb(path: str | os.PathLike[str] | BinaryIO) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         raise _bomb_error(name, int(found.group(1)) if found else None) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as exc:
+    except UnidentifiedImageError as exc:
+        # Pillow's own message names the in-memory buffer ("<_io.BytesIO object at 0x...>"), not the file.
+        raise ValueError(f"{name}: not an image Pillow can read (unknown or corrupt file format)") from exc
+    except (OSError, SyntaxError, EOFError) as exc:
         raise ValueError(f"{name}: not an image Pillow can read ({exc})") from exc
 
 

@@ -14,9 +14,17 @@ def lesion_evidence(lesion_probs: torch.Tensor, size: tuple[int, int]) -> torch.
 
     Max rather than average pooling: a microaneurysm covers a few pixels and would vanish in an average.
     """
-    if lesion_probs.shape[-2:] == size:
+    # Python ints, not traced shape values: the ONNX export then sees a constant kernel (the input size is fixed
+    # there; only the batch axis is dynamic).
+    h, w = (int(s) for s in lesion_probs.shape[-2:])
+    out_h, out_w = int(size[0]), int(size[1])
+    if (h, w) == (out_h, out_w):
         return lesion_probs
-    return F.adaptive_max_pool2d(lesion_probs, size)
+    if h % out_h == 0 and w % out_w == 0:
+        # Identical to adaptive max pooling when the sizes divide (always, for inputs that are multiples of 32),
+        # and exportable to ONNX, which has no adaptive pooling with a computed output size.
+        return F.max_pool2d(lesion_probs, kernel_size=(h // out_h, w // out_w))
+    return F.adaptive_max_pool2d(lesion_probs, (out_h, out_w))
 
 
 class LowLevelAttention(nn.Module):

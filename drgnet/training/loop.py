@@ -1,7 +1,9 @@
 """A generic training loop: any task (batch -> dict of losses) over any dataset.
 
 Seedable (the same seed gives the same run), resumable (``out/last`` holds weights, optimizer and loop state
-after every epoch) and keeps the best checkpoint by validation QWK in ``out/best``.
+after every epoch) and keeps the best checkpoint by validation QWK in ``out/best``. Data-parallel under
+torchrun (``drgnet.training.distributed``): each rank trains on its share of every epoch, gradients are
+averaged by DistributedDataParallel, and rank 0 alone evaluates and writes.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from drgnet.config import TrainConfig, to_dict
+from drgnet.training import distributed
 from drgnet.training.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from drgnet.training.data import FundusDataset, balanced_weights
 from drgnet.training.evaluate import evaluate
@@ -95,11 +98,26 @@ def fit(
         cfg: Budget, optimiser and seed.
         out: Run folder; ``out/best`` and ``out/last`` are checkpoints, ``out/history.json`` the per-epoch log.
         resume: Continue from ``out/last`` if it exists.
-        device: Where to train ("cpu", "cuda"); checkpoints are always written from CPU tensors.
+        device: Where to train ("cpu", "cuda"); checkpoints are always written from CPU tensors. Under torchrun
+            "cuda" means this rank's GPU (``LOCAL_RANK``).
+
+    Under torchrun (``WORLD_SIZE`` > 1) every rank calls this with the same arguments: ``cfg.batch_size`` is
+    per rank, an epoch is shared out between the ranks, and only rank 0 evaluates, logs and writes ``out``.
+    Other ranks return a FitResult without metrics or best weights.
     """
     t_start = time.perf_counter()
+    ctx = distributed.setup(device)
+    if ctx.distributed and torch.device(device).type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    if not ctx.is_main:
+        progress = False
+
+        def log(_: str) -> None:
+            return None
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     model = task.model
     model.to(device)
     seed_everything(cfg.seed)
@@ -118,22 +136,43 @@ def fit(
         history = state.get("history", [])
         log(f"resuming {out} after epoch {start_epoch}")
 
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    # The task stays as it is (task.model the plain DRGNet, for checkpoints); the forward runs through the DDP
+    # wrapper so gradients are averaged across ranks. A static graph: the parameters a task uses are the same
+    # every step, but not necessarily all of them (without the constraint the lesion-only grade head is unused),
+    # which DDP then finds out once in the first step instead of searching the graph at every step.
+    runner: nn.Module = task
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        runner = DistributedDataParallel(
+            task,
+            device_ids=[ctx.local_rank] if torch.device(device).type == "cuda" else None,
+            static_graph=True,
+        )
+
+    steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * ctx.world_size))
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     total_steps = steps_per_epoch * cfg.epochs
     meta = {"train_config": to_dict(cfg), **(extra_meta or {})}
 
     for epoch in range(start_epoch, cfg.epochs):
+        # Every rank draws the same epoch (same seed) and trains on its own positions of it.
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         if cfg.grade_balanced_sampling:
-            sampler = WeightedRandomSampler(
-                balanced_weights(train_set.grades), steps_per_epoch * cfg.batch_size, generator=generator
+            drawn = WeightedRandomSampler(
+                balanced_weights(train_set.grades),
+                steps_per_epoch * cfg.batch_size * ctx.world_size,
+                generator=generator,
             )
+            sampler = distributed.ShardedSampler(drawn, ctx.rank, ctx.world_size, epoch)
             loader = DataLoader(train_set, cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=True)
         else:
+            sampler = distributed.ShardedSampler(
+                RandomSampler(train_set, generator=generator), ctx.rank, ctx.world_size, epoch
+            )
             loader = DataLoader(
-                train_set, cfg.batch_size, shuffle=True, generator=generator, num_workers=cfg.workers, drop_last=True
+                train_set, cfg.batch_size, sampler=sampler, generator=generator, num_workers=cfg.workers, drop_last=True
             )
         model.train()
         sums: dict[str, float] = {}
@@ -144,7 +183,7 @@ def fit(
                 break
             _set_lr(optimizer, epoch * steps_per_epoch + steps, total_steps)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            losses = task(batch)
+            losses = runner(batch)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -153,7 +192,13 @@ def fit(
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}")
-        record: dict[str, Any] = {"epoch": epoch, "train": {k: v / max(steps, 1) for k, v in sums.items()}}
+        train_means = distributed.mean_across_ranks({k: v / max(steps, 1) for k, v in sums.items()})
+        record: dict[str, Any] = {"epoch": epoch, "train": train_means}
+        if not ctx.is_main:
+            # Rank 0 evaluates and writes; the others wait for it so the next epoch starts together.
+            history.append(record)
+            distributed.barrier()
+            continue
         if val_set is not None and len(val_set):
             val_loader = DataLoader(val_set, cfg.batch_size, num_workers=cfg.workers)
             metrics = evaluate(model, val_loader, progress=progress, device=device)
@@ -170,6 +215,7 @@ def fit(
         if score > best_score or not best.exists():
             best_score, best_metrics = score, {"epoch": epoch, **metrics}
             save_checkpoint(best, model, model.config, metrics=best_metrics, extra=meta)
+            distributed.trace("checkpoint", path=str(best), epoch=epoch)
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         save_checkpoint(
             last,
@@ -185,5 +231,8 @@ def fit(
                 "history": history,
             },
         )
+        distributed.trace("checkpoint", path=str(last), epoch=epoch)
         (out / "history.json").write_text(json.dumps(history, indent=2, default=float) + "\n")
+        distributed.barrier()
+    distributed.trace_weights(model, "fit_done")
     return FitResult(best, last, best_metrics, history, best_state=best_state, seconds=time.perf_counter() - t_start)

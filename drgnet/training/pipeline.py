@@ -81,8 +81,19 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> tuple[FitResult, dict[str, Any]]:
-    """Train DRGNet on ``cfg``; returns the fit result and the best checkpoint's test-split metrics."""
+    """Train DRGNet on ``cfg``; returns the fit result and the best checkpoint's test-split metrics.
+
+    Under torchrun every rank trains; rank 0 alone logs, writes and scores the test split (other ranks return
+    empty test metrics).
+    """
     from drgnet.model import DRGNet
+    from drgnet.training import distributed
+
+    if not distributed.setup().is_main:
+        progress = False
+
+        def log(_: str) -> None:
+            return None
 
     seed_everything(cfg.seed)
     splits = build_splits(cfg)
@@ -101,7 +112,7 @@ def train(
         extra_meta={"data": splits.description},
     )
     test_metrics: dict[str, Any] = {}
-    if len(splits.test):
+    if len(splits.test) and distributed.current().is_main:
         from drgnet.training.checkpoint import load_checkpoint
 
         best, _ = load_checkpoint(result.best)
