@@ -35,6 +35,9 @@ bench: $(STAMP)
 	# CPU-sized budget (about 40 minutes on 2 cores); docs/benchmarks.md has the larger GPU run.
 	$(BIN)/drgnet bench quality --n 300 --image-size 384 --input-size 224 --epochs 4 --steps-per-epoch 25 \
 		--batch-size 8 --device $(BENCH_DEVICE)
+	$(BIN)/drgnet bench transfer --n-source 300 --n-target-pool 100 --n-target-test 100 --image-size 320 \
+		--input-size 192 --source-epochs 5 --source-steps-per-epoch 30 --adapt-steps 40 --device $(BENCH_DEVICE)
+	$(BIN)/drgnet bench feedback
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -271,7 +271,9 @@ def screen(
     engine: str = typer.Option("torch", "--engine", help="torch or onnx."),
     onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model from `drgnet export-onnx` (onnx engine)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photographs per forward pass."),
-    workers: int = typer.Option(2, "--workers", min=0, help="Processes that read and preprocess (0: none)."),
+    workers: int = typer.Option(
+        2, "--workers", min=0, help="Processes that read and preprocess (0: none; with --ray the actors do it)."
+    ),
     masks: Path | None = typer.Option(None, "--masks", help="Write overlay and per-lesion mask PNGs here."),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Lesion probability threshold."),
     ray: str | None = typer.Option(
