@@ -32,7 +32,7 @@ def test_environment_url_wins_and_postgres_urls_use_psycopg(monkeypatch: pytest.
     monkeypatch.setenv("DRGNET_DATABASE_URL", "postgres://me@db.example:5432/drgnet")
     assert database_url().drivername == "postgresql+psycopg"
     assert database_url("postgresql://me@h/x").drivername == "postgresql+psycopg"
-    assert database_url("sqlite:////tmp/x.db").drivername == "sqlite"
+    assert database_url("sqlite:///x.db").drivername == "sqlite"
 
 
 def test_unsupported_url_is_a_clear_error():
