@@ -267,7 +267,9 @@ def screen(
         ..., help="Folders (searched recursively), glob patterns, image files, or CSV lists of paths."
     ),
     out: Path = typer.Option(..., "--out", help="results.csv or results.jsonl; the same file again resumes."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint folder (torch engine)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Checkpoint folder (torch engine; with --db the default is the active version)."
+    ),
     engine: str = typer.Option("torch", "--engine", help="torch or onnx."),
     onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model from `drgnet export-onnx` (onnx engine)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photographs per forward pass."),
@@ -282,15 +284,44 @@ def screen(
     concurrency: int = typer.Option(2, "--concurrency", min=1, help="Ray: model actors."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="torch memory format."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    db: bool = typer.Option(
+        False, "--db", help="Also store photographs and predictions in the database, into the review worklist."
+    ),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="--db: database URL (default $DRGNET_DATABASE_URL, else SQLite in the data dir).",
+    ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="--db: where photographs and maps go (default $DRGNET_DATA_DIR, else ./data).",
+    ),
+    source: str = typer.Option("screening", "--source", help="With --db: the images' source (clinic, camera, batch)."),
 ) -> None:
     """Screen many photographs: grade, referable flag, lesions, uncertainty and gradability, one row each."""
-    from drgnet.screening import EngineSpec, ScreenOptions, screen_ray
+    from drgnet.screening import EngineSpec, ScreenOptions, load_sink, screen_ray
     from drgnet.screening import screen as run_screen
 
     if engine not in ("torch", "onnx"):
         _fail(f"unknown engine {engine!r}; choose torch or onnx")
+    if not db and (database_url is not None or data_dir is not None):
+        _fail("--database-url and --data-dir only apply with --db")
+    sink = None
+    if db:
+        try:
+            sink = load_sink("db", url=database_url, data_dir=data_dir, source=source or None, threshold=threshold)
+            if engine == "torch" and checkpoint is None:
+                checkpoint = sink.active_checkpoint()
+                typer.echo(f"screening with the active model version: {checkpoint}")
+            elif checkpoint is not None:
+                sink.use_checkpoint(checkpoint)
+        except ValueError as exc:
+            if sink is not None:
+                sink.close()
+            _fail(str(exc))
     if engine == "torch" and checkpoint is None:
-        _fail("--checkpoint is required with the torch engine")
+        _fail("--checkpoint is required with the torch engine (or --db, to use the active model version)")
     if engine == "onnx" and onnx is None:
         _fail("--onnx MODEL.onnx is required with --engine onnx (write one with `drgnet export-onnx`)")
     spec = EngineSpec(
@@ -311,14 +342,20 @@ def screen(
                 concurrency=concurrency,
                 batch_size=batch_size,
                 progress=progress,
+                sink=sink,
             )
         else:
             summary = run_screen(
-                inputs, out, spec.build(), options, batch_size=batch_size, workers=workers, progress=progress
+                inputs, out, spec.build(), options, batch_size=batch_size, workers=workers, progress=progress, sink=sink
             )
     except ValueError as exc:
         _fail(str(exc))
+    finally:
+        if sink is not None:
+            sink.close()
     typer.echo(summary.describe())
+    if sink is not None:
+        typer.echo(sink.describe())
 
 
 @app.command("export-onnx")

@@ -144,6 +144,44 @@ def normalised_entropy(probs: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum() / np.log(len(p)))
 
 
+def prediction_at_full_resolution(
+    pre: Preprocessed,
+    grade_probs: np.ndarray,
+    lesion_probs: np.ndarray,
+    attention: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    model_version: str = "",
+) -> Prediction:
+    """One photograph's model outputs (at the input size ``S``) as a Prediction at the photograph's resolution.
+
+    Args:
+        pre: The photograph's preprocessing (its geometry maps the ``S x S`` input back onto the photograph).
+        grade_probs: ``(5,)`` grade probabilities.
+        lesion_probs: ``(4, S, S)`` lesion probabilities; outside the field of view they are zeroed here.
+        attention: ``(S, S)`` attention; zeroed outside the field of view and scaled to a peak of 1.
+
+    The lesion summary is measured at the model's resolution, as ``drgnet screen`` reports it.
+    """
+    probs = np.asarray(grade_probs)
+    lp = lesion_probs * pre.fov_mask[None]
+    att = attention * pre.fov_mask
+    att = att / att.max() if att.max() > 0 else att
+    fov = pre.fov.mask
+    return Prediction(
+        grade=int(probs.argmax()),
+        probs=probs,
+        referable_probability=referable_probability(probs),
+        uncertainty=normalised_entropy(probs),
+        lesion_probs=pre.unproject_mask(lp.astype(np.float32)) * fov[None],
+        attention=pre.unproject_mask(att.astype(np.float32)) * fov,
+        lesions=summarise_lesions(lp, pre.fov_mask, threshold),
+        fov_mask=fov,
+        model_version=model_version,
+        threshold=threshold,
+    )
+
+
 class Predictor:
     """Loads a checkpoint once and predicts photographs.
 
@@ -183,22 +221,13 @@ class Predictor:
 
     def prediction_from_maps(self, pre: Preprocessed, maps: ModelMaps, i: int) -> Prediction:
         """The ``i``-th photograph of a batch's maps as a Prediction at the photograph's resolution."""
-        probs = maps.grade_probs[i]
-        lp = maps.lesion_probs[i] * pre.fov_mask[None]
-        att = maps.attention[i] * pre.fov_mask
-        att = att / att.max() if att.max() > 0 else att
-        fov = pre.fov.mask
-        return Prediction(
-            grade=int(probs.argmax()),
-            probs=probs,
-            referable_probability=referable_probability(probs),
-            uncertainty=normalised_entropy(probs),
-            lesion_probs=pre.unproject_mask(lp.astype(np.float32)) * fov[None],
-            attention=pre.unproject_mask(att.astype(np.float32)) * fov,
-            lesions=summarise_lesions(lp, pre.fov_mask, self.threshold),
-            fov_mask=fov,
-            model_version=self.model_version,
+        return prediction_at_full_resolution(
+            pre,
+            maps.grade_probs[i],
+            maps.lesion_probs[i],
+            maps.attention[i],
             threshold=self.threshold,
+            model_version=self.model_version,
         )
 
     def predict(self, image: np.ndarray | str | Path, source: str | None = None) -> Prediction:

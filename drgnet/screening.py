@@ -14,9 +14,14 @@ Local runs load and preprocess in DataLoader worker processes and run batches th
 channels-last memory format, or ONNX Runtime; ``drgnet.engines``). ``screen_ray`` runs the same per-batch code
 in a pool of model actors on Ray Data, for a cluster.
 
+With a sink (``drgnet screen --db``; ``ScreenSink``, found by name among the ``drgnet.screen_sinks`` entry
+points) every scored photograph is also stored with its prediction and maps, so it enters the review worklist;
+a photograph is stored before its row is written, so resuming never leaves one out.
+
 Usage::
 
     drgnet screen photos/ more/*.jpg list.csv --checkpoint runs/train/best --out results.csv --masks masks/
+    drgnet screen photos/ --out results.csv --db          # the active model version; results into the worklist
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -147,8 +152,9 @@ class ScreenItem:
     quality: ImageQuality | None = None
     image: np.ndarray | None = field(default=None, repr=False)  # (S, S, 3) uint8 model input
     fov_mask: np.ndarray | None = field(default=None, repr=False)  # (S, S) bool
-    pre: Preprocessed | None = field(default=None, repr=False)  # only when masks are written
-    original: np.ndarray | None = field(default=None, repr=False)  # only when masks are written
+    pre: Preprocessed | None = field(default=None, repr=False)  # only when kept (masks or a sink)
+    original: np.ndarray | None = field(default=None, repr=False)  # only when kept
+    data: bytes | None = field(default=None, repr=False)  # the file's bytes, only when kept
 
     @property
     def ready(self) -> bool:
@@ -196,6 +202,7 @@ def prepare_item(
         fov_mask=pre.fov_mask,
         pre=pre if keep_original else None,
         original=image if keep_original else None,
+        data=data if keep_original else None,
     )
 
 
@@ -281,16 +288,73 @@ def error_row(item: ScreenItem, engine: str, model_version: str) -> dict[str, An
     return row
 
 
+class ScreenSink(Protocol):
+    """Where screened photographs go besides the output file (``drgnet screen --db``: the review worklist).
+
+    Sinks are found by name in the ``drgnet.screen_sinks`` entry-point group (``load_sink``), so this package
+    needs no import of the database layer. ``store`` is called once per scored photograph, before its row is
+    written: a photograph whose row is in the output has been stored. A ``ValueError`` from ``store`` turns the
+    row into an error row with that reason; any other exception stops the run.
+    """
+
+    def store(
+        self,
+        item: ScreenItem,
+        row: dict[str, Any],
+        grade_probs: np.ndarray,
+        lesion_probs: np.ndarray,
+        attention: np.ndarray,
+    ) -> None:
+        """Keep one photograph: ``item`` holds its bytes and preprocessing; the maps are at the model's input size.
+
+        Args:
+            item: The prepared photograph (``data``, ``pre`` and ``original`` are set).
+            row: Its output row (status ok).
+            grade_probs: ``(5,)`` grade probabilities.
+            lesion_probs: ``(4, S, S)`` lesion probabilities.
+            attention: ``(S, S)`` high-level attention.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+SINK_GROUP = "drgnet.screen_sinks"
+
+
+def load_sink(name: str, **options: Any) -> ScreenSink:
+    """Build the sink registered under ``name`` in the ``drgnet.screen_sinks`` entry points.
+
+    Raises:
+        ValueError: No such sink is installed, or the sink refused its options (e.g. an unreachable database).
+    """
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group=SINK_GROUP)}
+    if name not in found:
+        have = ", ".join(sorted(found)) or "none"
+        raise ValueError(f"no screening sink {name!r} is installed (installed: {have}); reinstall drgnet")
+    return found[name].load()(**options)
+
+
 def score_batch(
     items: Sequence[ScreenItem],
     engine: Any,
     options: ScreenOptions,
+    sink: ScreenSink | None = None,
 ) -> list[dict[str, Any] | None]:
     """Rows for a batch of prepared items, in order (None for skipped items).
 
-    The one place a batch becomes rows: local screening and every Ray actor call it.
+    The one place a batch becomes rows: local screening and every Ray actor call it. With a ``sink``, every
+    scored photograph is handed to it (its items must have been prepared with ``keep_original``).
     """
-    from drgnet.inference import model_maps, normalised_entropy, referable_probability, summarise_lesions
+    from drgnet.inference import (
+        model_maps,
+        normalised_entropy,
+        prediction_at_full_resolution,
+        referable_probability,
+        summarise_lesions,
+    )
 
     ready = [i for i, it in enumerate(items) if it.ready]
     maps = None
@@ -332,13 +396,29 @@ def score_batch(
             row[f"{name}_area_fraction"] = round(summary.area_fraction, _PROB_DIGITS)
             row[f"{name}_count"] = summary.count
         if options.masks_dir is not None:
-            row["overlay"] = write_masks(item, lesion_probs, maps.attention[k], options)
+            if item.pre is None or item.original is None:
+                raise ValueError(f"{item.path}: masks requested but the photograph was not kept (keep_original=False)")
+            full = prediction_at_full_resolution(
+                item.pre, probs, maps.lesion_probs[k], maps.attention[k], threshold=options.threshold
+            )
+            row["overlay"] = write_masks(item, full.lesion_probs, full.attention, options)
+        if sink is not None:
+            try:
+                sink.store(item, row, maps.grade_probs[k], maps.lesion_probs[k], maps.attention[k])
+            except ValueError as exc:
+                item.error = _one_line(f"not stored: {exc}")
+                row = error_row(item, engine.name, engine.model_version)
         rows.append(row)
     return rows
 
 
 def write_masks(item: ScreenItem, lesion_probs: np.ndarray, attention: np.ndarray, options: ScreenOptions) -> str:
     """Overlay and per-lesion 0/255 masks at the photograph's resolution; returns the overlay's path.
+
+    Args:
+        item: The photograph (``original`` kept).
+        lesion_probs: ``(4, H, W)`` probabilities at the photograph's resolution.
+        attention: ``(H, W)`` attention in [0, 1] at the photograph's resolution.
 
     Files are named ``<stem>_<sha256[:12]>_overlay.png`` and ``..._<MA|HE|EX|SE>.png`` so photographs with
     the same name in different folders do not overwrite each other.
@@ -347,20 +427,13 @@ def write_masks(item: ScreenItem, lesion_probs: np.ndarray, attention: np.ndarra
 
     from drgnet.inference import render_overlay
 
-    if item.pre is None or item.original is None:
-        raise ValueError(f"{item.path}: masks requested but the photograph was not kept (keep_original=False)")
-    pre, fov = item.pre, item.pre.fov.mask
-    att = attention * item.fov_mask
-    att = att / att.max() if att.max() > 0 else att
-    full = pre.unproject_mask(lesion_probs.astype(np.float32)) * fov[None]
-    full_att = pre.unproject_mask(att.astype(np.float32)) * fov
     out = Path(options.masks_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{Path(item.path).stem}_{item.sha256[:12]}"
     for k, name in enumerate(LESIONS):
-        mask = ((full[k] >= options.threshold) * 255).astype(np.uint8)
+        mask = ((lesion_probs[k] >= options.threshold) * 255).astype(np.uint8)
         _write_png(out / f"{stem}_{name}.png", mask)
-    overlay = render_overlay(item.original, full, full_att, opacity=0.45, threshold=options.threshold)
+    overlay = render_overlay(item.original, lesion_probs, attention, opacity=0.45, threshold=options.threshold)
     path = out / f"{stem}_overlay.png"
     _write_png(path, cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
     return str(path)
@@ -586,6 +659,7 @@ def screen(
     batch_size: int = 8,
     workers: int = 2,
     progress: bool = True,
+    sink: ScreenSink | None = None,
 ) -> ScreenSummary:
     """Screen photographs on this machine and append one row per photograph to ``out``.
 
@@ -597,6 +671,7 @@ def screen(
         batch_size: Photographs per forward pass.
         workers: DataLoader worker processes that read and preprocess (0: in this process).
         progress: Show a progress bar.
+        sink: Also hand every scored photograph to this sink (``load_sink("db", ...)``: the review worklist).
     """
     from torch.utils.data import DataLoader
 
@@ -607,9 +682,8 @@ def screen(
     paths = collect_inputs(inputs)
     with ResultWriter(out) as writer:
         summary = ScreenSummary(Path(out), images=len(paths), dropped_partial_line=writer.dropped_partial_line)
-        dataset = ScreeningDataset(
-            paths, engine.input_size, writer.done, options.masks_dir is not None, options.thresholds
-        )
+        keep = options.masks_dir is not None or sink is not None
+        dataset = ScreeningDataset(paths, engine.input_size, writer.done, keep, options.thresholds)
         loader = DataLoader(
             dataset,
             batch_size=max(1, batch_size),
@@ -620,7 +694,7 @@ def screen(
         )
         with _progress(len(paths), progress, "screening") as bar:
             for batch in loader:
-                for row in score_batch(batch, engine, options):
+                for row in score_batch(batch, engine, options, sink):
                     summary.count(row)
                     if row is not None:
                         writer.write(row)
@@ -644,10 +718,12 @@ class RayScreener:
         spec: EngineSpec,
         options: ScreenOptions,
         skip: frozenset[str] = frozenset(),
+        return_maps: bool = False,
     ) -> None:
         self.engine = spec.build()
         self.options = options
         self.skip = skip
+        self.return_maps = return_maps
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keep = self.options.masks_dir is not None
@@ -655,9 +731,53 @@ class RayScreener:
             prepare_item(str(p), self.engine.input_size, self.skip, keep, self.options.thresholds)
             for p in batch["path"]
         ]
-        rows = score_batch(items, self.engine, self.options)
+        collector = _MapCollector() if self.return_maps else None
+        rows = score_batch(items, self.engine, self.options, collector)
         encoded = [json.dumps(r, allow_nan=False) if r is not None else "" for r in rows]
-        return {"row": np.array(encoded, dtype=object)}
+        out = {"row": np.array(encoded, dtype=object)}
+        if collector is not None:
+            out["maps"] = np.array([collector.maps.get(it.path, b"") for it in items], dtype=object)
+        return out
+
+
+class _MapCollector:
+    """Keeps each scored photograph's model-resolution maps (float16 ``.npz`` bytes) for the Ray driver's sink:
+    the actors may run on machines without the database, so the driver stores what they computed."""
+
+    def __init__(self) -> None:
+        self.maps: dict[str, bytes] = {}
+
+    def store(self, item, row, grade_probs, lesion_probs, attention) -> None:  # noqa: ANN001 - ScreenSink.store
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            grade_probs=np.asarray(grade_probs, np.float32),
+            lesion_probs=np.asarray(lesion_probs, np.float16),
+            attention=np.asarray(attention, np.float16),
+        )
+        self.maps[item.path] = buffer.getvalue()
+
+    def close(self) -> None:
+        pass
+
+
+def _store_from_actor(row: dict[str, Any], maps: bytes, sink: ScreenSink, options: ScreenOptions) -> dict[str, Any]:
+    """On the Ray driver: hand an actor's row and maps to the sink (reading the photograph again for its bytes
+    and geometry). Returns the row, or an error row when the photograph changed meanwhile or the sink refused it."""
+    with np.load(io.BytesIO(maps)) as z:
+        probs, lesion_probs, attention = (z[k].astype(np.float32) for k in ("grade_probs", "lesion_probs", "attention"))
+    item = prepare_item(row["path"], lesion_probs.shape[-1], keep_original=True, thresholds=options.thresholds)
+    if item.sha256 != row["sha256"] or not item.ready:
+        item.error = f"{row['path']}: not stored: the file changed or vanished during screening"
+    else:
+        try:
+            sink.store(item, row, probs, lesion_probs, attention)
+            return row
+        except ValueError as exc:
+            item.error = _one_line(f"not stored: {exc}")
+    failed = error_row(item, row["engine"], row["model_version"])
+    failed["sha256"] = row["sha256"]
+    return failed
 
 
 def _ray_session(address: str) -> bool:
@@ -689,6 +809,7 @@ def screen_ray(
     batch_size: int = 8,
     cpus_per_actor: float = 1.0,
     progress: bool = True,
+    sink: ScreenSink | None = None,
 ) -> ScreenSummary:
     """Screen on Ray Data: paths -> ``map_batches`` over a pool of ``concurrency`` model actors -> rows.
 
@@ -701,6 +822,7 @@ def screen_ray(
             (start one here). Ignored when Ray is already initialised in this process.
         concurrency: Model actors (each loads the model once).
         cpus_per_actor: CPUs Ray reserves per actor (also its torch threads).
+        sink: Store every scored photograph here, on the driver (the actors send their maps back for it).
     """
     import ray
 
@@ -721,15 +843,22 @@ def screen_ray(
                 ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
                 ds = ds.map_batches(
                     RayScreener,
-                    fn_constructor_kwargs={"spec": actor_spec, "options": options, "skip": frozenset(writer.done)},
+                    fn_constructor_kwargs={
+                        "spec": actor_spec,
+                        "options": options,
+                        "skip": frozenset(writer.done),
+                        "return_maps": sink is not None,
+                    },
                     batch_size=max(1, batch_size),
                     batch_format="numpy",
                     compute=ray.data.ActorPoolStrategy(size=max(1, concurrency)),
                     num_cpus=cpus_per_actor,
                 )
                 with _progress(len(paths), progress, "screening (ray)") as bar:
-                    for record in _iter_rows(ds):
+                    for record, maps in _iter_rows(ds):
                         row = json.loads(record) if record else None
+                        if sink is not None and row is not None and row["status"] == "ok":
+                            row = _store_from_actor(row, maps, sink, options)
                         summary.count(row)
                         if row is not None:
                             writer.write(row)
@@ -741,9 +870,9 @@ def screen_ray(
     return summary
 
 
-def _iter_rows(ds: Any) -> Iterator[str]:
+def _iter_rows(ds: Any) -> Iterator[tuple[str, bytes]]:
     for row in ds.iter_rows():
-        yield row["row"]
+        yield row["row"], row.get("maps", b"")
 
 
 __all__ = [
@@ -754,9 +883,11 @@ __all__ = [
     "ResultWriter",
     "ScreenItem",
     "ScreenOptions",
+    "ScreenSink",
     "ScreenSummary",
     "ScreeningDataset",
     "collect_inputs",
+    "load_sink",
     "prepare_item",
     "read_results",
     "score_batch",

@@ -20,6 +20,7 @@ from db.artifacts import artifact_store
 from db.ingest import read_image_bytes
 from db.models import Image, Prediction
 from drgnet.data.preprocess import load_rgb
+from drgnet.inference import Prediction as ModelPrediction
 from drgnet.inference import Predictor
 from drgnet.labels import LESIONS
 
@@ -47,12 +48,51 @@ def predict_and_store(
     start = time.perf_counter()
     pred = predictor.predict(rgb, source=image.original_filename)
     latency_ms = (time.perf_counter() - start) * 1000.0
+    return store_prediction(
+        session,
+        image,
+        pred,
+        model_version_id=model_version_id,
+        model_name=model_name,
+        data_dir=data_dir,
+        actor_id=actor_id,
+        latency_ms=latency_ms,
+    )
+
+
+def store_prediction(
+    session: Session,
+    image: Image,
+    pred: ModelPrediction,
+    *,
+    model_version_id: int | None = None,
+    model_name: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    actor_id: int | None = None,
+    latency_ms: float | None = None,
+    extra_summary: dict[str, object] | None = None,
+) -> Prediction:
+    """Add the prediction row of an already computed prediction (in the caller's transaction).
+
+    Args:
+        pred: Maps at the stored photograph's resolution.
+        extra_summary: More keys for the row's lesion summary (the screening command adds the quality verdict).
+
+    Raises:
+        ValueError: when the maps do not have the stored photograph's size.
+    """
+    if pred.lesion_probs.shape[1:] != (image.height, image.width):
+        raise ValueError(
+            f"{image.original_filename}: the prediction's maps are {pred.lesion_probs.shape[2]}x"
+            f"{pred.lesion_probs.shape[1]}, the stored photograph is {image.width}x{image.height}"
+        )
     store = artifact_store(data_dir)
     lesion_hashes = {name: store.put_npz(pred.lesion_probs[k].astype(np.float16)) for k, name in enumerate(LESIONS)}
     attention_hash = store.put_npz(pred.attention.astype(np.float16))
-    summary = {name: s.to_dict() for name, s in pred.lesions.items()}
+    summary: dict[str, object] = {name: s.to_dict() for name, s in pred.lesions.items()}
     summary["_referable_probability"] = round(pred.referable_probability, 6)
     summary["_uncertainty"] = round(pred.uncertainty, 6)
+    summary.update(extra_summary or {})
     return repository.add_prediction(
         session,
         image.id,

@@ -1,98 +1,25 @@
-"""Fixtures of the feedback tests: databases on SQLite and PostgreSQL (as in tests/db), a tiny model checkpoint,
-tiny synthetic cohorts, and a database with corrected images and an active version."""
+"""Fixtures of the feedback tests: a tiny model checkpoint, tiny synthetic cohorts, and a database with corrected
+images and an active version (on SQLite and PostgreSQL, through tests/conftest.py's ``db_url``)."""
 
 from __future__ import annotations
 
-import io
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fb_support import TINY, CorrectedDB, build_corrected_db
 from PIL import Image as PILImage
-from sqlalchemy import Engine, create_engine, orm, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import orm
 
 from db.engine import make_engine, make_sessionmaker
 from db.models import Base
 
-TINY = dict(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
-
-
-def _schema_url(base_url: str, schema: str) -> str:
-    url = make_url(base_url).set(drivername="postgresql+psycopg")
-    query = {"options": f"-csearch_path={schema} -csynchronous_commit=off", "application_name": schema}
-    return url.update_query_dict(query).render_as_string(hide_password=False)
-
-
-@pytest.fixture(scope="session")
-def postgres_admin(postgres_url: str) -> Iterator[Engine]:
-    admin = create_engine(make_url(postgres_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
-    yield admin
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of its own: an SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db' / 'drgnet.db'}"
-        return
-    base = request.getfixturevalue("postgres_url")
-    admin: Engine = request.getfixturevalue("postgres_admin")
-    schema = f"drgnet_fb_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield _schema_url(base, schema)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE pid <> pg_backend_pid() AND application_name = :schema"
-                ),
-                {"schema": schema},
-            )
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'db' / 'drgnet.db'}"
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
-    Base.metadata.create_all(eng, checkfirst=False)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def Session(engine: Engine) -> orm.sessionmaker[orm.Session]:  # noqa: N802 - named like the factory it is
-    return make_sessionmaker(engine)
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "data"
-    path.mkdir()
-    return path
-
 
 @pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from argon2 import PasswordHasher, profiles
-
-    from db import repository
-
-    monkeypatch.setattr(repository, "_hasher", PasswordHasher.from_parameters(profiles.CHEAPEST))
-    monkeypatch.setattr(repository, "_dummy_hash", None)
+def _cheap_hashing(cheap_password_hashing: None) -> None:
+    """Every feedback test hashes passwords at argon2's cheapest parameters."""
 
 
 @pytest.fixture(autouse=True)
@@ -133,66 +60,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, cohort: Path) -> P
     return run / "best"
 
 
-def png_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    PILImage.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-@dataclass
-class CorrectedDB:
-    Session: orm.sessionmaker[orm.Session]
-    data_dir: Path
-    url: str
-    admin_id: int
-    clinician_ids: list[int]
-    image_ids: list[int]
-    version_id: int
-
-
-def build_corrected_db(
-    Session: orm.sessionmaker[orm.Session],  # noqa: N803
-    url: str,
-    data_dir: Path,
-    cohort: Path,
-    checkpoint: Path,
-    n_images: int = 6,
-) -> CorrectedDB:
-    """Users, the cohort's photographs, an active version and corrections of every kind."""
-    from db import repository
-    from db.artifacts import artifact_store
-    from db.ingest import ingest_image
-    from drgnet.data.readers import open_dataset
-    from feedback.masks import encode_full, encode_partial
-    from feedback.retrain import register_checkpoint
-
-    reader = open_dataset(cohort, layout="synthetic")
-    store = artifact_store(data_dir)
-    with Session.begin() as s:
-        admin = repository.create_user(s, "admin", "password123", "admin")
-        doc = repository.create_user(s, "doc", "password123", "clinician")
-        version = register_checkpoint(s, checkpoint, "v1", data_dir=data_dir, activate=True, replay_data=str(cohort))
-        image_ids = []
-        for i in range(n_images):
-            sample = reader[i]
-            image = ingest_image(s, png_bytes(sample.image), f"{sample.name}.png", data_dir=data_dir).image
-            image_ids.append(image.id)
-            kind = ("grade-only", "partial", "full")[i % 3]
-            masks = {}
-            if kind == "full":
-                masks = {
-                    "HE": store.put_png(encode_full(sample.masks[1])),
-                    "MA": store.put_png(encode_full(sample.masks[0])),
-                }
-            elif kind == "partial":
-                remove = np.zeros_like(sample.masks[1])
-                remove[:10, :10] = 1
-                masks = {"HE": store.put_png(encode_partial(sample.masks[1], remove))}
-            repository.add_annotation(s, image.id, doc.id, kind=kind, grade=sample.grade, mask_hashes=masks)
-        ids = (admin.id, doc.id, version.id)
-    return CorrectedDB(Session, data_dir, url, ids[0], [ids[1]], image_ids, ids[2])
-
-
 @pytest.fixture
 def corrected_db(
     Session: orm.sessionmaker[orm.Session],  # noqa: N803
@@ -202,19 +69,6 @@ def corrected_db(
     tiny_checkpoint: Path,
 ) -> CorrectedDB:
     return build_corrected_db(Session, db_url, data_dir, cohort, tiny_checkpoint)
-
-
-#: Retraining parameters small enough for a test: a few steps on 64 px images.
-FAST_RETRAIN = {
-    "steps": 3,
-    "batch_size": 4,
-    "replay_per_batch": 2,
-    "holdout_fraction": 0.0,
-    "eval_batch_size": 12,
-    # Three steps cannot change much: wide margins make the "not worse" promotion deterministic.
-    "max_qwk_drop": 2.0,
-    "max_aupr_drop": 1.0,
-}
 
 
 @pytest.fixture(scope="session")

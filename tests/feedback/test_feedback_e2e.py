@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FAST_RETRAIN, CorrectedDB
+from fb_support import FAST_RETRAIN, CorrectedDB
 
 from db import repository
 from db.models import JobStatus, ModelStatus

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, CorrectedDB
+from fb_support import TINY, CorrectedDB
 
 from db import repository
 from db.models import ModelStatus

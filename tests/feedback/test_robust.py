@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import torch
-from conftest import TINY
+from fb_support import TINY
 
 from drgnet.config import ModelConfig
 from drgnet.losses import cross_entropy_per_sample, generalized_cross_entropy, small_loss_weights, soft_target_kl

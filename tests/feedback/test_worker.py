@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST_RETRAIN, CorrectedDB
+from fb_support import FAST_RETRAIN, CorrectedDB
 
 from db import repository
 from db.models import Job, JobStatus

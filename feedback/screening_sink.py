@@ -1,0 +1,169 @@
+"""``drgnet screen --db``: screened photographs go into the database and so into the review worklist.
+
+Registered as the ``db`` sink of the ``drgnet.screen_sinks`` entry points (pyproject.toml), because ``drgnet``
+itself must not import the database layer (DESIGN.md §2). For each scored photograph, in one transaction: the
+photograph is ingested exactly as an upload is (``db.ingest.ingest_image``: validated, EXIF-oriented, stripped of
+metadata, deduplicated), and the screening model's prediction is recorded with its maps at the photograph's
+resolution (``feedback.predictions.store_prediction``), the same way the review app records one.
+
+Rerunning a screening (``drgnet screen`` resumes) or screening a photograph the database already holds adds no
+second row: the image is found by its content, and a prediction of the same model for it is kept, not repeated.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from db import migrate
+from db.engine import data_dir as default_data_dir
+from db.engine import make_engine, make_sessionmaker
+from db.ingest import ingest_image
+from db.models import ModelStatus, ModelVersion
+from db.models import Prediction as PredictionRow
+from drgnet.inference import prediction_at_full_resolution
+from drgnet.training.checkpoint import WEIGHTS, sha256_file
+from feedback.predictions import store_prediction
+from feedback.retrain import resolve_checkpoint
+
+
+class DatabaseSink:
+    """Stores screened photographs and their predictions (a ``drgnet.screening.ScreenSink``).
+
+    Args:
+        url: Database URL (default: ``$DRGNET_DATABASE_URL``, else SQLite in the data directory).
+        data_dir: Where photographs and maps are stored (default: ``$DRGNET_DATA_DIR``, else ``./data``).
+        source: Recorded as each image's source (a clinic, camera or batch name).
+        checkpoint: The screening checkpoint; predictions are linked to the registered model version with the
+            same weights, else recorded under the checkpoint's name.
+        threshold: Lesion probability threshold of the stored lesion summary.
+
+    Raises:
+        ValueError: The database is unreachable or not migrated to this version's schema.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        source: str | None = "screening",
+        checkpoint: str | os.PathLike[str] | None = None,
+        threshold: float = 0.5,
+    ) -> None:
+        from sqlalchemy.exc import OperationalError
+
+        self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        self.source = source
+        self.threshold = threshold
+        self.engine = make_engine(url)
+        try:
+            migrate.check_current(self.engine)
+        except OperationalError as exc:
+            self.engine.dispose()
+            raise ValueError(f"cannot reach the database: {exc.orig}") from None
+        except RuntimeError as exc:
+            self.engine.dispose()
+            raise ValueError(str(exc)) from None
+        self.sessions = make_sessionmaker(self.engine)
+        self.model_version_id: int | None = None
+        self.stored = 0  # predictions added
+        self.already = 0  # photographs that already had this model's prediction
+        if checkpoint is not None:
+            self.use_checkpoint(checkpoint)
+
+    def use_checkpoint(self, checkpoint: str | os.PathLike[str]) -> None:
+        """Link the predictions to the registered version whose weights are this checkpoint's (if any)."""
+        weights = Path(checkpoint) / WEIGHTS
+        if not weights.is_file():
+            self.model_version_id = None
+            return
+        sha = sha256_file(weights)
+        with self.sessions() as session:
+            self.model_version_id = session.scalars(
+                select(ModelVersion.id).where(ModelVersion.checkpoint_sha256 == sha).order_by(ModelVersion.id)
+            ).first()
+
+    def active_checkpoint(self) -> Path:
+        """The active model version's checkpoint folder, for screening with the model the app serves.
+
+        Raises:
+            ValueError: no version is active, or its checkpoint is missing.
+        """
+        with self.sessions() as session:
+            version = session.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.ACTIVE)).first()
+            if version is None:
+                raise ValueError(
+                    "no model version is active in the database; give --checkpoint, or register and promote one "
+                    "(`drgnet model register` / `drgnet model promote`)"
+                )
+            path = resolve_checkpoint(version.checkpoint_path, self.data_dir)
+            name, version_id = version.name, version.id
+        if not (path / WEIGHTS).is_file():
+            raise ValueError(f"model version {name!r}: checkpoint {path} is missing")
+        self.model_version_id = version_id
+        return path
+
+    def store(
+        self,
+        item: Any,
+        row: dict[str, Any],
+        grade_probs: np.ndarray,
+        lesion_probs: np.ndarray,
+        attention: np.ndarray,
+    ) -> None:
+        """Ingest one screened photograph and record its prediction, in one transaction.
+
+        Raises:
+            ValueError: the photograph is not acceptable to the database (too large, unsupported format ...).
+        """
+        if item.data is None or item.pre is None:
+            raise ValueError(f"{item.path}: the photograph's bytes were not kept for the database")
+        prediction = prediction_at_full_resolution(
+            item.pre,
+            np.asarray(grade_probs, np.float64),
+            lesion_probs,
+            attention,
+            threshold=self.threshold,
+            model_version=str(row.get("model_version") or ""),
+        )
+        model_name = None if self.model_version_id is not None else (row.get("model_version") or "screening")
+        with self.sessions.begin() as session:
+            image = ingest_image(session, item.data, item.path, data_dir=self.data_dir, source=self.source).image
+            same_model = select(PredictionRow.id).where(PredictionRow.image_id == image.id)
+            if self.model_version_id is not None:
+                same_model = same_model.where(PredictionRow.model_version_id == self.model_version_id)
+            else:
+                same_model = same_model.where(
+                    PredictionRow.model_version_id.is_(None), PredictionRow.model_name == model_name
+                )
+            if session.scalars(same_model.limit(1)).first() is not None:
+                self.already += 1
+                return
+            store_prediction(
+                session,
+                image,
+                prediction,
+                model_version_id=self.model_version_id,
+                model_name=model_name,
+                data_dir=self.data_dir,
+                extra_summary={
+                    "_gradable": bool(row.get("gradable")),
+                    "_quality_reasons": row.get("quality_reasons") or "",
+                    "_screening_engine": row.get("engine") or "",
+                },
+            )
+        self.stored += 1
+
+    def describe(self) -> str:
+        where = self.engine.url.render_as_string(hide_password=True)
+        text = f"database {where}: {self.stored} predictions stored for review"
+        if self.already:
+            text += f", {self.already} photographs already had this model's prediction"
+        return text
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,87 @@
+"""Helpers the feedback tests import (a module of its own: importing from ``conftest`` is ambiguous, as every test
+folder has one): the tiny model's configuration, retraining parameters for tests, and a database of corrections."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import orm
+
+TINY = dict(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    PILImage.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class CorrectedDB:
+    Session: orm.sessionmaker[orm.Session]
+    data_dir: Path
+    url: str
+    admin_id: int
+    clinician_ids: list[int]
+    image_ids: list[int]
+    version_id: int
+
+
+def build_corrected_db(
+    Session: orm.sessionmaker[orm.Session],  # noqa: N803
+    url: str,
+    data_dir: Path,
+    cohort: Path,
+    checkpoint: Path,
+    n_images: int = 6,
+) -> CorrectedDB:
+    """Users, the cohort's photographs, an active version and corrections of every kind."""
+    from db import repository
+    from db.artifacts import artifact_store
+    from db.ingest import ingest_image
+    from drgnet.data.readers import open_dataset
+    from feedback.masks import encode_full, encode_partial
+    from feedback.retrain import register_checkpoint
+
+    reader = open_dataset(cohort, layout="synthetic")
+    store = artifact_store(data_dir)
+    with Session.begin() as s:
+        admin = repository.create_user(s, "admin", "password123", "admin")
+        doc = repository.create_user(s, "doc", "password123", "clinician")
+        version = register_checkpoint(s, checkpoint, "v1", data_dir=data_dir, activate=True, replay_data=str(cohort))
+        image_ids = []
+        for i in range(n_images):
+            sample = reader[i]
+            image = ingest_image(s, png_bytes(sample.image), f"{sample.name}.png", data_dir=data_dir).image
+            image_ids.append(image.id)
+            kind = ("grade-only", "partial", "full")[i % 3]
+            masks = {}
+            if kind == "full":
+                masks = {
+                    "HE": store.put_png(encode_full(sample.masks[1])),
+                    "MA": store.put_png(encode_full(sample.masks[0])),
+                }
+            elif kind == "partial":
+                remove = np.zeros_like(sample.masks[1])
+                remove[:10, :10] = 1
+                masks = {"HE": store.put_png(encode_partial(sample.masks[1], remove))}
+            repository.add_annotation(s, image.id, doc.id, kind=kind, grade=sample.grade, mask_hashes=masks)
+        ids = (admin.id, doc.id, version.id)
+    return CorrectedDB(Session, data_dir, url, ids[0], [ids[1]], image_ids, ids[2])
+
+
+#: Retraining parameters small enough for a test: a few steps on 64 px images.
+FAST_RETRAIN = {
+    "steps": 3,
+    "batch_size": 4,
+    "replay_per_batch": 2,
+    "holdout_fraction": 0.0,
+    "eval_batch_size": 12,
+    # Three steps cannot change much: wide margins make the "not worse" promotion deterministic.
+    "max_qwk_drop": 2.0,
+    "max_aupr_drop": 1.0,
+}

@@ -1,0 +1,154 @@
+"""drgnet screen --db: screened photographs and their predictions land in the database, in the review worklist,
+on SQLite and on PostgreSQL; reruns add nothing twice; photographs the database refuses are reported."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from db import migrate, repository
+from db.engine import make_engine, make_sessionmaker
+from db.ingest import read_image_bytes
+from db.models import Image, Prediction
+from drgnet.cli import app
+from drgnet.labels import LESIONS
+from drgnet.screening import read_results, screen
+from feedback.predictions import load_maps
+from feedback.retrain import register_checkpoint
+
+runner = CliRunner()
+
+
+def _migrated(url: str):
+    """A migrated database with a clinician; yields its session factory."""
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as s:
+        repository.create_user(s, "doc", "password123", "clinician")
+    yield sessions
+    engine.dispose()
+
+
+@pytest.fixture
+def migrated(db_url: str, cheap_password_hashing: None):
+    """On SQLite and on PostgreSQL."""
+    yield from _migrated(db_url)
+
+
+@pytest.fixture
+def migrated_sqlite(sqlite_url: str, cheap_password_hashing: None):
+    """For what does not depend on the backend."""
+    yield from _migrated(sqlite_url)
+
+
+def _screen_cli(*args: str):
+    return runner.invoke(app, ["screen", *args, "--workers", "0", "--no-progress"])
+
+
+def test_screened_photographs_enter_the_worklist_once(migrated, db_url, data_dir, tiny_checkpoint, photos, tmp_path):
+    with migrated.begin() as s:
+        version_id = register_checkpoint(s, tiny_checkpoint, "v1", data_dir=data_dir, activate=True).id
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "results.csv"
+    db_args = ("--db", "--database-url", db_url, "--data-dir", str(data_dir), "--source", "clinic-7")
+
+    # No --checkpoint: the active version screens.
+    result = _screen_cli(str(photos), str(bad), "--out", str(out), *db_args)
+    assert result.exit_code == 0, result.output
+    assert "active model version" in result.output
+    assert "6 predictions stored for review" in result.output
+    rows = {r["path"]: r for r in read_results(out)}
+    assert rows[str(bad)]["status"] == "error"
+    ok = {r["sha256"]: r for r in rows.values() if r["status"] == "ok"}
+    assert len(ok) == 6
+
+    with migrated() as s:
+        doc = repository.get_user(s, "doc")
+        queue = repository.review_queue(s, doc.id, with_prediction=True, unannotated_by_me=True, source="clinic-7")
+        assert len(queue) == 6
+        assert s.scalar(select(func.count()).select_from(Image)) == 6  # the broken file was not stored
+        by_name = {Path(r["path"]).name: r for r in ok.values()}
+        for entry in queue:
+            image, prediction = entry.image, entry.prediction
+            row = by_name[image.original_filename]
+            assert prediction.model_version_id == version_id
+            assert prediction.grade == row["grade"]
+            assert prediction.probabilities == pytest.approx([row[f"p_grade_{g}"] for g in range(5)], abs=1e-5)
+            assert prediction.lesion_summary["SE"]["count"] == row["SE_count"]
+            assert prediction.lesion_summary["_gradable"] == row["gradable"]
+            # The maps are at the stored photograph's resolution and show what the model found (SE fires).
+            lesion, attention = load_maps(prediction, data_dir)
+            stored = np.asarray(PILImage.open(io.BytesIO(read_image_bytes(image, data_dir))))
+            assert lesion.shape == (len(LESIONS), *stored.shape[:2])
+            assert attention.shape == stored.shape[:2]
+            se = lesion[LESIONS.index("SE")]
+            assert se.max() > 0.9 and lesion[LESIONS.index("MA")].max() < 0.1
+            assert se[0, 0] == 0.0  # outside the field of view
+
+    # Rerun on the same output: nothing screened or stored again.
+    again = _screen_cli(str(photos), str(bad), "--out", str(out), *db_args)
+    assert again.exit_code == 0, again.output
+    assert "0 predictions stored" in again.output
+    # A fresh output file screens everything again, but the database keeps one prediction per model and image.
+    fresh = _screen_cli(str(photos), "--out", str(tmp_path / "fresh.jsonl"), *db_args)
+    assert fresh.exit_code == 0, fresh.output
+    assert "6 photographs already had this model's prediction" in fresh.output
+    with migrated() as s:
+        assert s.scalar(select(func.count()).select_from(Prediction)) == 6
+        assert s.scalar(select(func.count()).select_from(Image)) == 6
+
+
+def test_unregistered_checkpoint_and_refused_format(
+    migrated_sqlite, sqlite_url, data_dir, tiny_checkpoint, photos, tmp_path
+):
+    from drgnet.engines import TorchEngine
+    from feedback.screening_sink import DatabaseSink
+
+    ppm = tmp_path / "eye.ppm"  # the screening reads PPM; the database accepts JPEG, PNG, TIFF, BMP, WebP only
+    first = sorted(photos.rglob("*.jpg"))[0]
+    PILImage.open(first).save(ppm)
+    sink = DatabaseSink(sqlite_url, data_dir, source=None, checkpoint=tiny_checkpoint)
+    try:
+        summary = screen(
+            [str(first), str(ppm)],
+            tmp_path / "r.csv",
+            TorchEngine.from_checkpoint(tiny_checkpoint),
+            workers=0,
+            progress=False,
+            sink=sink,
+        )
+    finally:
+        sink.close()
+    assert (summary.scored, summary.errors) == (1, 1)
+    rows = {Path(r["path"]).name: r for r in read_results(tmp_path / "r.csv")}
+    assert rows["eye.ppm"]["status"] == "error"
+    assert "not stored" in rows["eye.ppm"]["error"] and "PPM images are not accepted" in rows["eye.ppm"]["error"]
+    with migrated_sqlite() as s:
+        predictions = list(s.scalars(select(Prediction)))
+        assert len(predictions) == 1
+        # Not a registered version: recorded under the checkpoint's own name.
+        assert predictions[0].model_version_id is None
+        assert predictions[0].model_name == rows[first.name]["model_version"]
+
+
+def test_db_errors_are_clear(sqlite_url, data_dir, photos, tmp_path):
+    db_url = sqlite_url
+    out = tmp_path / "r.csv"
+    result = _screen_cli(str(photos), "--out", str(out), "--db", "--database-url", db_url)
+    assert result.exit_code == 2
+    assert "drgnet db upgrade" in result.output  # not migrated
+    migrate.upgrade(db_url)
+    result = _screen_cli(str(photos), "--out", str(out), "--db", "--database-url", db_url)
+    assert result.exit_code == 2
+    assert "no model version is active" in result.output
+    result = _screen_cli(str(photos), "--out", str(out), "--data-dir", str(data_dir), "--checkpoint", "x")
+    assert result.exit_code == 2 and "only apply with --db" in result.output
+    assert not out.exists()
