@@ -297,3 +297,26 @@ def test_save_correction_merges_canvas_strokes_at_full_resolution(app_env):
     assert he.shape == (h, w)
     assert he[50:52, 30:100].all() and he.sum() == 2 * 70  # canvas rows 100-103 -> photo rows 50-51
     assert not he[0:4, 0:4].any()  # erased
+
+
+def test_review_warns_when_screening_flagged_the_photograph_ungradable(app_env):
+    user = signed_in(app_env, "clinician")
+    with db(app_env).begin() as session:
+        row = repository.review_queue(session, user.id)[0]
+        old = row.prediction
+        image_id = row.image.id
+        repository.add_prediction(  # as `drgnet screen --db` records one: the quality verdict in the summary
+            session,
+            image_id,
+            grade=old.grade,
+            probabilities=old.probabilities,
+            model_version_id=old.model_version_id,
+            lesion_summary={**old.lesion_summary, "_gradable": False, "_quality_reasons": "too_dark,blurred"},
+            lesion_map_hashes=old.lesion_map_hashes,
+            attention_map_hash=old.attention_map_hash,
+        )
+    at = page("review", "review_page", user, review_image_id=image_id, worklist_ids=[image_id])
+    assert not at.exception, at.exception
+    assert "possibly ungradable: too_dark, blurred" in texts(at)
+    at = page("review", "review_page", user, review_image_id=row.image.id + 1, worklist_ids=[row.image.id + 1])
+    assert "possibly ungradable" not in texts(at)

@@ -224,6 +224,10 @@ def _prediction_panel(prediction: Any, version_name: str | None) -> None:
         f"**Referable DR:** {'yes' if prediction.grade >= 2 else 'no'} (probability {referable:.0%}) · "
         f"**Model:** {version_name or 'unknown'}"
     )
+    summary = prediction.lesion_summary or {}
+    if summary.get("_gradable") is False:  # the screening command's image-quality verdict
+        reasons = str(summary.get("_quality_reasons") or "").replace(",", ", ") or "quality check"
+        st.warning(f"Screening flagged this photograph as possibly ungradable: {reasons}.")
     st.dataframe(
         {
             "Grade": [f"{g} {GRADE_NAMES[g]}" for g in GRADE_NAMES],
@@ -232,7 +236,6 @@ def _prediction_panel(prediction: Any, version_name: str | None) -> None:
         hide_index=True,
         width="stretch",
     )
-    summary = prediction.lesion_summary or {}
     st.dataframe(
         {
             "Lesion": [LESION_NAMES[n] for n in LESIONS],

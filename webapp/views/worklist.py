@@ -7,7 +7,7 @@ import streamlit as st
 from db import repository
 from drgnet.labels import GRADE_NAMES
 from feedback.strategies import STRATEGIES, grade_entropy, referable_probability
-from webapp import auth, nav
+from webapp import auth
 from webapp.services import sessions
 
 QUEUE_LIMIT = 500
@@ -17,6 +17,8 @@ REVIEW_KEY = "review_image_id"
 
 def open_review(image_id: int) -> None:
     st.session_state[REVIEW_KEY] = image_id
+    from webapp import nav  # here, not at the top: nav imports every page, the review page imports this one
+
     nav.switch_to("review")
 
 
