@@ -289,6 +289,7 @@ def screen(
     ),
     database_url: str | None = typer.Option(
         None,
+        "--url",
         "--database-url",
         help="--db: database URL (default $DRGNET_DATABASE_URL, else SQLite in the data dir).",
     ),
@@ -306,7 +307,7 @@ def screen(
     if engine not in ("torch", "onnx"):
         _fail(f"unknown engine {engine!r}; choose torch or onnx")
     if not db and (database_url is not None or data_dir is not None):
-        _fail("--database-url and --data-dir only apply with --db")
+        _fail("--url and --data-dir only apply with --db")
     sink = None
     if db:
         try:

@@ -58,7 +58,7 @@ def test_screened_photographs_enter_the_worklist_once(migrated, db_url, data_dir
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     out = tmp_path / "results.csv"
-    db_args = ("--db", "--database-url", db_url, "--data-dir", str(data_dir), "--source", "clinic-7")
+    db_args = ("--db", "--url", db_url, "--data-dir", str(data_dir), "--source", "clinic-7")
 
     # No --checkpoint: the active version screens.
     result = _screen_cli(str(photos), str(bad), "--out", str(out), *db_args)
