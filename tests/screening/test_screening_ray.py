@@ -112,6 +112,7 @@ def test_ray_with_db_stores_what_the_actors_scored(local_ray, tiny_checkpoint, p
     assert a.keys() == b.keys()
     for sha, (probs, lesion, attention) in a.items():
         assert b[sha][0] == pytest.approx(probs, abs=1e-5)
-        # The actors send float16 maps: equal to the local ones within float16 rounding.
-        assert np.abs(b[sha][1] - lesion).max() < 2e-3
-        assert np.abs(b[sha][2] - attention).max() < 2e-3
+        # The actors send float16 maps: equal to the local ones but where float16 rounding crosses one of the
+        # stored 1/255 steps.
+        assert np.abs(b[sha][1] - lesion).max() <= 1 / 255 + 1e-6
+        assert np.abs(b[sha][2] - attention).max() <= 1 / 255 + 1e-6

@@ -1,0 +1,225 @@
+"""What storing into the review worklist costs a screening run (``drgnet bench screen-db``).
+
+The same engine screens the same synthetic photographs plus a few broken files three times: into a results file
+only (the baseline), with ``--db`` on SQLite, and with ``--db`` on PostgreSQL (a throw-away schema, when a server
+URL is given). Reported per run: photographs per second, the ratio to the baseline of this run, what was stored
+(images, predictions, review-queue length, checked against the rows), and the artifact bytes per photograph.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from drgnet.training.checkpoint import WEIGHTS
+
+
+@dataclass(frozen=True)
+class ScreenDbBenchConfig:
+    n: int = 200
+    size: int = 512
+    batch_size: int = 8
+    workers: int = 2
+    seed: int = 0
+
+
+def _photographs(root: Path, cfg: ScreenDbBenchConfig) -> tuple[Path, int]:
+    """``cfg.n`` synthetic photographs and five broken files; returns the folder and the number of broken files."""
+    import numpy as np
+    from PIL import Image
+
+    from drgnet.data import synthetic
+
+    cohort = root / f"cohort-{cfg.n}-{cfg.size}-{cfg.seed}"
+    if not (cohort / "manifest.json").is_file():
+        synthetic.generate_cohort(cohort, n=cfg.n, size=cfg.size, seed=cfg.seed, progress=False)
+    folder = root / "inputs"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(cohort / synthetic.IMAGE_DIR, folder)
+    good = sorted(folder.glob("*.jpg"))[0].read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (folder / "not_an_image.jpg").write_bytes(b"this is a text file\n" * 10)
+    (folder / "empty.png").write_bytes(b"")
+    rng = np.random.default_rng(cfg.seed)
+    Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(folder / "noise.png")
+    Image.new("RGB", (300, 200), (128, 128, 128)).save(folder / "grey.png")
+    return folder, 5
+
+
+def _postgres_schema(url: str) -> tuple[str, Any, str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"drgnet_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(make_url(url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    scoped = (
+        make_url(url).set(drivername="postgresql+psycopg").update_query_dict({"options": f"-csearch_path={schema}"})
+    )
+    return scoped.render_as_string(hide_password=False), admin, schema
+
+
+def _stored(url: str) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from db import repository
+    from db.engine import make_engine, make_sessionmaker
+    from db.models import Image, Prediction
+
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            images = s.scalar(select(func.count()).select_from(Image))
+            predictions = s.scalar(select(func.count()).select_from(Prediction))
+            queue = len(repository.review_queue(s, 0, with_prediction=True, limit=100_000))
+    finally:
+        engine.dispose()
+    return {"images": int(images), "predictions": int(predictions), "queue": queue}
+
+
+def _bytes_under(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def run(
+    cfg: ScreenDbBenchConfig,
+    checkpoint: Path,
+    out: Path,
+    postgres_url: str | None = None,
+    log: Any = print,
+) -> list[dict[str, Any]]:
+    from db import migrate
+    from drgnet.engines import TorchEngine
+    from drgnet.screening import screen
+    from feedback.screening_sink import DatabaseSink
+
+    out.mkdir(parents=True, exist_ok=True)
+    folder, n_broken = _photographs(out, cfg)
+    engine = TorchEngine.from_checkpoint(checkpoint)
+    warm = out / "warm-up.csv"
+    warm.unlink(missing_ok=True)
+    screen([str(p) for p in sorted(folder.glob("*.jpg"))[:8]], warm, engine, workers=0, progress=False)
+
+    runs: list[tuple[str, str | None]] = [("results file only", None), ("--db SQLite", "sqlite")]
+    if postgres_url:
+        runs.append(("--db PostgreSQL", "postgresql"))
+    rows: list[dict[str, Any]] = []
+    for label, backend in runs:
+        name = backend or "none"
+        results = out / f"results-{name}.csv"
+        results.unlink(missing_ok=True)
+        data_dir = out / f"data-{name}"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir()
+        sink, cleanup, url = None, None, None
+        if backend == "sqlite":
+            url = f"sqlite:///{data_dir / 'drgnet.db'}"
+        elif backend == "postgresql":
+            url, admin, schema = _postgres_schema(postgres_url)
+            cleanup = (admin, schema)
+        try:
+            if url is not None:
+                migrate.upgrade(url)
+                sink = DatabaseSink(url, data_dir, source="bench", checkpoint=checkpoint)
+            log(f"screening {cfg.n} photographs + {n_broken} broken files: {label}")
+            t0 = time.perf_counter()
+            summary = screen(
+                [str(folder)],
+                results,
+                engine,
+                batch_size=cfg.batch_size,
+                workers=cfg.workers,
+                progress=False,
+                sink=sink,
+            )
+            seconds = time.perf_counter() - t0
+            if sink is not None:
+                sink.close()
+            row: dict[str, Any] = {
+                "run": label,
+                "seconds": round(seconds, 2),
+                "photographs_per_s": round((summary.scored + summary.errors) / seconds, 2),
+                "scored": summary.scored,
+                "errors": summary.errors,
+            }
+            if url is not None:
+                stored = _stored(url)
+                if not stored["images"] == stored["predictions"] == stored["queue"] == summary.scored:
+                    raise RuntimeError(f"{label}: stored {stored}, but {summary.scored} photographs were scored")
+                row.update(stored)
+                row["artifact_kib_per_photograph"] = round(
+                    _bytes_under(data_dir / "artifacts") / 1024 / max(summary.scored, 1), 1
+                )
+                row["image_kib_per_photograph"] = round(
+                    _bytes_under(data_dir / "images") / 1024 / max(summary.scored, 1), 1
+                )
+        finally:
+            if cleanup is not None:
+                from sqlalchemy import text
+
+                admin, schema = cleanup
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                admin.dispose()
+        rows.append(row)
+        log(json.dumps(row))
+    base = rows[0]["photographs_per_s"]
+    for row in rows:
+        row["speed_vs_results_only"] = round(row["photographs_per_s"] / base, 3) if base else None
+    (out / "screen_db.json").write_text(json.dumps({"config": cfg.__dict__, "rows": rows}, indent=2))
+    (out / "screen_db.md").write_text(markdown(cfg, rows, engine.model_version))
+    return rows
+
+
+def markdown(cfg: ScreenDbBenchConfig, rows: list[dict[str, Any]], model: str) -> str:
+    lines = [
+        f"Screening {cfg.n} synthetic photographs ({cfg.size} px) + 5 broken files, model {model}, batch "
+        f"{cfg.batch_size}, {cfg.workers} loader processes:",
+        "",
+        "| run | s | photographs/s | vs results only | scored | errors | stored images / predictions / queue "
+        "| maps KiB/photo | image KiB/photo |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        stored = f"{r['images']} / {r['predictions']} / {r['queue']}" if "images" in r else "-"
+        lines.append(
+            f"| {r['run']} | {r['seconds']} | {r['photographs_per_s']} | {r['speed_vs_results_only']:.2f}x "
+            f"| {r['scored']} | {r['errors']} | {stored} | {r.get('artifact_kib_per_photograph', '-')} "
+            f"| {r.get('image_kib_per_photograph', '-')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def bench_screen_db(
+    checkpoint: Path = typer.Option(
+        Path("data/demo-model/best"), "--checkpoint", help="Checkpoint that screens (default: the demo model)."
+    ),
+    n: int = typer.Option(200, "--n", min=1, help="Synthetic photographs."),
+    size: int = typer.Option(512, "--size", min=64),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    workers: int = typer.Option(2, "--workers", min=0),
+    postgres_url: str | None = typer.Option(
+        None, "--postgres-url", help="A PostgreSQL server to measure too (a throw-away schema is used)."
+    ),
+    out: Path = typer.Option(Path("runs/bench/screen_db"), "--out"),
+) -> None:
+    """What `drgnet screen --db` costs: the same screening with no database, SQLite and PostgreSQL."""
+    if not (checkpoint / WEIGHTS).is_file():
+        typer.secho(
+            f"error: {checkpoint}: no checkpoint there (run `make demo` for the demo model, or give --checkpoint)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
+    cfg = ScreenDbBenchConfig(n=n, size=size, batch_size=batch_size, workers=workers)
+    rows = run(cfg, checkpoint, out, postgres_url, log=typer.echo)
+    typer.echo(markdown(cfg, rows, ""))
+    typer.echo(f"wrote {out / 'screen_db.md'}")
