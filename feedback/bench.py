@@ -23,6 +23,35 @@ from typing import Any
 
 import typer
 
+METHODS = ("ours", "ours-no-map-teacher", "naive")
+
+
+def method_config(method: str, robust: Any) -> tuple[Any, bool]:
+    """The retraining settings of a benchmark method, and whether it replays source data.
+
+    ``ours``, ``naive`` (plain fine-tuning), ``ours-no-map-teacher``, or either base with overrides of
+    :class:`feedback.retrain.RetrainConfig` fields for ablations: ``ours:tolerance_px=0+lesion_focal_gamma=0``.
+
+    Raises:
+        ValueError: an unknown method or field.
+    """
+    from feedback.retrain import RetrainConfig
+
+    name, _, overrides = method.partition(":")
+    if name == "ours-no-map-teacher":
+        name, overrides = "ours", "+".join(x for x in ("lesion_consistency_weight=0", overrides) if x)
+    if name not in ("ours", "naive"):
+        raise ValueError(f"unknown method {method!r}; choose {', '.join(METHODS)}, optionally with :FIELD=VALUE+...")
+    base = robust if name == "ours" else robust.naive()
+    params = {}
+    for pair in filter(None, overrides.split("+")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"method {method!r}: write FIELD=VALUE, e.g. ours:tolerance_px=0")
+        params[key.strip()] = json.loads(value)
+    cfg = RetrainConfig.from_params(params, base=base)
+    return cfg, name == "ours" and cfg.replay_per_batch > 0
+
 
 @dataclass(frozen=True)
 class FeedbackBenchConfig:
@@ -39,6 +68,7 @@ class FeedbackBenchConfig:
     batch_size: int = 8
     noise_levels: tuple[float, ...] = (0.0, 0.2, 0.4)
     kinds: tuple[str, ...] = ("grade-only", "partial", "full")
+    methods: tuple[str, ...] = ("ours", "naive")  # see method_config for ablations
     pretrained: bool = True  # ImageNet-initialised encoder (shipped weights)
     seed: int = 0
     device: str = "cpu"
@@ -126,7 +156,6 @@ def run(cfg: FeedbackBenchConfig, out: Path, log: Callable[[str], None] = print)
     for sample in targets:
         p = predictor.predict(sample.image, source=sample.name)
         predictions.append((sample, p.lesion_masks() > 0, p.fov_mask))
-    replay = ReplayDataset(FundusDataset(source, size, train_transforms(size, "light"), indices=train_idx))
     robust_cfg = RetrainConfig(
         steps=cfg.retrain_steps, batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device, lr=5e-4
     )
@@ -139,7 +168,11 @@ def run(cfg: FeedbackBenchConfig, out: Path, log: Callable[[str], None] = print)
                 (sample, expert.correct(kind, sample.grade, sample.masks, pred, fov))
                 for sample, pred, fov in predictions
             ]
-            for method, mcfg, rep in (("ours", robust_cfg, replay), ("naive", robust_cfg.naive(), None)):
+            for method in cfg.methods:
+                mcfg, replays = method_config(method, robust_cfg)
+                # Each row replays the same augmented source batches: rows differ only by their method.
+                augment = train_transforms(size, "light", seed=cfg.seed)
+                rep = ReplayDataset(FundusDataset(source, size, augment, indices=train_idx)) if replays else None
                 items = []
                 for sample, c in corrections:
                     shape = sample.image.shape[:2]
@@ -196,7 +229,8 @@ def markdown(cfg: FeedbackBenchConfig, rows: list[dict[str, Any]]) -> str:
         f"{cfg.n_target_test} labelled target test photographs. {cfg.retrain_steps} retraining steps, batch "
         f"{cfg.batch_size}, {cfg.input_size} px, seed {cfg.seed}, device {cfg.device}. Noise p: grade flips p, "
         "border errors p, missed lesions p/2, spurious strokes p. ours = GCE + small-loss selection + replay + EMA "
-        "teacher + tolerance band; naive = CE/BCE on the corrections only.",
+        "teacher (grades and, on unlabelled pixels, lesion maps) + tolerance band; ours-no-map-teacher = ours "
+        "without the lesion-map teacher term; naive = CE/BCE on the corrections only.",
         "",
         "| noise | correction | method | target QWK before | after | target AUPR before | after | "
         "source dQWK | source dAUPR | seconds |",
@@ -222,6 +256,9 @@ def bench_feedback(
     retrain_steps: int = typer.Option(40, "--retrain-steps", min=1),
     noise: str = typer.Option("0,0.2,0.4", "--noise", help="Comma-separated noise levels."),
     kinds: str = typer.Option("grade-only,partial,full", "--kinds"),
+    methods: str = typer.Option(
+        "ours,naive", "--methods", help="ours, naive, ours-no-map-teacher, or ours:FIELD=VALUE+... (ablations)."
+    ),
     target_style: str = typer.Option("smartphone", "--target-style"),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
     seed: int = typer.Option(0, "--seed"),
@@ -239,10 +276,19 @@ def bench_feedback(
         retrain_steps=retrain_steps,
         noise_levels=tuple(float(x) for x in noise.split(",") if x.strip()),
         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         target_style=target_style,
         pretrained=pretrained,
         seed=seed,
     )
+    from feedback.retrain import RetrainConfig
+
+    for method in cfg.methods:
+        try:
+            method_config(method, RetrainConfig())
+        except ValueError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
     rows = run(cfg, out, log=typer.echo)
     typer.echo(markdown(cfg, rows))
     typer.echo(f"wrote {out / 'feedback.md'}")

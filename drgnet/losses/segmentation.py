@@ -13,6 +13,7 @@ def lesion_loss(
     gamma: float = 2.0,
     pos_weight: float = 1.0,
     smooth: float = 1.0,
+    dice_pairs: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Dice and focal terms of the lesion maps.
 
@@ -25,6 +26,9 @@ def lesion_loss(
         gamma: Focal exponent; 0 gives weighted BCE.
         pos_weight: Extra weight on positive pixels in the focal/BCE term (lesions are rare).
         smooth: Dice smoothing, in pixels.
+        dice_pairs: ``(B, K)`` bool: the (image, lesion) pairs the Dice term covers (default: every pair with a
+            weighted pixel). Dice over a sparse label, say only painted strokes, is met by predicting "lesion"
+            everywhere; the focal term alone is well defined there.
 
     Returns:
         ``{"dice": ..., "focal": ...}``, each a scalar; zero (with a graph) when no pixel has weight.
@@ -50,6 +54,8 @@ def lesion_loss(
     inter = (probs * targets * weights).sum(dim=(2, 3))
     denom = (probs * weights).sum(dim=(2, 3)) + (targets * weights).sum(dim=(2, 3))
     present = weights.sum(dim=(2, 3)) > 0
+    if dice_pairs is not None:
+        present = present & dice_pairs.to(present.device)
     dice = 1 - (2 * inter + smooth) / (denom + smooth)
     dice = (dice * present).sum() / present.sum().clamp_min(1)
     return {"dice": dice, "focal": focal}

@@ -83,3 +83,55 @@ def test_grade_only_corrections_reach_the_lesion_branch_through_the_constraint()
     losses["loss"].backward()
     decoder_grad = sum(p.grad.abs().sum() for n, p in model.named_parameters() if "decoder" in n and p.grad is not None)
     assert decoder_grad > 0
+
+
+def test_teacher_consistency_holds_unlabelled_pixels_only() -> None:
+    torch.manual_seed(0)
+    model = DRGNet(ModelConfig(**TINY)).eval()
+    batch = _weak_batch()
+    batch["fov"][:, :5] = 0  # (the random image's field of view is all of it)
+    weights, fov = batch["mask_weights"], batch["fov"]
+    with torch.no_grad():
+        output = model(batch["image"])
+
+    def lesion_grad(teacher, cfg):
+        output = model(batch["image"])  # a graph of its own for each backward pass
+        logits = output.lesion_logits.detach().requires_grad_(True)
+        losses = FeedbackTask(model, cfg).losses(dataclasses.replace(output, lesion_logits=logits), batch, teacher)
+        losses["loss"].backward()
+        return logits.grad, losses
+
+    # A teacher whose lesion maps are more confident everywhere.
+    teacher = dataclasses.replace(output, lesion_logits=output.lesion_logits.detach() + 2.0)
+    grad, losses = lesion_grad(teacher, RetrainConfig())
+    unlabelled = (weights == 0) & (fov[:, None] > 0)
+    assert losses["lesion_consistency"] > 0
+    assert (grad[unlabelled] < 0).all()  # descent raises the student's logits towards the teacher's
+    assert grad[fov[:, None].expand_as(weights) == 0].abs().max() == 0  # outside the field of view: nothing
+    # On labelled pixels the teacher changes nothing: their gradient is the labels' alone.
+    label_only, _ = lesion_grad(teacher, RetrainConfig(lesion_consistency_weight=0.0))
+    assert torch.allclose(grad[weights > 0], label_only[weights > 0])
+    assert label_only[weights == 0].abs().max() == 0
+    # Where student and teacher agree the term pulls nowhere.
+    same, _ = lesion_grad(dataclasses.replace(output, lesion_logits=output.lesion_logits.detach()), RetrainConfig())
+    assert same[unlabelled].abs().max() < 1e-9
+    # Naive fine-tuning has no teacher term.
+    assert RetrainConfig().naive().lesion_consistency_weight == 0
+
+
+def test_strokes_are_left_out_of_dice_unless_asked() -> None:
+    torch.manual_seed(0)
+    model = DRGNet(ModelConfig(**TINY)).eval()
+    batch = _weak_batch()  # a partial correction: painted and erased squares on HE only
+    with torch.no_grad():
+        output = model(batch["image"])
+    default = FeedbackTask(model, RetrainConfig()).losses(output, batch)
+    with_strokes = FeedbackTask(model, RetrainConfig(partial_dice=True)).losses(output, batch)
+    assert default["lesion_dice"] == 0  # no fully labelled map in the batch
+    assert with_strokes["lesion_dice"] > 0
+    assert torch.isclose(default["lesion_focal"], with_strokes["lesion_focal"])
+    # A fully labelled map (every pixel of the field of view has weight) keeps its Dice.
+    batch["mask_weights"][:, 2] = batch["fov"]
+    batch["masks"][:, 2, 10:20, 10:20] = 1
+    assert FeedbackTask(model, RetrainConfig()).losses(output, batch)["lesion_dice"] > 0
+    assert RetrainConfig().naive().partial_dice  # the plain fine-tuning baseline is unchanged

@@ -130,3 +130,25 @@ def test_without_the_constraint_the_task_drops_its_terms():
     assert "constraint" not in losses and "lesion_grade" not in losses
     expected = losses["lesion_dice"] + losses["lesion_focal"] + losses["grade"]
     torch.testing.assert_close(losses["loss"], expected)
+
+
+def test_dice_pairs_leave_sparse_labels_to_the_focal_term():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 16, 16)
+    targets = torch.zeros(2, 4, 16, 16)
+    weights = torch.zeros(2, 4, 16, 16)
+    targets[0, 1, 4:8, 4:8] = 1
+    weights[0, 1, 4:8, 4:8] = 1  # image 0, HE: a painted stroke only
+    targets[1, 2, 2:5, 2:5] = 1
+    weights[1, 2] = 1  # image 1, EX: a full mask
+    everything = lesion_loss(logits, targets, weights)
+    full_only = torch.zeros(2, 4, dtype=torch.bool)
+    full_only[1, 2] = True
+    selected = lesion_loss(logits, targets, weights, dice_pairs=full_only)
+    alone = lesion_loss(logits[1:, 2:3], targets[1:, 2:3], weights[1:, 2:3])
+    assert torch.isclose(selected["dice"], alone["dice"])  # only the fully labelled pair counts in Dice
+    assert not torch.isclose(selected["dice"], everything["dice"])
+    assert torch.isclose(selected["focal"], everything["focal"])  # the focal term still sees the stroke
+    # A stroke-only Dice is met by raising every prediction inside it: that is what the selection avoids.
+    up = lesion_loss(logits + 5, targets, weights)
+    assert up["dice"] < everything["dice"]
