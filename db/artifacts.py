@@ -215,6 +215,16 @@ class ArtifactStore:
                 raise ValueError(f"artifact {sha256} is a {im.format} file, not a PNG")
             return np.asarray(im)
 
+    def get_map(self, sha256: str) -> np.ndarray:
+        """A single stored map, whether it was stored by :meth:`put_png` or as the ``"map"`` of :meth:`put_npz`."""
+        path = self.find(sha256)
+        if path is not None and path.suffix == ".npz":
+            arrays = self.get_npz(sha256)
+            if "map" not in arrays:
+                raise ValueError(f"{path}: holds {', '.join(sorted(arrays))}, not a single map")
+            return arrays["map"]
+        return self.get_png(sha256)
+
     def put_npz(self, arrays: Mapping[str, np.ndarray] | np.ndarray) -> str:
         """Store numeric arrays (float probability or attention maps) as an .npz; return its sha256.
 

@@ -1,8 +1,9 @@
 """Predict a stored photograph and record the prediction with its maps as artifacts.
 
 Shared by the review app's upload page, the demo seeding and ``drgnet screen --db``, so all store predictions the
-same way: one ``.npz`` probability map per lesion (``lesion_map_hashes``) and one for the attention map, in uint8
-steps of 1/255 (``encode_map``), and the grade probabilities and lesion summary in the ``predictions`` row.
+same way: one greyscale PNG probability map per lesion (``lesion_map_hashes``) and one for the attention map, in
+uint8 steps of 1/255 (``encode_map``), and the grade probabilities and lesion summary in the ``predictions`` row.
+Maps stored by earlier versions as float ``.npz`` are still read.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def store_prediction(
             f"{pred.lesion_probs.shape[1]}, the stored photograph is {image.width}x{image.height}"
         )
     store = artifact_store(data_dir)
-    lesion_hashes = {name: store.put_npz(encode_map(pred.lesion_probs[k])) for k, name in enumerate(LESIONS)}
-    attention_hash = store.put_npz(encode_map(pred.attention))
+    lesion_hashes = {name: store.put_png(encode_map(pred.lesion_probs[k])) for k, name in enumerate(LESIONS)}
+    attention_hash = store.put_png(encode_map(pred.attention))
     summary: dict[str, object] = {name: s.to_dict() for name, s in pred.lesions.items()}
     summary["_referable_probability"] = round(pred.referable_probability, 6)
     summary["_uncertainty"] = round(pred.uncertainty, 6)
@@ -109,11 +110,11 @@ def store_prediction(
 
 
 def encode_map(probabilities: np.ndarray) -> np.ndarray:
-    """A ``[0, 1]`` map as stored: uint8 steps of 1/255.
+    """A ``[0, 1]`` map as stored (a greyscale PNG): uint8 steps of 1/255.
 
     Steps of 1/255 are finer than anything the app draws or thresholds, and a map that is zero almost everywhere
-    compresses to a few kilobytes (float16 maps cost ~1.3 MB per 512 px photograph and most of a screening run's
-    storing time).
+    compresses to a few kilobytes (float16 ``.npz`` maps cost ~1.3 MB per 512 px photograph and most of a screening
+    run's storing time).
     """
     return np.rint(np.clip(probabilities, 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -132,10 +133,10 @@ def load_maps(
     store = artifact_store(data_dir)
     lesion = None
     if prediction.lesion_map_hashes and all(n in prediction.lesion_map_hashes for n in LESIONS):
-        lesion = np.stack([decode_map(store.get_npz(prediction.lesion_map_hashes[n])["map"]) for n in LESIONS])
+        lesion = np.stack([decode_map(store.get_map(prediction.lesion_map_hashes[n])) for n in LESIONS])
     attention = None
     if prediction.attention_map_hash:
-        attention = decode_map(store.get_npz(prediction.attention_map_hash)["map"])
+        attention = decode_map(store.get_map(prediction.attention_map_hash))
     return lesion, attention
 
 

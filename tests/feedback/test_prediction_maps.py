@@ -1,4 +1,4 @@
-"""Stored prediction maps: uint8 steps of 1/255, older float maps still readable, sizes checked."""
+"""Stored prediction maps: PNGs in uint8 steps of 1/255, older float .npz maps still readable, sizes checked."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from db.artifacts import artifact_store
+from drgnet.labels import LESIONS
 from feedback.predictions import decode_map, encode_map, load_maps
 
 
@@ -29,7 +30,7 @@ def test_float_maps_stored_before_are_read_unchanged(tmp_path):
     new = encode_map(old.astype(np.float32))
 
     class Row:
-        lesion_map_hashes = {n: store.put_npz(old if n in ("MA", "EX") else new) for n in ("MA", "HE", "EX", "SE")}
+        lesion_map_hashes = {n: store.put_npz(old) if n in ("MA", "EX") else store.put_png(new) for n in LESIONS}
         attention_map_hash = store.put_npz(old)
 
     lesion, attention = load_maps(Row(), tmp_path)
@@ -37,7 +38,7 @@ def test_float_maps_stored_before_are_read_unchanged(tmp_path):
     np.testing.assert_array_equal(lesion[0], old.astype(np.float32))
     assert np.abs(lesion[1] - old.astype(np.float32)).max() <= 0.5 / 255 + 1e-3  # float16 + one half step
     np.testing.assert_array_equal(attention, old.astype(np.float32))
-    assert store.get_npz(Row.lesion_map_hashes["HE"])["map"].dtype == np.uint8
+    assert store.get_png(Row.lesion_map_hashes["HE"]).dtype == np.uint8
 
 
 def test_store_prediction_refuses_maps_of_another_size(Session, data_dir):
