@@ -301,7 +301,7 @@ def screen(
     source: str = typer.Option("screening", "--source", help="With --db: the images' source (clinic, camera, batch)."),
 ) -> None:
     """Screen many photographs: grade, referable flag, lesions, uncertainty and gradability, one row each."""
-    from drgnet.screening import EngineSpec, ScreenOptions, load_sink, screen_ray
+    from drgnet.screening import EngineSpec, ScreenOptions, SinkError, load_sink, screen_ray
     from drgnet.screening import screen as run_screen
 
     if engine not in ("torch", "onnx"):
@@ -351,6 +351,8 @@ def screen(
             )
     except ValueError as exc:
         _fail(str(exc))
+    except SinkError as exc:
+        _fail(f"{exc}; the rows in {out} are stored: run the same command again to resume")
     finally:
         if sink is not None:
             sink.close()

@@ -288,13 +288,20 @@ def error_row(item: ScreenItem, engine: str, model_version: str) -> dict[str, An
     return row
 
 
+class SinkError(RuntimeError):
+    """A sink cannot go on (its database went away, its disk is full): the run stops with this message.
+
+    Rows written before it are stored, so running the same command again resumes where it stopped.
+    """
+
+
 class ScreenSink(Protocol):
     """Where screened photographs go besides the output file (``drgnet screen --db``: the review worklist).
 
     Sinks are found by name in the ``drgnet.screen_sinks`` entry-point group (``load_sink``), so this package
     needs no import of the database layer. ``store`` is called once per scored photograph, before its row is
     written: a photograph whose row is in the output has been stored. A ``ValueError`` from ``store`` turns the
-    row into an error row with that reason; any other exception stops the run.
+    row into an error row with that reason; a ``SinkError`` (or anything else) stops the run.
     """
 
     def store(
@@ -884,6 +891,7 @@ __all__ = [
     "ScreenItem",
     "ScreenOptions",
     "ScreenSink",
+    "SinkError",
     "ScreenSummary",
     "ScreeningDataset",
     "collect_inputs",

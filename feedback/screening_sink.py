@@ -26,9 +26,14 @@ from db.ingest import ingest_image
 from db.models import ModelStatus, ModelVersion
 from db.models import Prediction as PredictionRow
 from drgnet.inference import prediction_at_full_resolution
+from drgnet.screening import SinkError
 from drgnet.training.checkpoint import WEIGHTS, sha256_file
 from feedback.predictions import store_prediction
 from feedback.retrain import resolve_checkpoint
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
 
 
 class DatabaseSink:
@@ -119,7 +124,26 @@ class DatabaseSink:
 
         Raises:
             ValueError: the photograph is not acceptable to the database (too large, unsupported format ...).
+            SinkError: the database or the data directory failed; nothing of this photograph was committed.
         """
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            self._store(item, row, grade_probs, lesion_probs, attention)
+        except DBAPIError as exc:
+            reason = _one_line(str(exc.orig) if exc.orig is not None else str(exc))
+            raise SinkError(f"{item.path}: the database failed ({reason})") from exc
+        except OSError as exc:
+            raise SinkError(f"{item.path}: cannot write to the data directory {self.data_dir} ({exc})") from exc
+
+    def _store(
+        self,
+        item: Any,
+        row: dict[str, Any],
+        grade_probs: np.ndarray,
+        lesion_probs: np.ndarray,
+        attention: np.ndarray,
+    ) -> None:
         if item.data is None or item.pre is None:
             raise ValueError(f"{item.path}: the photograph's bytes were not kept for the database")
         prediction = prediction_at_full_resolution(

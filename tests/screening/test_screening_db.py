@@ -152,3 +152,47 @@ def test_db_errors_are_clear(sqlite_url, data_dir, photos, tmp_path):
     result = _screen_cli(str(photos), "--out", str(out), "--data-dir", str(data_dir), "--checkpoint", "x")
     assert result.exit_code == 2 and "only apply with --db" in result.output
     assert not out.exists()
+
+
+def test_a_database_that_goes_away_stops_the_run_and_a_rerun_resumes(
+    migrated_sqlite, sqlite_url, data_dir, tiny_checkpoint, photos, tmp_path
+):
+    from drgnet.engines import TorchEngine
+    from drgnet.screening import SinkError
+    from feedback.screening_sink import DatabaseSink
+
+    engine = TorchEngine.from_checkpoint(tiny_checkpoint)
+    out = tmp_path / "r.csv"
+    sink = DatabaseSink(sqlite_url, data_dir, checkpoint=tiny_checkpoint)
+    # The server stops answering after the run started: connections are refused.
+    sink.sessions.configure(bind=make_engine("postgresql+psycopg://postgres@127.0.0.1:1/gone"))
+    with pytest.raises(SinkError, match="the database failed"):
+        screen([str(photos)], out, engine, workers=0, progress=False, sink=sink)
+    sink.close()
+    assert [r for r in read_results(out) if r["status"] == "ok"] == []  # no row for anything not stored
+
+    sink = DatabaseSink(sqlite_url, data_dir, checkpoint=tiny_checkpoint)
+    summary = screen([str(photos)], out, engine, workers=0, progress=False, sink=sink)
+    sink.close()
+    assert (summary.scored, summary.skipped, sink.stored) == (6, 0, 6)
+    with migrated_sqlite() as s:
+        assert s.scalar(select(func.count()).select_from(Prediction)) == 6
+
+
+def test_cli_says_how_to_resume_when_the_database_fails(
+    migrated_sqlite, sqlite_url, data_dir, tiny_checkpoint, photos, tmp_path, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    from feedback.screening_sink import DatabaseSink
+
+    def broken(self, *args):
+        raise OperationalError("INSERT INTO images ...", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(DatabaseSink, "_store", broken)
+    out = tmp_path / "r.csv"
+    args = ("--checkpoint", str(tiny_checkpoint), "--db", "--url", sqlite_url, "--data-dir", str(data_dir))
+    result = _screen_cli(str(photos), "--out", str(out), *args)
+    assert result.exit_code == 2
+    assert "the database failed (server closed the connection unexpectedly)" in result.output
+    assert "run the same command again to resume" in result.output
