@@ -164,6 +164,7 @@ def ingest_image(
     source: str | None = None,
     uploaded_by_id: int | None = None,
     max_pixels: int = MAX_PIXELS,
+    prepared: PreparedImage | None = None,
 ) -> IngestResult:
     """Store an uploaded photograph and add its row (in the caller's transaction), or find it if already stored.
 
@@ -177,11 +178,14 @@ def ingest_image(
         source: Where it came from (clinic, camera, batch).
         uploaded_by_id: The uploading user.
         max_pixels: Refuse larger images.
+        prepared: ``prepare_image(data, filename)`` done beforehand (it is the costly part: a caller may run it
+            outside the transaction, in parallel); ``data`` is then not read again.
 
     Raises:
         ValueError: for anything that is not an acceptable photograph (the message names the client's file).
     """
-    prepared = prepare_image(data, filename, max_pixels=max_pixels)
+    if prepared is None:
+        prepared = prepare_image(data, filename, max_pixels=max_pixels)
     store = image_store(data_dir)
     existing = get_image_by_sha(session, prepared.sha256)
     if existing is not None:

@@ -26,6 +26,7 @@ Usage::
 
 from __future__ import annotations
 
+import collections
 import csv
 import glob
 import hashlib
@@ -700,14 +701,84 @@ def screen(
             multiprocessing_context=_loader_context() if workers else None,
         )
         with _progress(len(paths), progress, "screening") as bar:
-            for batch in loader:
-                for row in score_batch(batch, engine, options, sink):
-                    summary.count(row)
-                    if row is not None:
-                        writer.write(row)
-                bar.update(len(batch))
+            if sink is None:
+                for batch in loader:
+                    for row in score_batch(batch, engine, options):
+                        summary.count(row)
+                        if row is not None:
+                            writer.write(row)
+                    bar.update(len(batch))
+            else:
+                with _StoringPipeline(sink, engine, writer, summary, bar, depth=2 * max(1, batch_size)) as pipeline:
+                    for batch in loader:
+                        pipeline.add(batch, score_batch(batch, engine, options, pipeline))
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+class _StoringPipeline:
+    """Stores scored photographs in a background thread while the model works on the next batch.
+
+    It stands in for the sink in ``score_batch`` (``store`` queues the work) and writes each row only after its
+    photograph was stored, in input order, so a row in the output still means "stored". A ``ValueError`` from the
+    sink turns the row into an error row, as in the synchronous path; any other exception stops the run after the
+    rows before it are written. At most ``depth`` photographs wait, which bounds the memory their pixels hold.
+    """
+
+    def __init__(
+        self, sink: ScreenSink, engine: Any, writer: ResultWriter, summary: ScreenSummary, bar: Any, depth: int
+    ):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.sink, self.engine, self.writer, self.summary, self.bar = sink, engine, writer, summary, bar
+        self.depth = depth
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="drgnet-store")
+        self.queued: list[Any] = []  # futures of the batch being scored
+        self.pending: collections.deque[tuple[ScreenItem, dict[str, Any] | None, Any]] = collections.deque()
+
+    def store(self, item, row, grade_probs, lesion_probs, attention) -> None:  # noqa: ANN001 - ScreenSink.store
+        self.queued.append(self.pool.submit(self.sink.store, item, row, grade_probs, lesion_probs, attention))
+
+    def close(self) -> None:
+        pass
+
+    def add(self, batch: Sequence[ScreenItem], rows: list[dict[str, Any] | None]) -> None:
+        futures = iter(self.queued)
+        for item, row in zip(batch, rows, strict=True):
+            stored = next(futures) if row is not None and row["status"] == "ok" else None
+            self.pending.append((item, row, stored))
+        self.queued = []
+        self._flush(block=False)
+        while len(self.pending) > self.depth:
+            self._write_first()
+
+    def _flush(self, block: bool) -> None:
+        """Write the leading rows whose photographs are stored (all of them, waiting, with ``block``)."""
+        while self.pending and (block or self.pending[0][2] is None or self.pending[0][2].done()):
+            self._write_first()
+
+    def _write_first(self) -> None:
+        item, row, stored = self.pending.popleft()
+        if stored is not None:
+            try:
+                stored.result()
+            except ValueError as exc:
+                item.error = _one_line(f"not stored: {exc}")
+                row = error_row(item, self.engine.name, self.engine.model_version)
+        self.summary.count(row)
+        if row is not None:
+            self.writer.write(row)
+        self.bar.update(1)
+
+    def __enter__(self) -> _StoringPipeline:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if exc_type is None:
+                self._flush(block=True)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -------------------------------------------------------------------------------------------------- Ray

@@ -61,6 +61,17 @@ def predict_and_store(
     )
 
 
+def store_maps(pred: ModelPrediction, data_dir: str | os.PathLike[str] | None = None) -> tuple[dict[str, str], str]:
+    """Write a prediction's lesion and attention maps to the artifact store; their hashes ``(lesions, attention)``.
+
+    Safe to run outside a transaction and in parallel (the store is content-addressed and writes atomically); a
+    row that never comes leaves files that ``drgnet db gc`` removes.
+    """
+    store = artifact_store(data_dir)
+    lesion_hashes = {name: store.put_png(encode_map(pred.lesion_probs[k])) for k, name in enumerate(LESIONS)}
+    return lesion_hashes, store.put_png(encode_map(pred.attention))
+
+
 def store_prediction(
     session: Session,
     image: Image,
@@ -72,12 +83,14 @@ def store_prediction(
     actor_id: int | None = None,
     latency_ms: float | None = None,
     extra_summary: dict[str, object] | None = None,
+    map_hashes: tuple[dict[str, str], str] | None = None,
 ) -> Prediction:
     """Add the prediction row of an already computed prediction (in the caller's transaction).
 
     Args:
         pred: Maps at the stored photograph's resolution.
         extra_summary: More keys for the row's lesion summary (the screening command adds the quality verdict).
+        map_hashes: What ``store_maps(pred)`` returned, when the maps were stored beforehand.
 
     Raises:
         ValueError: when the maps do not have the stored photograph's size.
@@ -87,9 +100,7 @@ def store_prediction(
             f"{image.original_filename}: the prediction's maps are {pred.lesion_probs.shape[2]}x"
             f"{pred.lesion_probs.shape[1]}, the stored photograph is {image.width}x{image.height}"
         )
-    store = artifact_store(data_dir)
-    lesion_hashes = {name: store.put_png(encode_map(pred.lesion_probs[k])) for k, name in enumerate(LESIONS)}
-    attention_hash = store.put_png(encode_map(pred.attention))
+    lesion_hashes, attention_hash = map_hashes if map_hashes is not None else store_maps(pred, data_dir)
     summary: dict[str, object] = {name: s.to_dict() for name, s in pred.lesions.items()}
     summary["_referable_probability"] = round(pred.referable_probability, 6)
     summary["_uncertainty"] = round(pred.uncertainty, 6)

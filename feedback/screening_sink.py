@@ -13,6 +13,7 @@ second row: the image is found by its content, and a prediction of the same mode
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,13 @@ from sqlalchemy import select
 from db import migrate
 from db.engine import data_dir as default_data_dir
 from db.engine import make_engine, make_sessionmaker
-from db.ingest import ingest_image
+from db.ingest import ingest_image, prepare_image
 from db.models import ModelStatus, ModelVersion
 from db.models import Prediction as PredictionRow
 from drgnet.inference import prediction_at_full_resolution
 from drgnet.screening import SinkError
 from drgnet.training.checkpoint import WEIGHTS, sha256_file
-from feedback.predictions import store_prediction
+from feedback.predictions import store_maps, store_prediction
 from feedback.retrain import resolve_checkpoint
 
 
@@ -74,6 +75,7 @@ class DatabaseSink:
             self.engine.dispose()
             raise ValueError(str(exc)) from None
         self.sessions = make_sessionmaker(self.engine)
+        self._lock = threading.Lock()  # store() may be called from several threads (drgnet.screening's pipeline)
         self.model_version_id: int | None = None
         self.stored = 0  # predictions added
         self.already = 0  # photographs that already had this model's prediction
@@ -146,6 +148,9 @@ class DatabaseSink:
     ) -> None:
         if item.data is None or item.pre is None:
             raise ValueError(f"{item.path}: the photograph's bytes were not kept for the database")
+        # The costly part first, outside the transaction and the lock, so several threads can share the work:
+        # the metadata-free PNG of ingestion, the maps at the photograph's resolution and their files.
+        prepared = prepare_image(item.data, item.path)
         prediction = prediction_at_full_resolution(
             item.pre,
             np.asarray(grade_probs, np.float64),
@@ -154,9 +159,18 @@ class DatabaseSink:
             threshold=self.threshold,
             model_version=str(row.get("model_version") or ""),
         )
+        if prediction.lesion_probs.shape[1:] != (prepared.height, prepared.width):
+            raise ValueError(
+                f"{item.path}: the maps are {prediction.lesion_probs.shape[2]}x{prediction.lesion_probs.shape[1]}, "
+                f"the stored photograph {prepared.width}x{prepared.height}"
+            )
+        hashes = store_maps(prediction, self.data_dir)
         model_name = None if self.model_version_id is not None else (row.get("model_version") or "screening")
-        with self.sessions.begin() as session:
-            image = ingest_image(session, item.data, item.path, data_dir=self.data_dir, source=self.source).image
+        # One transaction at a time: "has this model's prediction already?" and the insert must not interleave.
+        with self._lock, self.sessions.begin() as session:
+            image = ingest_image(
+                session, item.data, item.path, data_dir=self.data_dir, source=self.source, prepared=prepared
+            ).image
             same_model = select(PredictionRow.id).where(PredictionRow.image_id == image.id)
             if self.model_version_id is not None:
                 same_model = same_model.where(PredictionRow.model_version_id == self.model_version_id)
@@ -174,13 +188,14 @@ class DatabaseSink:
                 model_version_id=self.model_version_id,
                 model_name=model_name,
                 data_dir=self.data_dir,
+                map_hashes=hashes,
                 extra_summary={
                     "_gradable": bool(row.get("gradable")),
                     "_quality_reasons": row.get("quality_reasons") or "",
                     "_screening_engine": row.get("engine") or "",
                 },
             )
-        self.stored += 1
+            self.stored += 1
 
     def describe(self) -> str:
         where = self.engine.url.render_as_string(hide_password=True)

@@ -18,7 +18,7 @@ from db.ingest import read_image_bytes
 from db.models import Image, Prediction
 from drgnet.cli import app
 from drgnet.labels import LESIONS
-from drgnet.screening import read_results, screen
+from drgnet.screening import collect_inputs, read_results, screen
 from feedback.predictions import load_maps
 from feedback.retrain import register_checkpoint
 
@@ -66,6 +66,8 @@ def test_screened_photographs_enter_the_worklist_once(migrated, db_url, data_dir
     assert "active model version" in result.output
     assert "6 predictions stored for review" in result.output
     rows = {r["path"]: r for r in read_results(out)}
+    # Stored in a background thread, written in input order once stored.
+    assert [r["path"] for r in read_results(out)] == collect_inputs([photos, bad])
     assert rows[str(bad)]["status"] == "error"
     ok = {r["sha256"]: r for r in rows.values() if r["status"] == "ok"}
     assert len(ok) == 6

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from _webapp_seed import PASSWORDS, build_template, copy_data
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Streamlit's AppTest leaves ``sys.modules["__main__"]`` pointing at its temporary script; processes started
+    later with ``spawn`` (the database concurrency tests) would then run that script instead of starting."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
