@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -128,24 +130,23 @@ class DatabaseSink:
             ValueError: the photograph is not acceptable to the database (too large, unsupported format ...).
             SinkError: the database or the data directory failed; nothing of this photograph was committed.
         """
+        with self._failures_stop_the_run(item.path):
+            self._store_one(item, row, grade_probs, lesion_probs, attention)
+
+    @contextmanager
+    def _failures_stop_the_run(self, path: str) -> Iterator[None]:
         from sqlalchemy.exc import DBAPIError
 
         try:
-            self._store(item, row, grade_probs, lesion_probs, attention)
+            yield
         except DBAPIError as exc:
             reason = _one_line(str(exc.orig) if exc.orig is not None else str(exc))
-            raise SinkError(f"{item.path}: the database failed ({reason})") from exc
+            raise SinkError(f"{path}: the database failed ({reason})") from exc
         except OSError as exc:
-            raise SinkError(f"{item.path}: cannot write to the data directory {self.data_dir} ({exc})") from exc
+            raise SinkError(f"{path}: cannot write to the data directory {self.data_dir} ({exc})") from exc
 
-    def _store(
-        self,
-        item: Any,
-        row: dict[str, Any],
-        grade_probs: np.ndarray,
-        lesion_probs: np.ndarray,
-        attention: np.ndarray,
-    ) -> None:
+    def _store_one(self, item: Any, row: dict[str, Any], *maps: np.ndarray) -> None:
+        grade_probs, lesion_probs, attention = maps
         if item.data is None or item.pre is None:
             raise ValueError(f"{item.path}: the photograph's bytes were not kept for the database")
         # The costly part first, outside the transaction and the lock, so several threads can share the work:

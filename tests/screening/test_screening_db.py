@@ -186,12 +186,12 @@ def test_cli_says_how_to_resume_when_the_database_fails(
 ):
     from sqlalchemy.exc import OperationalError
 
-    from feedback.screening_sink import DatabaseSink
+    import feedback.screening_sink
 
-    def broken(self, *args):
+    def broken(*args, **kwargs):
         raise OperationalError("INSERT INTO images ...", {}, Exception("server closed the connection unexpectedly"))
 
-    monkeypatch.setattr(DatabaseSink, "_store", broken)
+    monkeypatch.setattr(feedback.screening_sink, "ingest_image", broken)
     out = tmp_path / "r.csv"
     args = ("--checkpoint", str(tiny_checkpoint), "--db", "--url", sqlite_url, "--data-dir", str(data_dir))
     result = _screen_cli(str(photos), "--out", str(out), *args)
