@@ -51,15 +51,18 @@ def _where(url: str | None) -> str:
 
 
 @contextmanager
-def _session(url: str | None) -> Iterator[Session]:
-    """One transaction on a database that is migrated to head; errors become messages a user can act on."""
+def _session(url: str | None, data_dir: Path | None = None) -> Iterator[Session]:
+    """One transaction on a database that is migrated to head; errors become messages a user can act on.
+
+    Without a URL (and no ``DRGNET_DATABASE_URL``) the SQLite file of ``data_dir`` is used.
+    """
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     from db import migrate
     from db.engine import make_engine, make_sessionmaker
 
     try:
-        engine = make_engine(url)
+        engine = make_engine(url, data_directory=data_dir)
     except ValueError as exc:
         _fail(str(exc))
     try:
@@ -96,12 +99,21 @@ def _read_password(from_stdin: bool, *, confirm: bool) -> str:
 def db_upgrade(
     revision: str = typer.Argument("head", help="Target revision."),
     url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", envvar="DRGNET_DATA_DIR", help="Data directory whose drgnet.db to use without --url."
+    ),
 ) -> None:
     """Create or migrate the database schema (the SQLite file and its folder are created on first use)."""
     from sqlalchemy.exc import OperationalError
 
     from db import migrate
+    from db.engine import database_url
 
+    if url is None and data_dir is not None:
+        try:
+            url = database_url(None, data_directory=data_dir).render_as_string(hide_password=False)
+        except ValueError as exc:
+            _fail(str(exc))
     where = _where(url)
     try:
         migrate.upgrade(url, revision)
@@ -163,7 +175,7 @@ def db_gc(
     """Remove stored files (photographs, masks, maps) that no database row refers to."""
     from db.artifacts import collect_garbage
 
-    with _session(url) as session:
+    with _session(url, data_dir) as session:
         reports = collect_garbage(session, data_dir, min_age_s=min_age, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for store, report in reports.items():

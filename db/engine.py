@@ -35,13 +35,16 @@ def data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
-def database_url(url: str | URL | None = None) -> URL:
+def database_url(url: str | URL | None = None, *, data_directory: str | os.PathLike[str] | None = None) -> URL:
     """Resolve the database URL: ``url`` if given, else ``DRGNET_DATABASE_URL``, else the SQLite default.
+
+    The SQLite default is ``drgnet.db`` in ``data_directory`` (a command's ``--data-dir``), else in :func:`data_dir`.
 
     Raises:
         ValueError: for a URL that is not SQLite or PostgreSQL.
     """
-    raw = url or os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{(data_dir() / SQLITE_FILENAME).resolve()}"
+    folder = Path(data_directory) if data_directory is not None else data_dir()
+    raw = url or os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{(folder / SQLITE_FILENAME).resolve()}"
     try:
         parsed = make_url(raw)
     except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
@@ -76,13 +79,15 @@ def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
-def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
-    """Create an engine for ``url`` (or the configured default; see :func:`database_url`).
+def make_engine(
+    url: str | URL | None = None, *, data_directory: str | os.PathLike[str] | None = None, **kwargs: Any
+) -> Engine:
+    """Create an engine for ``url`` (or the configured default; see :func:`database_url`, ``data_directory``).
 
     For SQLite the file's folder is created if needed, and every connection gets WAL journaling, foreign keys and a
     busy timeout. Extra keyword arguments go to :func:`sqlalchemy.create_engine`.
     """
-    resolved = database_url(url)
+    resolved = database_url(url, data_directory=data_directory)
     if resolved.get_backend_name() == "sqlite":
         path = sqlite_path(resolved)
         if path is not None:

@@ -35,15 +35,18 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def _database(url: str | None) -> Iterator[sessionmaker[Session]]:
-    """A session factory on a reachable database migrated to head; errors become messages a user can act on."""
+def _database(url: str | None, data_dir: Path | None = None) -> Iterator[sessionmaker[Session]]:
+    """A session factory on a reachable database migrated to head; errors become messages a user can act on.
+
+    Without a URL (and no ``DRGNET_DATABASE_URL``) the SQLite file of ``data_dir`` is used.
+    """
     from sqlalchemy.exc import OperationalError
 
     from db import migrate
     from db.engine import make_engine, make_sessionmaker
 
     try:
-        engine = make_engine(url)
+        engine = make_engine(url, data_directory=data_dir)
     except ValueError as exc:
         _fail(str(exc))
     try:
@@ -96,7 +99,7 @@ def worker(
         base = RetrainConfig.from_params(_params(settings, config))
     except ValueError as exc:
         _fail(str(exc))
-    with _database(url) as Session:  # noqa: N806
+    with _database(url, data_dir) as Session:  # noqa: N806
         w = Worker(Session, data_dir, worker_id or default_worker_id(), lease_s=lease, retrain=base)
         if once:
             job = w.run_once()
@@ -160,7 +163,7 @@ def model_register(
     """Register a trained checkpoint as a model version."""
     from feedback.retrain import register_checkpoint
 
-    with _database(url) as Session, Session.begin() as session:  # noqa: N806
+    with _database(url, data_dir) as Session, Session.begin() as session:  # noqa: N806
         try:
             v = register_checkpoint(
                 session, checkpoint, name, data_dir=data_dir, activate=activate, replay_data=replay_data

@@ -43,7 +43,7 @@ class DatabaseSink:
     """Stores screened photographs and their predictions (a ``drgnet.screening.ScreenSink``).
 
     Args:
-        url: Database URL (default: ``$DRGNET_DATABASE_URL``, else SQLite in the data directory).
+        url: Database URL (default: ``$DRGNET_DATABASE_URL``, else ``drgnet.db`` in ``data_dir``).
         data_dir: Where photographs and maps are stored (default: ``$DRGNET_DATA_DIR``, else ``./data``).
         source: Recorded as each image's source (a clinic, camera or batch name).
         checkpoint: The screening checkpoint; predictions are linked to the registered model version with the
@@ -67,7 +67,7 @@ class DatabaseSink:
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.source = source
         self.threshold = threshold
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, data_directory=self.data_dir)
         try:
             migrate.check_current(self.engine)
         except OperationalError as exc:

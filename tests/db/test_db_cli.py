@@ -119,3 +119,37 @@ def test_drgnet_command_line_has_the_db_and_user_groups():
         done = subprocess.run([str(drgnet), group, "--help"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert {"db": "upgrade", "user": "verify"}[group] in done.stdout
+
+
+def test_gc_with_only_a_data_dir_uses_that_data_dirs_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Without --url, ``--data-dir X`` means X's drgnet.db: gc must never judge X's files by another database."""
+    import io
+
+    from PIL import Image
+
+    from db.ingest import image_store, ingest_image
+
+    monkeypatch.delenv("DRGNET_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DRGNET_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    default, other = tmp_path / "data", tmp_path / "clinic"
+    migrate.upgrade(f"sqlite:///{default / 'drgnet.db'}")  # ./data, the default: migrated and empty
+    migrate.upgrade(f"sqlite:///{other / 'drgnet.db'}")  # another data dir
+    photo = io.BytesIO()
+    Image.new("RGB", (32, 24), (90, 20, 10)).save(photo, format="PNG")
+    engine = make_engine(f"sqlite:///{other / 'drgnet.db'}")
+    with make_sessionmaker(engine).begin() as session:
+        sha = ingest_image(session, photo.getvalue(), "eye.png", data_dir=other).image.sha256
+    engine.dispose()
+    result = runner.invoke(db_app, ["gc", "--data-dir", str(other), "--min-age", "0"])
+    assert result.exit_code == 0, result.output
+    assert image_store(other).exists(sha)  # referenced by clinic/drgnet.db, so kept
+
+
+def test_upgrade_with_a_data_dir_migrates_that_data_dirs_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("DRGNET_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DRGNET_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(db_app, ["upgrade", "--data-dir", str(tmp_path / "clinic")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "clinic" / "drgnet.db").is_file() and not (tmp_path / "data").exists()

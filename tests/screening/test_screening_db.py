@@ -198,3 +198,18 @@ def test_cli_says_how_to_resume_when_the_database_fails(
     assert result.exit_code == 2
     assert "the database failed (server closed the connection unexpectedly)" in result.output
     assert "run the same command again to resume" in result.output
+
+
+def test_data_dir_alone_names_the_database(tiny_checkpoint, photos, tmp_path, monkeypatch):
+    monkeypatch.delenv("DRGNET_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DRGNET_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    clinic = tmp_path / "clinic"
+    migrate.upgrade(f"sqlite:///{clinic / 'drgnet.db'}")
+    out = tmp_path / "r.csv"
+    result = _screen_cli(
+        str(photos), "--out", str(out), "--checkpoint", str(tiny_checkpoint), "--db", "--data-dir", str(clinic)
+    )
+    assert result.exit_code == 0, result.output
+    assert "clinic/drgnet.db: 6 predictions stored" in result.output
+    assert not (tmp_path / "data").exists()
