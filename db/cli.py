@@ -41,11 +41,11 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code=code)
 
 
-def _where(url: str | None) -> str:
+def _where(url: str | None, data_dir: Path | None = None) -> str:
     from db.engine import database_url
 
     try:
-        return database_url(url).render_as_string(hide_password=True)
+        return database_url(url, data_directory=data_dir).render_as_string(hide_password=True)
     except ValueError as exc:
         _fail(str(exc))
 
@@ -56,22 +56,16 @@ def _session(url: str | None, data_dir: Path | None = None) -> Iterator[Session]
 
     Without a URL (and no ``DRGNET_DATABASE_URL``) the SQLite file of ``data_dir`` is used.
     """
-    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
 
     from db import migrate
-    from db.engine import make_engine, make_sessionmaker
+    from db.engine import make_sessionmaker
 
     try:
-        engine = make_engine(url, data_directory=data_dir)
+        engine = migrate.open_current(url, data_directory=data_dir)
     except ValueError as exc:
         _fail(str(exc))
     try:
-        try:
-            migrate.check_current(engine)
-        except OperationalError as exc:
-            _fail(f"cannot reach the database {_where(url)}: {exc.orig}")
-        except RuntimeError as exc:
-            _fail(str(exc))
         try:
             with make_sessionmaker(engine).begin() as session:
                 yield session
@@ -79,7 +73,7 @@ def _session(url: str | None, data_dir: Path | None = None) -> Iterator[Session]
             _fail(str(exc.args[0]) if exc.args else str(exc))
         except SQLAlchemyError as exc:
             # The driver's message only: the statement's parameters (a password hash, say) stay out of the terminal.
-            _fail(f"database error on {_where(url)}: {getattr(exc, 'orig', None) or type(exc).__name__}")
+            _fail(f"database error on {_where(url, data_dir)}: {getattr(exc, 'orig', None) or type(exc).__name__}")
     finally:
         engine.dispose()
 

@@ -6,6 +6,7 @@ package (``db/migrations``), so the schema travels with the code.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -77,3 +78,24 @@ def check_current(engine: Engine) -> None:
         where = engine.url.render_as_string(hide_password=True)
         state = "has no DRG-Net tables yet" if current is None else f"is at revision {current}"
         raise RuntimeError(f"the database {where} {state}, but this code needs {head}: run `drgnet db upgrade`")
+
+
+def open_current(url: str | URL | None = None, *, data_directory: str | os.PathLike[str] | None = None) -> Engine:
+    """An engine on a reachable database migrated to head (see :func:`db.engine.make_engine` for the defaults).
+
+    Raises:
+        ValueError: a message a user can act on: a bad URL, an unreachable server, a schema to migrate.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    engine = make_engine(url, data_directory=data_directory)
+    try:
+        check_current(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        raise ValueError(f"cannot reach the database {where}: {exc.orig}") from None
+    except RuntimeError as exc:
+        engine.dispose()
+        raise ValueError(str(exc)) from None
+    return engine

@@ -40,22 +40,14 @@ def _database(url: str | None, data_dir: Path | None = None) -> Iterator[session
 
     Without a URL (and no ``DRGNET_DATABASE_URL``) the SQLite file of ``data_dir`` is used.
     """
-    from sqlalchemy.exc import OperationalError
-
     from db import migrate
-    from db.engine import make_engine, make_sessionmaker
+    from db.engine import make_sessionmaker
 
     try:
-        engine = make_engine(url, data_directory=data_dir)
+        engine = migrate.open_current(url, data_directory=data_dir)
     except ValueError as exc:
         _fail(str(exc))
     try:
-        try:
-            migrate.check_current(engine)
-        except OperationalError as exc:
-            _fail(f"cannot reach the database: {exc.orig}")
-        except RuntimeError as exc:
-            _fail(str(exc))
         yield make_sessionmaker(engine)
     finally:
         engine.dispose()

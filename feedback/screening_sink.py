@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from db import migrate
 from db.engine import data_dir as default_data_dir
-from db.engine import make_engine, make_sessionmaker
+from db.engine import make_sessionmaker
 from db.ingest import ingest_image, prepare_image
 from db.models import ModelStatus, ModelVersion
 from db.models import Prediction as PredictionRow
@@ -62,20 +62,10 @@ class DatabaseSink:
         checkpoint: str | os.PathLike[str] | None = None,
         threshold: float = 0.5,
     ) -> None:
-        from sqlalchemy.exc import OperationalError
-
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.source = source
         self.threshold = threshold
-        self.engine = make_engine(url, data_directory=self.data_dir)
-        try:
-            migrate.check_current(self.engine)
-        except OperationalError as exc:
-            self.engine.dispose()
-            raise ValueError(f"cannot reach the database: {exc.orig}") from None
-        except RuntimeError as exc:
-            self.engine.dispose()
-            raise ValueError(str(exc)) from None
+        self.engine = migrate.open_current(url, data_directory=self.data_dir)
         self.sessions = make_sessionmaker(self.engine)
         self._lock = threading.Lock()  # store() may be called from several threads (drgnet.screening's pipeline)
         self.model_version_id: int | None = None
@@ -160,11 +150,6 @@ class DatabaseSink:
             threshold=self.threshold,
             model_version=str(row.get("model_version") or ""),
         )
-        if prediction.lesion_probs.shape[1:] != (prepared.height, prepared.width):
-            raise ValueError(
-                f"{item.path}: the maps are {prediction.lesion_probs.shape[2]}x{prediction.lesion_probs.shape[1]}, "
-                f"the stored photograph {prepared.width}x{prepared.height}"
-            )
         hashes = store_maps(prediction, self.data_dir)
         model_name = None if self.model_version_id is not None else (row.get("model_version") or "screening")
         # One transaction at a time: "has this model's prediction already?" and the insert must not interleave.
