@@ -1,0 +1,72 @@
+"""Where the real photographs used for calibration, benchmarks and tests live (never inside the repository).
+
+Two sources, both optional on a user's machine:
+
+- the shared data folder next to the repository (``../shared``, or ``$DRGNET_SHARED_DIR``), which holds four IDRiD
+  photographs with lesion masks (``data/idrid-train4``, CC BY 4.0);
+- the ``samples/`` folders of two PyPI sdists (retinalysis-inference 0.9.0, retinalysis-fundusprep 1.1.0), unpacked
+  by ``scripts/fetch_real_samples.sh`` into ``$DRGNET_SAMPLES_DIR`` (default ``<repo>/data/real-samples``).
+
+Functions return ``None`` (never raise) when a source is absent, so tests and benchmarks can skip with a message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SDISTS = ("retinalysis_inference-0.9.0", "retinalysis_fundusprep-1.1.0")
+
+# Ground truth we know about the unlabelled sample photographs (file stem -> ICDR grade), from their datasets' own
+# descriptions: DRIVE and CHASEDB1 photographs of these ids and HRF "_g" images are healthy eyes, HRF "_dr" shows DR.
+HEALTHY_STEMS = ("DRIVE_22", "DRIVE_40", "CHASEDB1_08L", "CHASEDB1_12R", "HRF_04_g")
+DR_STEMS = ("HRF_07_dr",)
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+
+
+def shared_dir() -> Path | None:
+    """The shared data folder (``$DRGNET_SHARED_DIR`` or ``<repo>/../shared``), or None when absent."""
+    env = os.environ.get("DRGNET_SHARED_DIR")
+    path = Path(env) if env else REPO_ROOT.parent / "shared"
+    return path if path.is_dir() else None
+
+
+def idrid_train4_dir() -> Path | None:
+    """The four real IDRiD photographs with lesion masks (IDRiD's own layout), or None when absent."""
+    root = shared_dir()
+    path = root / "data" / "idrid-train4" if root else None
+    return path if path is not None and path.is_dir() else None
+
+
+def samples_dir() -> Path:
+    """Where ``scripts/fetch_real_samples.sh`` unpacks the sdists' samples (may not exist yet)."""
+    env = os.environ.get("DRGNET_SAMPLES_DIR")
+    return Path(env) if env else REPO_ROOT / "data" / "real-samples"
+
+
+def sample_photographs() -> dict[str, Path]:
+    """Real unlabelled photographs from the sdists' samples, keyed by file stem (first copy found wins).
+
+    Prefers the camera originals (``original/``) over derived versions; returns ``{}`` when nothing was fetched.
+    """
+    found: dict[str, Path] = {}
+    root = samples_dir()
+    for sdist in SDISTS:
+        base = root / sdist / "samples"
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*")):
+            if path.suffix.lower() in _IMAGE_SUFFIXES and "original" in path.parts:
+                found.setdefault(path.stem, path)
+    return found
+
+
+def skimage_retina() -> Path | None:
+    """scikit-image's real fundus photograph ``data/retina.jpg`` when the package ships it locally."""
+    try:
+        import skimage
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    path = Path(skimage.__file__).parent / "data" / "retina.jpg"
+    return path if path.is_file() else None
