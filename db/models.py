@@ -33,7 +33,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     event,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -164,6 +166,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Set when an admin resets the password: the next sign-in leads only to the change-password page.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def __repr__(self) -> str:
         return f"User(id={self.id}, username={self.username!r}, role={self.role!s}, active={self.active})"
@@ -357,6 +361,61 @@ class AuditEntry(Base):
         return f"AuditEntry(id={self.id}, action={self.action!r}, {self.object_type}#{self.object_id})"
 
 
+class ThrottleScope(enum.StrEnum):
+    """What failed sign-ins are counted against: the account named, or the client (network address) trying."""
+
+    ACCOUNT = "account"
+    CLIENT = "client"
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins of one account or one client, so every app process sees the same delays and lockouts.
+
+    A row for a user name that does not exist is kept like any other, so the answer never reveals whether a name exists.
+    """
+
+    __tablename__ = "login_throttle"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[ThrottleScope] = mapped_column(_enum(ThrottleScope, "scope"))
+    #: The user name as typed (scope ``account``) or the client's address (scope ``client``).
+    key: Mapped[str] = mapped_column(String(255))
+    #: Failed attempts counted so far (attempts refused during a delay are not counted: no password was checked).
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column()
+    #: Set when ``failures`` reached the lockout limit; only an admin clears it (Users page, ``drgnet user unlock``).
+    locked_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+    def __repr__(self) -> str:
+        locked = self.locked_at is not None
+        return f"LoginThrottle({self.scope!s}:{self.key!r}, failures={self.failures}, locked={locked})"
+
+
+class UserSession(Base):
+    """A signed-in browser session; the browser holds a random token, the database only its sha256."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH), unique=True)
+    #: The client address at sign-in, for the audit trail.
+    client: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Last page run; a session idle for longer than the configured time is expired.
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    #: Why it ended: ``logout``, ``idle``, ``expired``, ``disabled``, ``password``.
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return f"UserSession(id={self.id}, user_id={self.user_id}, revoked={self.revoked_reason!r})"
+
+
 class AppendOnlyError(RuntimeError):
     """Raised when code tries to change or delete a row of an append-only table."""
 
@@ -370,3 +429,54 @@ def _refuse_change(mapper: Any, connection: Any, target: Any) -> None:
 for _cls in (Annotation, AuditEntry):
     event.listen(_cls, "before_update", _refuse_change)
     event.listen(_cls, "before_delete", _refuse_change)
+
+#: Tables whose rows the database itself refuses to change or delete (triggers; migration 0002 adds them).
+APPEND_ONLY_TABLES = (Annotation.__tablename__, AuditEntry.__tablename__)
+#: PostgreSQL trigger function shared by those tables' triggers.
+APPEND_ONLY_FUNCTION = "drgnet_refuse_change"
+
+
+def append_only_ddl(dialect: str, table: str) -> list[str]:
+    """The statements that make ``table`` append-only on ``dialect`` (``sqlite`` or ``postgresql``).
+
+    Both backends raise an integrity error (SQLite: ``RAISE(ABORT)``; PostgreSQL: SQLSTATE 23001 restrict_violation),
+    so SQLAlchemy reports a refused change as :class:`sqlalchemy.exc.IntegrityError` everywhere. The migration holds a
+    frozen copy of these statements; ``tests/security`` proves the two agree.
+    """
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER trg_{table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {verb} refused'); END"
+            for verb in ("UPDATE", "DELETE")
+        ]
+    if dialect == "postgresql":
+        return [
+            f"CREATE TRIGGER trg_{table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {APPEND_ONLY_FUNCTION}()",
+            f"CREATE TRIGGER trg_{table}_no_truncate BEFORE TRUNCATE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {APPEND_ONLY_FUNCTION}()",
+        ]
+    return []
+
+
+#: The PostgreSQL function the triggers call; TG_TABLE_NAME / TG_OP name what was refused.
+APPEND_ONLY_FUNCTION_SQL = f"""CREATE OR REPLACE FUNCTION {APPEND_ONLY_FUNCTION}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'restrict_violation';
+END
+$$"""
+
+
+def _install_append_only(table: Any, connection: Any, **kw: Any) -> None:
+    # Databases made with create_all (tests, tools) enforce the same promise as migrated ones.
+    # text(), not exec_driver_sql: psycopg would read the function's '%' as placeholders.
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.execute(text(APPEND_ONLY_FUNCTION_SQL))
+    for statement in append_only_ddl(dialect, table.name):
+        connection.execute(text(statement))
+
+
+for _cls in (Annotation, AuditEntry):
+    event.listen(_cls.__table__, "after_create", _install_append_only)

@@ -1,13 +1,23 @@
 """Alembic environment: migrates the database named by :func:`db.migrate.alembic_config` (or ``sqlalchemy.url``).
 
+All or nothing: one transaction holds every migration of a run (Alembic's default when ``transaction_per_migration``
+is off), so a run that fails half-way leaves the database exactly as it was. PostgreSQL has transactional DDL.
+SQLite has it too, but two layers hide it: Alembic treats SQLite as non-transactional (it would commit after each
+migration), and Python's sqlite3 module opens its implicit transaction only before INSERT/UPDATE/DELETE, so
+``CREATE``/``ALTER`` statements autocommit. Both are switched off here for the migration connection: the driver's
+implicit transactions are disabled and the transaction is begun explicitly (``BEGIN IMMEDIATE``, which also keeps a
+second migrating process out until this one ends).
+
 The target metadata is the models', so ``alembic revision --autogenerate`` (run against a database at head) proposes
 the difference between the migrations and ``db/models.py``; review and hand-edit what it writes.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import Engine, event, pool
 
 from db.engine import make_engine
 from db.models import Base
@@ -22,8 +32,24 @@ def _configure(**kwargs: object) -> None:
         compare_type=True,
         # SQLite cannot ALTER most things; batch mode copies the table instead.
         render_as_batch=True,
+        # SQLite's DDL is transactional once the driver lets it be (see _transactional_sqlite).
+        transactional_ddl=True,
         **kwargs,
     )
+
+
+def _transactional_sqlite(engine: Engine) -> None:
+    """Let SQLite roll back DDL: no implicit (DML-only) transactions in the driver, an explicit BEGIN instead."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def run_migrations_offline() -> None:
@@ -44,6 +70,7 @@ def run_migrations_online() -> None:
         return
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     engine = make_engine(url, poolclass=pool.NullPool)
+    _transactional_sqlite(engine)
     try:
         with engine.connect() as conn:
             _configure(connection=conn)
