@@ -45,11 +45,12 @@ from db.models import (
     Prediction,
     Role,
     User,
+    UserSession,
     utcnow,
 )
+from db.passwords import check_password_strength
 
 NUM_GRADES = 5  # ICDR 0-4; db imports nothing from drgnet (DESIGN.md §2)
-MIN_PASSWORD_LENGTH = 8
 DEFAULT_LEASE_S = 300.0
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -154,9 +155,9 @@ def _unknown_user_hash() -> str:
     return _dummy_hash
 
 
-def _hash_password(password: str) -> str:
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"password too short: use at least {MIN_PASSWORD_LENGTH} characters")
+def _hash_password(password: str, username: str) -> str:
+    """The argon2id hash of a password that passes :func:`db.passwords.check_password_strength`."""
+    check_password_strength(password, user_inputs=[username])
     return _hasher.hash(password)
 
 
@@ -166,7 +167,8 @@ def create_user(
     """Create an active user with an argon2id password hash.
 
     Raises:
-        ValueError: for an invalid or taken user name, an unknown role or a password that is too short.
+        ValueError: for an invalid or taken user name, an unknown role or a weak password
+            (:class:`db.passwords.WeakPasswordError`: shorter than 12 characters or easy to guess).
     """
     if not _USERNAME_RE.fullmatch(username or ""):
         raise ValueError(
@@ -179,7 +181,7 @@ def create_user(
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}") from None
     if get_user(session, username) is not None:
         raise ValueError(f"user {username!r} already exists")
-    user = User(username=username, role=role, password_hash=_hash_password(password), active=True)
+    user = User(username=username, role=role, password_hash=_hash_password(password, username), active=True)
     session.add(user)
     session.flush()
     _audit(session, "user.create", "user", user.id, actor_id, {"username": username, "role": role.value})
@@ -201,18 +203,25 @@ def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.username)))
 
 
-def verify_password(session: Session, username: str, password: str) -> User | None:
-    """Check a sign-in: the user if the password is right and the account active, else None.
+def _password_matches(user: User | None, password: str) -> bool:
+    """Whether ``password`` is the user's; for no user, as slow as a real check and False."""
+    try:
+        return _hasher.verify(user.password_hash if user is not None else _unknown_user_hash(), password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
 
-    The attempt is audited (``user.login`` or ``user.login_failed`` with the reason); the password never is.
-    An outdated hash is upgraded to the current argon2 parameters on success.
+
+def verify_password(
+    session: Session, username: str, password: str, *, details: Mapping[str, Any] | None = None
+) -> User | None:
+    """Check a password: the user if it is right and the account active, else None.
+
+    The attempt is audited (``user.login`` or ``user.login_failed`` with the reason, plus ``details`` such as the
+    client); the password never is. An outdated hash is upgraded to the current argon2 parameters on success.
+    Sign-ins go through :func:`db.accounts.sign_in`, which throttles guessing before calling this.
     """
     user = get_user(session, username)
-    ok = False
-    try:
-        ok = _hasher.verify(user.password_hash if user is not None else _unknown_user_hash(), password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        ok = False
+    ok = _password_matches(user, password)
     if user is None or not ok or not user.active:
         reason = "unknown user" if user is None else ("wrong password" if not ok else "account disabled")
         _audit(
@@ -221,12 +230,12 @@ def verify_password(session: Session, username: str, password: str) -> User | No
             "user",
             user.id if user is not None else None,
             None,
-            {"username": username, "reason": reason},
+            {**(details or {}), "username": username, "reason": reason},
         )
         return None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-    _audit(session, "user.login", "user", user.id, user.id, {"username": username})
+    _audit(session, "user.login", "user", user.id, user.id, {**(details or {}), "username": username})
     return user
 
 
@@ -241,6 +250,12 @@ def disable_user(session: Session, username: str, *, actor_id: int | None = None
         raise NotFoundError(f"no user called {username!r}")
     if user.active:
         user.active = False
+        # Signed-in sessions die with the account, in the same transaction.
+        session.execute(
+            update(UserSession)
+            .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason="disabled")
+        )
         session.flush()
         _audit(session, "user.disable", "user", user.id, actor_id, {"username": username})
     return user

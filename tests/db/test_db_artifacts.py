@@ -129,7 +129,7 @@ def test_referenced_hashes_come_from_predictions_and_annotations(Session: sessio
     store = artifact_store(data_dir)
     ma, he, att, mask, orphan = (store.put_png(np.full((4, 4), i, dtype=np.uint8)) for i in range(5))
     with Session.begin() as session:
-        user = repo.create_user(session, "ana", "ana-password", "clinician")
+        user = repo.create_user(session, "ana", "ana-quiet-harbour-7", "clinician")
         image, _ = repo.add_image(session, sha256="f" * 64, path="p", original_filename="a.jpg", width=4, height=4)
         repo.add_prediction(
             session,

@@ -33,7 +33,7 @@ def _run(target, args_per_process: list[tuple], timeout: float = 90) -> list:
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_eight_processes_writing_annotations_lose_nothing(db_url: str, Session: sessionmaker[Session]):
     with Session.begin() as session:
-        annotators = [repo.create_user(session, f"doc{i}", f"doc{i}-password", "clinician").id for i in range(4)]
+        annotators = [repo.create_user(session, f"doc{i}", f"doc{i}-quiet-harbour-7", "clinician").id for i in range(4)]
         images = [
             repo.add_image(session, sha256=f"{i:064x}", path="p", original_filename="x", width=1, height=1)[0].id
             for i in range(1, 6)

@@ -35,7 +35,7 @@ def actions(session: Session) -> list[str]:
 def users(Session: sessionmaker[Session]) -> dict[str, int]:
     with Session.begin() as session:
         ids = {
-            name: repo.create_user(session, name, f"{name}-password", role).id
+            name: repo.create_user(session, name, f"{name}-quiet-harbour-7", role).id
             for name, role in [("ana", Role.CLINICIAN), ("ben", Role.CLINICIAN), ("root", Role.ADMIN)]
         }
     return ids
@@ -65,19 +65,19 @@ def images(Session: sessionmaker[Session], users: dict[str, int]) -> list[int]:
 
 def test_passwords_verify_and_fail(Session: sessionmaker[Session], users: dict[str, int]):
     with Session.begin() as session:
-        assert repo.verify_password(session, "ana", "ana-password").id == users["ana"]
+        assert repo.verify_password(session, "ana", "ana-quiet-harbour-7").id == users["ana"]
         assert repo.verify_password(session, "ana", "wrong-password") is None
-        assert repo.verify_password(session, "nobody", "ana-password") is None
+        assert repo.verify_password(session, "nobody", "ana-quiet-harbour-7") is None
         repo.disable_user(session, "ana", actor_id=users["root"])
     with Session.begin() as session:
-        assert repo.verify_password(session, "ana", "ana-password") is None
-        assert repo.verify_password(session, "ben", "ben-password") is not None
+        assert repo.verify_password(session, "ana", "ana-quiet-harbour-7") is None
+        assert repo.verify_password(session, "ben", "ben-quiet-harbour-7") is not None
         failed = repo.audit_entries(session, action="user.login_failed")
         assert [e.details["reason"] for e in failed] == ["wrong password", "unknown user", "account disabled"]
-        assert all("password" not in str(e.details.values()).replace("wrong password", "") for e in failed)
+        assert all("harbour" not in str(e.details.values()) for e in failed)
         ana = repo.get_user(session, "ana")
         assert ana.active is False and ana.password_hash.startswith("$argon2id$")
-        assert "ana-password" not in ana.password_hash
+        assert "ana-quiet-harbour-7" not in ana.password_hash
 
 
 def test_real_hash_parameters_are_argon2id_rfc9106(monkeypatch: pytest.MonkeyPatch, Session):
@@ -467,8 +467,8 @@ def test_expired_lease_is_claimed_again_until_attempts_run_out(Session: sessionm
 
 def test_every_write_is_audited_in_its_own_transaction(Session: sessionmaker[Session]):
     with Session.begin() as session:
-        admin = repo.create_user(session, "root", "root-password", "admin")
-        doc = repo.create_user(session, "doc", "doc-password", "clinician", actor_id=admin.id)
+        admin = repo.create_user(session, "root", "root-quiet-harbour-7", "admin")
+        doc = repo.create_user(session, "doc", "doc-quiet-harbour-7", "clinician", actor_id=admin.id)
         img = _image(session, 0, uploaded_by_id=doc.id)
         pred = repo.add_prediction(session, img, grade=2, probabilities=PROBS, model_name="demo")
         repo.add_annotation(session, img, doc.id, kind="grade-only", grade=1, based_on_prediction_id=pred.id)
@@ -479,7 +479,7 @@ def test_every_write_is_audited_in_its_own_transaction(Session: sessionmaker[Ses
         repo.claim_job(session, "w")
         repo.heartbeat_job(session, jid, "w", progress=0.3)  # progress only: not audited
         repo.complete_job(session, jid, "w")
-        repo.verify_password(session, "doc", "doc-password")
+        repo.verify_password(session, "doc", "doc-quiet-harbour-7")
         repo.disable_user(session, "doc", actor_id=admin.id)
     with Session() as session:
         log = repo.audit_entries(session)

@@ -50,8 +50,8 @@ def build_corrected_db(
     reader = open_dataset(cohort, layout="synthetic")
     store = artifact_store(data_dir)
     with Session.begin() as s:
-        admin = repository.create_user(s, "admin", "password123", "admin")
-        doc = repository.create_user(s, "doc", "password123", "clinician")
+        admin = repository.create_user(s, "admin", "mauve-otter-quietly-42", "admin")
+        doc = repository.create_user(s, "doc", "mauve-otter-quietly-42", "clinician")
         version = register_checkpoint(s, checkpoint, "v1", data_dir=data_dir, activate=True, replay_data=str(cohort))
         image_ids = []
         for i in range(n_images):

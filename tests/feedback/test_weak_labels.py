@@ -111,7 +111,7 @@ def test_weak_labels_from_the_database(sqlite_corrected_db) -> None:
 
     db = sqlite_corrected_db
     with db.Session.begin() as s:
-        other = repository.create_user(s, "doc2", "password123", "clinician")
+        other = repository.create_user(s, "doc2", "mauve-otter-quietly-42", "clinician")
         repository.add_annotation(s, db.image_ids[2], other.id, kind="ungradable")
     with db.Session() as s:
         labels, weights = collect_weak_labels(s, artifact_store(db.data_dir))

@@ -31,7 +31,7 @@ def _migrated(url: str):
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     with sessions.begin() as s:
-        repository.create_user(s, "doc", "password123", "clinician")
+        repository.create_user(s, "doc", "mauve-otter-quietly-42", "clinician")
     yield sessions
     engine.dispose()
 
