@@ -191,7 +191,10 @@ def user_add(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
     url: str | None = typer.Option(None, "--url", help=URL_HELP),
 ) -> None:
-    """Create a user; the password is prompted for twice (or read from stdin) and stored as an argon2id hash."""
+    """Create a user; the password is prompted for twice (or read from stdin) and stored as an argon2id hash.
+
+    The password needs at least 12 characters and must be hard to guess (zxcvbn strength 3 of 4).
+    """
     from db import repository
 
     password = _read_password(password_stdin, confirm=True)
@@ -207,7 +210,11 @@ def user_verify(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
     url: str | None = typer.Option(None, "--url", help=URL_HELP),
 ) -> None:
-    """Check a password: exit code 0 if it is right and the account active, 1 otherwise."""
+    """Check a password: exit code 0 if it is right and the account active, 1 otherwise.
+
+    For operators on the server (who can reach the database anyway): not throttled like the app's sign-in, but
+    audited the same way.
+    """
     from db import repository
 
     password = _read_password(password_stdin, confirm=False)
@@ -233,17 +240,62 @@ def user_disable(
     typer.echo(f"{name}: disabled")
 
 
+@user_app.command("unlock")
+def user_unlock(
+    name: str | None = typer.Argument(None, help="User name whose lockout to lift."),
+    client: str | None = typer.Option(None, "--client", help="A client address to unlock instead of an account."),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """Lift a lockout caused by too many failed sign-ins (of an account, or of a client with --client)."""
+    from db import accounts
+
+    if (name is None) == (client is None):
+        _fail("give either a user name or --client ADDRESS")
+    with _session(url) as session:
+        was_locked = accounts.unlock(session, username=name, client=client)
+    what = name if name is not None else f"client {client}"
+    typer.echo(f"{what}: unlocked" if was_locked else f"{what}: was not locked (failed sign-ins forgotten)")
+
+
+@user_app.command("reset-password")
+def user_reset_password(
+    name: str = typer.Argument(..., help="User name."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the temporary password from standard input (default: generate one)."
+    ),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """Set a temporary password that must be changed at the next sign-in; ends the user's sessions, lifts a lockout."""
+    from db import accounts
+
+    given = _read_password(True, confirm=False) if password_stdin else None
+    with _session(url) as session:
+        temporary = accounts.reset_password(session, name, new_password=given)
+    if given is None:
+        typer.echo(f"{name}: temporary password (shown once; must be changed at the next sign-in): {temporary}")
+    else:
+        typer.echo(f"{name}: temporary password set; it must be changed at the next sign-in")
+
+
 @user_app.command("list")
 def user_list(url: str | None = typer.Option(None, "--url", help=URL_HELP)) -> None:
-    """List users: name, role, whether active, when created."""
-    from db import repository
+    """List users: name, role, whether active, when created, and a lockout or a pending password change."""
+    from db import accounts, repository
 
     with _session(url) as session:
-        rows = [(u.username, u.role.value, u.active, u.created_at) for u in repository.list_users(session)]
+        locked = {r.key for r in accounts.locked_out(session) if r.scope.value == "account"}
+        rows = [
+            (u.username, u.role.value, u.active, u.created_at, u.username in locked, u.must_change_password)
+            for u in repository.list_users(session)
+        ]
+        clients = [r.key for r in accounts.locked_out(session) if r.scope.value == "client"]
     if not rows:
         typer.echo("no users yet: add one with `drgnet user add NAME --role admin`")
         return
     width = max(len(r[0]) for r in rows)
-    for username, role, active, created in rows:
+    for username, role, active, created, is_locked, must_change in rows:
         state = "active" if active else "disabled"
-        typer.echo(f"{username:<{width}}  {role:<9}  {state:<8}  {created:%Y-%m-%d %H:%M} UTC")
+        notes = ("  locked" if is_locked else "") + ("  must-change-password" if must_change else "")
+        typer.echo(f"{username:<{width}}  {role:<9}  {state:<8}  {created:%Y-%m-%d %H:%M} UTC{notes}")
+    for client in clients:
+        typer.echo(f"locked client: {client} (`drgnet user unlock --client {client}`)")
