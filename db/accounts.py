@@ -211,22 +211,28 @@ def sign_in(
 
     lockout = False
     for (row, _), limit in zip(rows, (policy.account_lockout, policy.client_lockout), strict=False):
-        row.failures += 1
-        row.last_failure_at = now
-        if row.failures >= limit:
-            row.locked_at = now
-            lockout = True
-            if row.scope == ThrottleScope.ACCOUNT:
-                repository._audit(
-                    session, "user.lockout", "user", user_id, None, {"username": name, "failures": row.failures}
-                )
-            else:
-                repository._audit(
-                    session, "client.lockout", "client", None, None, {"client": row.key, "failures": row.failures}
-                )
+        lockout |= _record_failure(session, row, limit, now, user_id)
     if lockout:
         return SignInResult(None, "Too many failed sign-ins: locked until an administrator unlocks it.", locked=True)
     return SignInResult(None, WRONG_CREDENTIALS, retry_after_s=max(policy.delay_s(r.failures) for r, _ in rows))
+
+
+def _record_failure(session: Session, row: LoginThrottle, limit: int, now: datetime, user_id: int | None) -> bool:
+    """Count one failure; lock (and audit the lockout) at ``limit``. True if this failure locked it."""
+    row.failures += 1
+    row.last_failure_at = now
+    if row.failures < limit or row.locked_at is not None:
+        return False
+    row.locked_at = now
+    if row.scope == ThrottleScope.ACCOUNT:
+        repository._audit(
+            session, "user.lockout", "user", user_id, None, {"username": row.key, "failures": row.failures}
+        )
+    else:
+        repository._audit(
+            session, "client.lockout", "client", None, None, {"client": row.key, "failures": row.failures}
+        )
+    return True
 
 
 def locked_out(session: Session) -> list[LoginThrottle]:
@@ -378,24 +384,34 @@ def change_password(
     new_password: str,
     *,
     keep_session: int | None = None,
+    policy: AccountPolicy | None = None,
     now: datetime | None = None,
 ) -> User:
     """Change one's own password: the current one must be right, the new one strong and different.
 
     The user's other sessions end (``keep_session`` stays). A wrong current password counts as a failed sign-in of
-    the account, so the page cannot be used to guess it.
+    the account, with its delays and lockout, so a signed-in browser left open cannot be used to guess it. Commit
+    even when this raises: the failed attempt is recorded in the session before the error.
 
     Raises:
         ValueError: a wrong current password, a new password equal to it, or a weak one (the message says which).
     """
+    policy = policy or AccountPolicy.from_env()
     now = now or utcnow()
     user = session.get(User, user_id)
     if user is None or not user.active:
         raise ValueError("this account is disabled")
+    repository._serialise_writes(session)
+    row = _throttle_row(session, ThrottleScope.ACCOUNT, user.username)
+    _forget_old(row, policy.account_window_s, now)
+    if row.locked_at is not None:
+        raise ValueError("too many wrong passwords: the account is locked until an administrator unlocks it")
+    if row.last_failure_at is not None:
+        wait = (row.last_failure_at + _td(policy.delay_s(row.failures)) - now).total_seconds()
+        if wait > 0:
+            raise ValueError(f"too many wrong passwords: wait {math.ceil(wait)} s before trying again")
     if not repository._password_matches(user, current_password):
-        row = _throttle_row(session, ThrottleScope.ACCOUNT, user.username)
-        row.failures += 1
-        row.last_failure_at = now
+        _record_failure(session, row, policy.account_lockout, now, user.id)
         repository._audit(
             session, "user.password_change_failed", "user", user.id, user.id, {"reason": "wrong current password"}
         )

@@ -1,8 +1,9 @@
 """Entry point of the review app: ``streamlit run webapp/main.py`` (or ``drgnet app``).
 
-The router decides who sees what: a visitor who is not signed in gets the sign-in form and nothing else, clinicians
-get the review pages, and only admins get the Models and Users pages registered at all (each of those pages checks
-the role again itself).
+The router decides who sees what: a visitor who is not signed in gets the sign-in form and nothing else, a user whose
+password an admin reset gets only the change-password page, clinicians get the review pages, and only admins get the
+Models and Users pages registered at all (each of those pages checks the role again itself). Sessions survive a
+browser refresh through a cookie (see webapp/auth.py).
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ def main() -> None:
     st.set_page_config(page_title="DRG-Net review", page_icon=":material/visibility:", layout="wide")
     user = auth.current_user()
     if user is None:
+        auth.write_cookie()  # removes a stale session cookie
         st.navigation([nav.login()], position="hidden").run()
+        return
+    with st.sidebar:
+        st.caption(f"Signed in as **{user.username}** ({user.role})")
+        st.button("Sign out", key="logout", on_click=auth.logout)
+        auth.write_cookie()
+        auth.watch_session()
+    if user.must_change_password:  # after an admin's reset: nothing else until the password is changed
+        st.navigation([nav.page("account")], position="hidden").run()
         return
     pages = {"Review": [nav.page(n) for n, spec in nav.PAGES.items() if not spec[3]]}
     if user.is_admin:
         pages["Administration"] = [nav.page(n) for n, spec in nav.PAGES.items() if spec[3]]
-    with st.sidebar:
-        st.caption(f"Signed in as **{user.username}** ({user.role})")
-        st.button("Sign out", key="logout", on_click=auth.logout)
     st.navigation(pages).run()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from webapp.views.account import account_page
 from webapp.views.dashboard import dashboard_page
 from webapp.views.login import login_page
 from webapp.views.models import models_page
@@ -18,6 +19,7 @@ PAGES = {
     "review": (review_page, "Review", ":material/visibility:", False),
     "upload": (upload_page, "Upload", ":material/upload:", False),
     "dashboard": (dashboard_page, "Dashboard", ":material/monitoring:", False),
+    "account": (account_page, "Password", ":material/key:", False),
     "models": (models_page, "Models", ":material/model_training:", True),
     "users": (users_page, "Users", ":material/group:", True),
 }
