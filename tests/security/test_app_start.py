@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -54,8 +56,6 @@ def test_current_database_starts(db_url, started, monkeypatch):
     result = _invoke("--session-idle-minutes", "5")
     assert result.exit_code == 0, result.output
     assert len(started) == 1 and started[0][:3] == [started[0][0], "-m", "streamlit"]
-    import os
-
     assert os.environ["DRGNET_SESSION_IDLE_MINUTES"] == "5.0"  # what the app process reads
 
 
@@ -65,3 +65,19 @@ def test_bad_session_setting_is_refused(db_url, started, monkeypatch):
     migrate.upgrade(db_url)
     result = _invoke()
     assert result.exit_code == 2 and "DRGNET_SESSION_IDLE_MINUTES='soon'" in result.output and started == []
+
+
+def test_seed_demo_migrates_before_the_check(db_url, started, monkeypatch, tmp_path):
+    # `make demo` runs `drgnet app --data-dir data --seed-demo` on a fresh data dir: the seeding migrates, so it starts.
+    import feedback.demo_seed
+
+    seeded = []
+    monkeypatch.setenv("DRGNET_DATABASE_URL", db_url)
+    monkeypatch.setenv("DRGNET_DATA_DIR", str(tmp_path))  # restored afterwards: --data-dir sets it
+    monkeypatch.setattr(
+        feedback.demo_seed, "seed_demo", lambda data_dir, n_images, log: seeded.append(data_dir) or migrate.upgrade()
+    )
+    result = _invoke("--seed-demo", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert seeded == [tmp_path.resolve()] and len(started) == 1
+    assert migrate.current_revision(db_url) == migrate.head_revision()
