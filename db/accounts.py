@@ -17,6 +17,9 @@
 Every decision is audited in the same transaction: ``user.login``, ``user.login_failed``, ``user.login_refused``,
 ``user.lockout`` / ``client.lockout``, ``user.unlock`` / ``client.unlock``, ``user.logout``,
 ``user.session_expired``, ``user.password_change``, ``user.password_reset``.
+
+Like :mod:`db.repository`, whose audit, write-lock and password-hash helpers it shares, every function takes a
+session and never commits.
 """
 
 from __future__ import annotations
