@@ -253,23 +253,43 @@ def test_disabling_the_account_ends_its_sessions(factory):
 def test_change_password(factory):
     keep, keep_token = _start(factory)
     _, other_token = _start(factory)
+    t = utcnow()
     with factory.begin() as s:
         user = repo.get_user(s, "ana")
         with pytest.raises(ValueError, match="current password is wrong"):
-            accounts.change_password(s, user.id, "not-it-at-all", "fresh-lantern-meadow-9", keep_session=keep)
+            accounts.change_password(s, user.id, "not-it-at-all", "fresh-lantern-meadow-9", keep_session=keep, now=t)
+    with factory.begin() as s, pytest.raises(ValueError, match="wait 1 s"):  # the wrong one delays the next try
+        accounts.change_password(s, user.id, PASSWORD, "fresh-lantern-meadow-9", keep_session=keep, now=t + S / 2)
+    t += 2 * S
     with factory.begin() as s, pytest.raises(WeakPasswordError):
-        accounts.change_password(s, user.id, PASSWORD, "password1234", keep_session=keep)
+        accounts.change_password(s, user.id, PASSWORD, "password1234", keep_session=keep, now=t)
     with factory.begin() as s, pytest.raises(ValueError, match="differ"):
-        accounts.change_password(s, user.id, PASSWORD, PASSWORD, keep_session=keep)
+        accounts.change_password(s, user.id, PASSWORD, PASSWORD, keep_session=keep, now=t)
     with factory.begin() as s:
-        accounts.change_password(s, user.id, PASSWORD, "fresh-lantern-meadow-9", keep_session=keep)
+        accounts.change_password(s, user.id, PASSWORD, "fresh-lantern-meadow-9", keep_session=keep, now=t)
     assert _resume(factory, token=keep_token) == keep
     assert _resume(factory, token=other_token) is None
-    t = utcnow() + timedelta(minutes=10)  # past the delay the wrong current password caused
+    t += 10 * S
     assert _try(factory, "ana", PASSWORD, now=t)[0] is None
     assert _try(factory, "ana", "fresh-lantern-meadow-9", now=t + timedelta(minutes=10))[0] is not None
     assert len(_actions(factory, "user.password_change")) == 1
     assert len(_actions(factory, "user.password_change_failed")) == 1
+
+
+def test_change_password_page_cannot_be_used_to_guess(factory):
+    # A browser left signed in: guessing the current password on the change page counts towards the lockout.
+    t = utcnow()
+    with factory() as s:
+        user_id = repo.get_user(s, "ana").id
+    for i in range(POLICY.account_lockout):
+        t += timedelta(seconds=POLICY.max_delay_s + 1)
+        with factory.begin() as s, pytest.raises(ValueError, match="current password is wrong"):
+            accounts.change_password(s, user_id, f"guess-{i}-abcdef", "fresh-lantern-meadow-9", policy=POLICY, now=t)
+    t += timedelta(days=1)
+    with factory.begin() as s, pytest.raises(ValueError, match="locked"):
+        accounts.change_password(s, user_id, PASSWORD, "fresh-lantern-meadow-9", policy=POLICY, now=t)
+    assert _try(factory, "ana", PASSWORD, now=t)[1].locked
+    assert [e.details["username"] for e in _actions(factory, "user.lockout")] == ["ana"]
 
 
 def test_admin_reset_forces_a_change_and_unlocks(factory):
