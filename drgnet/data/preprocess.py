@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from skimage import measure
 
+from drgnet.data.dicom import is_dicom, read_dicom
 from drgnet.data.sample import Sample
 
 #: Largest photograph (in pixels) that ``load_rgb`` decodes. Fundus cameras top out around 25 megapixels;
@@ -63,7 +64,7 @@ _ARC_BINS = 90
 def load_rgb(path: str | os.PathLike[str] | BinaryIO) -> np.ndarray:
     """Read a photograph as an ``(H, W, 3)`` uint8 RGB array.
 
-    Any file Pillow reads is accepted. The EXIF orientation is applied, so the array is upright as a viewer
+    Any file Pillow reads is accepted, and DICOM photographs (``drgnet.data.dicom``: de-identified, single frame). The EXIF orientation is applied, so the array is upright as a viewer
     shows it. Greyscale, palette and CMYK images become RGB; 16-bit images (greyscale or RGB PNG / TIFF) are
     scaled from their full range (65535 -> 255), not clipped. Transparent pixels are composited on black,
     the colour of a fundus photograph's border, so an exported FOV with a transparent outside stays a FOV.
@@ -88,6 +89,8 @@ def load_rgb(path: str | os.PathLike[str] | BinaryIO) -> np.ndarray:
     else:
         name = str(getattr(path, "name", "<uploaded image>"))
         data = path.read()
+    if is_dicom(data, name):
+        return to_rgb_uint8(read_dicom(data, name, max_pixels=MAX_IMAGE_PIXELS).pixels)
     try:
         with warnings.catch_warnings():
             # Our own limit (below) is stricter than the one Pillow warns about; Pillow still raises
