@@ -21,7 +21,7 @@ import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from argon2 import PasswordHasher
@@ -261,6 +261,8 @@ def add_image(
     patient_id: str | None = None,
     source: str | None = None,
     uploaded_by_id: int | None = None,
+    acquisition_date: date | None = None,
+    device_model: str | None = None,
 ) -> tuple[Image, bool]:
     """Record a stored photograph, or return the existing row with the same sha256.
 
@@ -287,6 +289,8 @@ def add_image(
         "source": source,
         "uploaded_by_id": uploaded_by_id,
         "created_at": utcnow(),
+        "acquisition_date": acquisition_date,
+        "device_model": device_model[:128] if device_model else None,
     }
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = insert(Image).values(**values).on_conflict_do_nothing(index_elements=["sha256"]).returning(Image.id)

@@ -49,7 +49,9 @@ from drgnet.data.quality import NO_FIELD_OF_VIEW, ImageQuality, QualityThreshold
 from drgnet.labels import GRADE_NAMES, LESIONS, NUM_GRADES, REFERABLE_MIN_GRADE
 
 #: Files a folder search picks up (explicit paths and CSV lists take any file).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".jp2"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".jp2", ".dcm", ".dicom"}
+)
 
 #: Output columns, in order. CSV and JSONL rows carry the same keys; missing values are empty / null.
 COLUMNS: tuple[str, ...] = (

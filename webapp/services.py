@@ -201,8 +201,10 @@ def ingest_and_predict(
     """Store each file, predict it with the active model and so add it to the review queue.
 
     Each file has its own transaction: a bad file is reported with the reason and does not stop the others.
+    DICOM files are de-identified and decoded first (``feedback.intake``); the eye in their header wins over ``eye``.
     """
     from db.ingest import ingest_image
+    from feedback.intake import prepare_upload
 
     outcomes = []
     factory = sessions()
@@ -210,9 +212,19 @@ def ingest_and_predict(
     for name, data in files:
         outcome = UploadOutcome(filename=name)
         try:
+            intake = prepare_upload(data, name)
             with factory.begin() as session:
                 result = ingest_image(
-                    session, data, name, data_dir=ddir, source=source or None, eye=eye, uploaded_by_id=uploaded_by_id
+                    session,
+                    data,
+                    intake.filename,
+                    data_dir=ddir,
+                    source=source or None,
+                    eye=intake.eye or eye,
+                    uploaded_by_id=uploaded_by_id,
+                    prepared=intake.prepared,
+                    acquisition_date=intake.acquisition_date,
+                    device_model=intake.device_model,
                 )
                 outcome.image_id, outcome.created = result.image.id, result.created
                 predictor, version = active_predictor(session)

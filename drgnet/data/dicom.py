@@ -96,12 +96,49 @@ def _eye(ds) -> str | None:
     return None
 
 
+#: What survives de-identification besides the file meta: the image pixel module and the de-identification record.
+_PIXEL_MODULE = frozenset(
+    {
+        "SOPClassUID",
+        "Modality",
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+        "PlanarConfiguration",
+        "NumberOfFrames",
+        "PixelData",
+        "FloatPixelData",
+        "DoubleFloatPixelData",
+        "LossyImageCompression",
+        "BurnedInAnnotation",
+        "PatientIdentityRemoved",
+        "DeidentificationMethod",
+        *(f"{c}PaletteColorLookupTable{part}" for c in ("Red", "Green", "Blue") for part in ("Descriptor", "Data")),
+        *(f"Segmented{c}PaletteColorLookupTableData" for c in ("Red", "Green", "Blue")),
+    }
+)
+
+
 def deidentify(ds) -> None:
-    """Apply the PS3.15 basic profile (dicognito) and remove private attributes, in place."""
+    """De-identify a dataset in place: the PS3.15 basic profile, no private attributes, nothing beyond the pixels.
+
+    dicognito applies the basic profile (names, ids, UIDs, addresses, institution, dates and times replaced);
+    private attributes are removed as the profile requires; then everything but the image pixel module is
+    dropped, because this product needs nothing else from the header (the kept values are read beforehand), and
+    attributes the profile's implementation misses (a device serial number, free-text comments) go with it.
+    """
     from dicognito.anonymizer import Anonymizer
 
     Anonymizer().anonymize(ds)
     ds.remove_private_tags()  # walks into sequence items too
+    for elem in list(ds):
+        if elem.keyword not in _PIXEL_MODULE:
+            del ds[elem.tag]
 
 
 def read_dicom(data: bytes, name: str, *, max_pixels: int | None = None) -> DicomPhotograph:
@@ -120,9 +157,11 @@ def read_dicom(data: bytes, name: str, *, max_pixels: int | None = None) -> Dico
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=not data[128:132] == b"DICM")
+        ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{name}: not a readable DICOM file ({exc})") from None
+    if "PixelData" not in ds and data[128:132] != b"DICM":
+        raise ValueError(f"{name}: not a readable DICOM file (no DICM marker, no pixel data)")
     if "PixelData" not in ds:
         raise ValueError(f"{name}: a DICOM file without pixel data (not an image)")
     frames = int(ds.get("NumberOfFrames") or 1)

@@ -64,7 +64,8 @@ _ARC_BINS = 90
 def load_rgb(path: str | os.PathLike[str] | BinaryIO) -> np.ndarray:
     """Read a photograph as an ``(H, W, 3)`` uint8 RGB array.
 
-    Any file Pillow reads is accepted, and DICOM photographs (``drgnet.data.dicom``: de-identified, single frame). The EXIF orientation is applied, so the array is upright as a viewer
+    Any file Pillow reads is accepted, and DICOM photographs (``drgnet.data.dicom``: de-identified, single frame).
+    The EXIF orientation is applied, so the array is upright as a viewer
     shows it. Greyscale, palette and CMYK images become RGB; 16-bit images (greyscale or RGB PNG / TIFF) are
     scaled from their full range (65535 -> 255), not clipped. Transparent pixels are composited on black,
     the colour of a fundus photograph's border, so an exported FOV with a transparent outside stays a FOV.
