@@ -139,16 +139,16 @@ def collect_records(
     for a in everything:
         by_image.setdefault(a.image_id, []).append(a)
     records: list[ExportRecord] = []
-    for image_id, annotations in sorted(by_image.items()):
-        latest = max(a.created_at for a in annotations)
+    for image_id, current in sorted(by_image.items()):
+        latest = max(a.created_at for a in current)
         if cutoff is not None and latest < cutoff:
             continue
         image = session.get(Image, image_id)
         shape = (image.height, image.width)
-        votes = {a.id: decode_vote(a, store, shape, tolerance_px=0) for a in annotations}
+        votes = {a.id: decode_vote(a, store, shape, tolerance_px=0) for a in current}
         base = f"DRG_{image_id:06d}"
         if mode == "per-annotator":
-            for a in annotations:
+            for a in current:
                 vote = votes[a.id]
                 records.append(
                     ExportRecord(
@@ -173,10 +173,10 @@ def collect_records(
                 grade=None if label is None else label.grade,
                 masks=None if label is None else label.masks.astype(bool),
                 known=None if label is None else label.supervised,
-                annotators=tuple(pseudonym(a.annotator_id) for a in annotations),
-                kinds=tuple(sorted({a.kind.value for a in annotations})),
-                annotation_ids=tuple(a.id for a in annotations),
-                model_versions=tuple(sorted({v for a in annotations if (v := _proposer(session, a))})),
+                annotators=tuple(pseudonym(a.annotator_id) for a in current),
+                kinds=tuple(sorted({a.kind.value for a in current})),
+                annotation_ids=tuple(a.id for a in current),
+                model_versions=tuple(sorted({v for a in current if (v := _proposer(session, a))})),
                 written_at=latest.isoformat(),
             )
         )
@@ -309,7 +309,7 @@ def _write_coco(w: _Writer, records: Sequence[ExportRecord], data_dir) -> None:
         )
         if r.masks is None:
             continue
-        for k, lesion in enumerate(LESIONS):
+        for k in range(NUM_LESIONS):
             if not known[k] or not r.masks[k].any():
                 continue
             ys, xs = np.nonzero(r.masks[k])

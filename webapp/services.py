@@ -247,3 +247,19 @@ def ingest_and_predict(
             outcome.image_id, outcome.created, outcome.predicted = None, False, False
         outcomes.append(outcome)
     return outcomes
+
+
+def export_labels(fmt: str, mode: str, since: Any, actor_id: int) -> Any:
+    """Export the corrected labels into ``<data dir>/exports/<time>-<format>-<mode>`` (audited as the admin).
+
+    Raises:
+        ValueError: an unknown format or mode.
+    """
+    import datetime as dt
+
+    from feedback.export import export_dataset
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    out = data_dir() / "exports" / f"{stamp}-{fmt}-{mode}"
+    with sessions().begin() as session:
+        return export_dataset(session, out, format=fmt, mode=mode, since=since, data_dir=data_dir(), actor_id=actor_id)
