@@ -114,6 +114,11 @@ def prepare_image(data: bytes, filename: str, *, max_pixels: int = MAX_PIXELS) -
                 raise ValueError(
                     f"{name}: {fmt} images are not accepted; upload {', '.join(sorted(ACCEPTED_FORMATS - {'MPO'}))}"
                 )
+            if fmt == "TIFF" and getattr(im, "n_frames", 1) > 1:
+                raise ValueError(
+                    f"{name}: a multi-page TIFF ({im.n_frames} pages): which page is the photograph is unknown; "
+                    "upload each photograph as a single-page file"
+                )
             width, height = im.size
             if width <= 0 or height <= 0:
                 raise ValueError(f"{name}: the image has no pixels ({width}x{height})")
