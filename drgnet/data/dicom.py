@@ -4,8 +4,9 @@ Fundus cameras and PACS deliver DICOM. :func:`read_dicom` turns a DICOM file's b
 plus the handful of header values the product uses, and nothing else:
 
 - The header is de-identified first with dicognito's implementation of the DICOM PS3.15 Basic Application Level
-  Confidentiality Profile (names, ids, UIDs, addresses, dates and times replaced), and every private attribute is
-  removed (the profile's rule for private tags). No header value leaves this module except :data:`KEPT_ATTRIBUTES`.
+  Confidentiality Profile (names, ids, UIDs, addresses, dates and times replaced), every private attribute is
+  removed (the profile's rule for private tags), and then everything outside the image pixel module is dropped
+  (:func:`deidentify`). No header value leaves this module except the values of :data:`KEPT_ATTRIBUTES`.
 - What is kept (read before the profile shifts the dates): the eye (``ImageLaterality``, else ``Laterality``), the
   acquisition date (date only, no time: the profile's "retain longitudinal temporal information" option, because
   screening intervals are clinical information), and the camera's manufacturer and model name. Never the device
