@@ -115,3 +115,15 @@ def test_the_real_camera_dicom_screens(tiny_checkpoint, tmp_path):
     (row,) = read_results(out)
     assert summary.scored == 1, row["error"]
     assert row["status"] == "ok" and row["fov_found"] is True
+
+
+def test_predict_reads_dicom(tiny_checkpoint, tmp_path):
+    path = tmp_path / "eye.dcm"
+    path.write_bytes(make_dicom(_fundus(3), photometric="YBR_FULL_422"))
+    result = runner.invoke(app, ["predict", str(path), "--checkpoint", str(tiny_checkpoint), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"grade"' in result.output and str(path) in result.output
+    stereo = tmp_path / "stereo.dcm"
+    stereo.write_bytes(make_dicom(_fundus(3), frames=2))
+    refused = runner.invoke(app, ["predict", str(stereo), "--checkpoint", str(tiny_checkpoint), "--json"])
+    assert refused.exit_code == 1 and "multi-frame DICOM (2 frames)" in refused.output
