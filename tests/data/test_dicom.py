@@ -97,3 +97,17 @@ def test_the_real_camera_dicom_decodes():
         "manufacturer": photo.manufacturer,
         "device_model": "IMAGEnet i-base",
     }
+
+
+@pytest.mark.parametrize("syntax", ["JPEG2000Lossless", "RLELossless"])
+def test_compressed_transfer_syntaxes_decode(fundus, syntax):
+    """JPEG 2000 through pylibjpeg-openjpeg, RLE through pydicom (JPEG baseline: the YBR_FULL_422 case above)."""
+    import pydicom.uid
+
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(fundus)))
+    ds.compress(getattr(pydicom.uid, syntax))
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    photo = dicom.read_dicom(buf.getvalue(), "c.dcm")
+    assert photo.transfer_syntax == getattr(pydicom.uid, syntax)
+    assert (photo.pixels == fundus).all()
