@@ -32,7 +32,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -121,24 +121,33 @@ def _since(since: dt.date | dt.datetime | None) -> dt.datetime | None:
 
 def collect_records(
     session: Session, *, data_dir: str | os.PathLike[str] | None = None, mode: Mode = "consensus", since=None
-) -> tuple[list[ExportRecord], dict[int, float]]:
-    """The current labels to export, and every annotator's reliability weight (user id -> weight)."""
+) -> tuple[Iterator[ExportRecord], dict[int, float]]:
+    """The current labels to export (decoded one photograph at a time, so an export of thousands of large
+    photographs holds one set of masks in memory), and every annotator's reliability weight (user id -> weight)."""
     from feedback.weak_labels import current_annotations
 
     if mode not in ("consensus", "per-annotator"):
         raise ValueError(f"unknown export mode {mode!r}; choose consensus or per-annotator")
-    store = artifact_store(data_dir)
     everything = [a for a in current_annotations(session) if not a.imported]
     grades: dict[int, dict[int, int]] = {}
     for a in everything:
         if a.grade is not None:
             grades.setdefault(a.image_id, {})[a.annotator_id] = a.grade
     weights = reliability_weights(grades)
-    cutoff = _since(since)
     by_image: dict[int, list[Annotation]] = {}
     for a in everything:
         by_image.setdefault(a.image_id, []).append(a)
-    records: list[ExportRecord] = []
+    return _records(session, by_image, weights, artifact_store(data_dir), mode, _since(since)), weights
+
+
+def _records(
+    session: Session,
+    by_image: dict[int, list[Annotation]],
+    weights: dict[int, float],
+    store: Any,
+    mode: str,
+    cutoff: dt.datetime | None,
+) -> Iterator[ExportRecord]:
     for image_id, current in sorted(by_image.items()):
         latest = max(a.created_at for a in current)
         if cutoff is not None and latest < cutoff:
@@ -150,7 +159,7 @@ def collect_records(
         if mode == "per-annotator":
             for a in current:
                 vote = votes[a.id]
-                records.append(
+                yield (
                     ExportRecord(
                         image=image,
                         name=f"{base}_{pseudonym(a.annotator_id)}",
@@ -166,7 +175,7 @@ def collect_records(
                 )
             continue
         label = combine_votes(image_id, list(votes.values()), weights)
-        records.append(
+        yield (
             ExportRecord(
                 image=image,
                 name=base,
@@ -180,7 +189,6 @@ def collect_records(
                 written_at=latest.isoformat(),
             )
         )
-    return records, weights
 
 
 class _Writer:
@@ -211,7 +219,7 @@ def _photo(record: ExportRecord, data_dir) -> bytes:
     return image_store(data_dir).get_bytes(record.image.sha256)
 
 
-def _write_idrid(w: _Writer, records: Sequence[ExportRecord], data_dir) -> None:
+def _write_idrid(w: _Writer, records: Iterable[ExportRecord], data_dir) -> None:
     rows = []
     for r in records:
         photo = _photo(r, data_dir)
@@ -231,7 +239,7 @@ def _write_idrid(w: _Writer, records: Sequence[ExportRecord], data_dir) -> None:
     w.write(f"{IDRID_GRADING}/2. Groundtruths/{IDRID_LABELS}", buf.getvalue().encode())
 
 
-def _write_csv(w: _Writer, records: Sequence[ExportRecord], data_dir) -> None:
+def _write_csv(w: _Writer, records: Iterable[ExportRecord], data_dir) -> None:
     columns = [
         "image",
         "grade",
@@ -291,7 +299,7 @@ def rle_decode(rle: dict[str, Any]) -> np.ndarray:
     return coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
-def _write_coco(w: _Writer, records: Sequence[ExportRecord], data_dir) -> None:
+def _write_coco(w: _Writer, records: Iterable[ExportRecord], data_dir) -> None:
     images, annotations = [], []
     for i, r in enumerate(records, start=1):
         w.write(f"images/{r.name}.png", _photo(r, data_dir))
@@ -358,10 +366,30 @@ def export_dataset(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out}: the output folder exists and is not empty; choose a new one")
     records, weights = collect_records(session, data_dir=data_dir, mode=mode, since=since)
+    pseudo_weights = {pseudonym(u): round(float(v), 6) for u, v in sorted(weights.items())}
     out.mkdir(parents=True, exist_ok=True)
     writer = _Writer(out)
-    _WRITERS[format](writer, records, data_dir)
-    pseudo_weights = {pseudonym(u): round(float(v), 6) for u, v in sorted(weights.items())}
+    summaries: list[dict[str, Any]] = []
+
+    def summarised(stream: Iterable[ExportRecord]) -> Iterator[ExportRecord]:
+        for r in stream:  # what the manifest needs, without the masks
+            summaries.append(
+                {
+                    "name": r.name,
+                    "image_sha256": r.image.sha256,
+                    "grade": r.grade,
+                    "annotators": list(r.annotators),
+                    "weights": {a: pseudo_weights.get(a, 1.0) for a in r.annotators},
+                    "kinds": list(r.kinds),
+                    "annotation_ids": list(r.annotation_ids),
+                    "proposed_by_model_versions": list(r.model_versions),
+                    "lesions_fully_known": dict(zip(LESIONS, r.lesion_fully_known(), strict=True)),
+                    "written_at": r.written_at,
+                }
+            )
+            yield r
+
+    _WRITERS[format](writer, summarised(records), data_dir)
     manifest = {
         "format": format,
         "mode": mode,
@@ -370,21 +398,7 @@ def export_dataset(
         "lesions": list(LESIONS),
         "consensus": "reliability-weighted median grade and weighted pixel vote (feedback.weak_labels)",
         "annotator_weights": pseudo_weights,
-        "records": [
-            {
-                "name": r.name,
-                "image_sha256": r.image.sha256,
-                "grade": r.grade,
-                "annotators": list(r.annotators),
-                "weights": {a: pseudo_weights.get(a, 1.0) for a in r.annotators},
-                "kinds": list(r.kinds),
-                "annotation_ids": list(r.annotation_ids),
-                "proposed_by_model_versions": list(r.model_versions),
-                "lesions_fully_known": dict(zip(LESIONS, r.lesion_fully_known(), strict=True)),
-                "written_at": r.written_at,
-            }
-            for r in records
-        ],
+        "records": summaries,
         "files": dict(sorted(writer.files.items())),
     }
     data = json.dumps(manifest, indent=1).encode()
@@ -398,11 +412,11 @@ def export_dataset(
             "format": format,
             "mode": mode,
             "since": manifest["since"],
-            "records": len(records),
+            "records": len(summaries),
             "files": len(writer.files),
             "manifest_sha256": hashlib.sha256(data).hexdigest(),
             "out": str(out),
             "operator": operator,
         },
     )
-    return ExportResult(out, format, mode, len(records), dict(writer.files), pseudo_weights)
+    return ExportResult(out, format, mode, len(summaries), dict(writer.files), pseudo_weights)
