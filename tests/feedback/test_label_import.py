@@ -85,6 +85,13 @@ def test_fgadr_labels_become_imported_reference_annotations(clinic, data_dir, tm
     again = import_reference_labels(clinic, root, layout="fgadr", name="fgadr-test", data_dir=data_dir)
     assert (again.imported, again.already) == (0, 3)
 
+    # Retraining learns only from the clinicians' corrections: their grades, on their two photographs.
+    from feedback.weak_labels import collect_weak_labels
+
+    with clinic() as s:
+        labels, weights = collect_weak_labels(s, artifact_store(data_dir))
+    assert sorted(label.grade for label in labels) == [0, 3] and len(weights) == 1
+
     # Exports carry only the clinicians' corrections.
     with clinic.begin() as s:
         result = export_dataset(s, tmp_path / "out", format="csv", data_dir=data_dir)
