@@ -492,7 +492,8 @@ def score_batch(
 
 
 def write_masks(item: ScreenItem, lesion_probs: np.ndarray, attention: np.ndarray, options: ScreenOptions) -> str:
-    """Overlay and per-lesion 0/255 masks at the photograph's resolution; returns the overlay's path.
+    """Overlay and per-lesion 0/255 masks at the photograph's resolution (or at most ``options.draw_max_pixels``
+    pixels: ``drgnet screen`` draws big photographs' derivatives on a downscaled copy); returns the overlay's path.
 
     Args:
         item: The photograph (``original`` kept).
