@@ -23,6 +23,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from PIL import Image as PILImage
@@ -84,6 +85,12 @@ def prepare_image(data: bytes, filename: str, *, max_pixels: int = MAX_PIXELS) -
     name = client_filename(filename)
     if not data:
         raise ValueError(f"{name}: the file is empty")
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        # Its header identifies the patient: only the de-identifying reader may turn it into pixels.
+        raise ValueError(
+            f"{name}: a DICOM file; it is stored only after de-identification and decoding "
+            "(feedback.intake.prepare_upload does both; upload and screen --db use it)"
+        )
     with warnings.catch_warnings():
         # Pillow warns (rather than raises) between its own limit and twice that; treat both as refusal.
         warnings.simplefilter("error", PILImage.DecompressionBombWarning)
@@ -106,6 +113,11 @@ def prepare_image(data: bytes, filename: str, *, max_pixels: int = MAX_PIXELS) -
             if fmt not in ACCEPTED_FORMATS:
                 raise ValueError(
                     f"{name}: {fmt} images are not accepted; upload {', '.join(sorted(ACCEPTED_FORMATS - {'MPO'}))}"
+                )
+            if fmt == "TIFF" and getattr(im, "n_frames", 1) > 1:
+                raise ValueError(
+                    f"{name}: a multi-page TIFF ({im.n_frames} pages): which page is the photograph is unknown; "
+                    "upload each photograph as a single-page file"
                 )
             width, height = im.size
             if width <= 0 or height <= 0:
@@ -165,6 +177,8 @@ def ingest_image(
     uploaded_by_id: int | None = None,
     max_pixels: int = MAX_PIXELS,
     prepared: PreparedImage | None = None,
+    acquisition_date: date | None = None,
+    device_model: str | None = None,
 ) -> IngestResult:
     """Store an uploaded photograph and add its row (in the caller's transaction), or find it if already stored.
 
@@ -180,6 +194,8 @@ def ingest_image(
         max_pixels: Refuse larger images.
         prepared: ``prepare_image(data, filename)`` done beforehand (it is the costly part: a caller may run it
             outside the transaction, in parallel); ``data`` is then not read again.
+        acquisition_date: When the photograph was taken (a DICOM header's, kept after de-identification).
+        device_model: The camera's manufacturer and model name.
 
     Raises:
         ValueError: for anything that is not an acceptable photograph (the message names the client's file).
@@ -205,6 +221,8 @@ def ingest_image(
         patient_id=patient_id,
         source=source,
         uploaded_by_id=uploaded_by_id,
+        acquisition_date=acquisition_date,
+        device_model=device_model,
     )
     return IngestResult(image, created)
 

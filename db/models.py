@@ -17,13 +17,14 @@ Conventions:
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -194,6 +195,10 @@ class Image(Base):
     source: Mapped[str | None] = mapped_column(String(128))
     uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: When the photograph was taken (from a DICOM header; date only).
+    acquisition_date: Mapped[date | None] = mapped_column(Date)
+    #: The camera's manufacturer and model name (from a DICOM header); never its serial number.
+    device_model: Mapped[str | None] = mapped_column(String(128))
 
     uploaded_by: Mapped[User | None] = relationship()
 
@@ -289,6 +294,8 @@ class Annotation(Base):
     previous_id: Mapped[int | None] = mapped_column(ForeignKey("annotations.id"), unique=True)
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: A reference label loaded from an existing dataset (``drgnet import-labels``), not a clinician's correction.
+    imported: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     image: Mapped[Image] = relationship()
     annotator: Mapped[User] = relationship()

@@ -21,7 +21,7 @@ import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from argon2 import PasswordHasher
@@ -276,6 +276,8 @@ def add_image(
     patient_id: str | None = None,
     source: str | None = None,
     uploaded_by_id: int | None = None,
+    acquisition_date: date | None = None,
+    device_model: str | None = None,
 ) -> tuple[Image, bool]:
     """Record a stored photograph, or return the existing row with the same sha256.
 
@@ -302,6 +304,8 @@ def add_image(
         "source": source,
         "uploaded_by_id": uploaded_by_id,
         "created_at": utcnow(),
+        "acquisition_date": acquisition_date,
+        "device_model": device_model[:128] if device_model else None,
     }
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = insert(Image).values(**values).on_conflict_do_nothing(index_elements=["sha256"]).returning(Image.id)
@@ -419,6 +423,7 @@ def add_annotation(
     mask_hashes: Mapping[str, Any] | None = None,
     based_on_prediction_id: int | None = None,
     comment: str | None = None,
+    imported: bool = False,
 ) -> Annotation:
     """Append a clinician's annotation of an image.
 
@@ -434,6 +439,8 @@ def add_annotation(
         mask_hashes: Lesion name -> artifact hash of the mask (``partial`` and ``full`` need at least one).
         based_on_prediction_id: The prediction the clinician saw and corrected, if any (must be of this image).
         comment: Free text.
+        imported: A reference label loaded from an existing dataset; its annotator is the dataset's reference
+            account, which is disabled (nobody signs in as it), so the active check does not apply.
 
     Raises:
         ValueError: for an inconsistent annotation or an inactive annotator.
@@ -462,7 +469,7 @@ def add_annotation(
     annotator = session.get(User, annotator_id)
     if annotator is None:
         raise NotFoundError(f"no user with id {annotator_id}")
-    if not annotator.active:
+    if not annotator.active and not imported:
         raise ValueError(f"user {annotator.username!r} is disabled and cannot annotate")
     if based_on_prediction_id is not None:
         prediction = session.get(Prediction, based_on_prediction_id)
@@ -492,6 +499,7 @@ def add_annotation(
         based_on_prediction_id=based_on_prediction_id,
         previous_id=previous,
         comment=comment,
+        imported=bool(imported),
     )
     session.add(annotation)
     session.flush()
@@ -507,6 +515,7 @@ def add_annotation(
             "grade": grade,
             "previous_id": annotation.previous_id,
             "based_on_prediction_id": based_on_prediction_id,
+            "imported": bool(imported),
         },
     )
     return annotation
@@ -1089,6 +1098,27 @@ def fail_job(session: Session, job_id: int, worker_id: str, error: str, *, retry
 
 
 # ----------------------------------------------------------------------------------------------------------- audit
+
+
+def record_event(
+    session: Session,
+    action: str,
+    object_type: str,
+    *,
+    actor_id: int | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Audit an action that adds no row of its own (a dataset export, a label import), in the caller's transaction.
+
+    Args:
+        action: Dotted verb, e.g. ``dataset.export``.
+        object_type: What it acted on, e.g. ``dataset``.
+        actor_id: The user, or None for the command line.
+        details: JSON-serialisable facts (never a password or a patient's identity).
+    """
+    if not action or len(action) > 64 or not object_type or len(object_type) > 32:
+        raise ValueError(f"audit action {action!r} / object type {object_type!r}: 1-64 / 1-32 characters")
+    _audit(session, action, object_type, None, actor_id, details)
 
 
 def audit_entries(

@@ -172,10 +172,11 @@ def predict(
     """Grade photographs and summarise their lesions."""
     import json
 
-    from drgnet.inference import Predictor, render_overlay
+    from drgnet.inference import Predictor, draw_max_pixels, render_overlay
 
     try:
-        predictor = Predictor.from_checkpoint(checkpoint)
+        limit = draw_max_pixels()
+        predictor = Predictor.from_checkpoint(checkpoint, map_max_pixels=limit)
     except ValueError as exc:
         _fail(str(exc))
     failed = 0
@@ -198,7 +199,7 @@ def predict(
             from drgnet.data.preprocess import load_rgb
 
             overlay.mkdir(parents=True, exist_ok=True)
-            drawn = render_overlay(load_rgb(path), pred.lesion_probs, pred.attention, opacity=0.45)
+            drawn = render_overlay(load_rgb(path), pred.lesion_probs, pred.attention, opacity=0.45, max_pixels=limit)
             import cv2
 
             cv2.imwrite(str(overlay / f"{path.stem}_overlay.png"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
@@ -299,8 +300,12 @@ def screen(
         help="--db: where photographs and maps go (default $DRGNET_DATA_DIR, else ./data).",
     ),
     source: str = typer.Option("screening", "--source", help="With --db: the images' source (clinic, camera, batch)."),
+    max_file_mb: float = typer.Option(
+        200.0, "--max-file-mb", min=0.001, help="Larger files are reported as errors and never read."
+    ),
 ) -> None:
     """Screen many photographs: grade, referable flag, lesions, uncertainty and gradability, one row each."""
+    from drgnet.inference import draw_max_pixels
     from drgnet.screening import EngineSpec, ScreenOptions, SinkError, load_sink, screen_ray
     from drgnet.screening import screen as run_screen
 
@@ -331,7 +336,16 @@ def screen(
         onnx=str(onnx) if onnx else None,
         channels_last=channels_last,
     )
-    options = ScreenOptions(threshold=threshold, masks_dir=str(masks) if masks is not None else None)
+    try:
+        limit = draw_max_pixels()
+    except ValueError as exc:
+        _fail(str(exc))
+    options = ScreenOptions(
+        threshold=threshold,
+        masks_dir=str(masks) if masks is not None else None,
+        max_file_bytes=int(max_file_mb * 2**20),
+        draw_max_pixels=limit,
+    )
     try:
         if ray is not None:
             summary = screen_ray(

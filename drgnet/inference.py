@@ -1,12 +1,17 @@
 """Prediction for one photograph at a time: load a checkpoint, preprocess, predict, summarise, draw.
 
 Everything returned is numpy at the photograph's own resolution, so the app can paint corrections on the
-original and the screening CLI can write masks that line up with the files it read.
+original and the screening CLI can write masks that line up with the files it read, unless a pixel limit for
+derivatives is given (``map_max_pixels``; ``drgnet predict`` and ``screen --masks`` use :func:`draw_max_pixels`):
+then maps and overlays are drawn on a uniformly downscaled copy of at most that many pixels, never on the
+original (a 79-megapixel photograph's full-resolution maps and overlay cost several GB).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,37 @@ import torch
 
 from drgnet.data.preprocess import Preprocessed, load_rgb, preprocess, to_rgb_uint8
 from drgnet.labels import GRADE_NAMES, LESION_COLOURS, LESIONS, NUM_GRADES, REFERABLE_MIN_GRADE
+
+#: Largest derivative (probability maps, overlays) drawn by default: 16 megapixels, a 4K screen's worth and more.
+DRAW_MAX_PIXELS = 16_000_000
+
+
+def draw_max_pixels() -> int:
+    """The pixel limit for drawn derivatives: ``$DRGNET_DRAW_MAX_PIXELS``, else :data:`DRAW_MAX_PIXELS`.
+
+    Raises:
+        ValueError: the variable is not a positive integer.
+    """
+    raw = os.environ.get("DRGNET_DRAW_MAX_PIXELS", "").strip()
+    if not raw:
+        return DRAW_MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"DRGNET_DRAW_MAX_PIXELS={raw!r}: expected a positive number of pixels")
+    return value
+
+
+def draw_shape(shape: tuple[int, int], max_pixels: int | None) -> tuple[int, int]:
+    """``(h, w)`` of a uniformly downscaled copy of an ``(H, W)`` picture with at most ``max_pixels`` pixels."""
+    h, w = int(shape[0]), int(shape[1])
+    if max_pixels is None or h * w <= max_pixels:
+        return h, w
+    k = math.sqrt(max_pixels / (h * w))
+    dh, dw = max(1, math.floor(h * k)), max(1, math.floor(w * k))
+    return dh, dw
 
 
 @dataclass(frozen=True)
@@ -47,6 +83,8 @@ class Prediction:
         lesions: Per-lesion area, count and peak probability.
         fov_mask: ``(H, W)`` bool field of view.
         model_version: Identifier of the checkpoint that predicted this.
+
+    With a pixel limit (``map_max_pixels``) the maps and ``fov_mask`` are at a downscaled ``(h, w)`` instead.
     """
 
     grade: int
@@ -152,6 +190,7 @@ def prediction_at_full_resolution(
     *,
     threshold: float = 0.5,
     model_version: str = "",
+    max_pixels: int | None = None,
 ) -> Prediction:
     """One photograph's model outputs (at the input size ``S``) as a Prediction at the photograph's resolution.
 
@@ -161,20 +200,29 @@ def prediction_at_full_resolution(
         lesion_probs: ``(4, S, S)`` lesion probabilities; outside the field of view they are zeroed here.
         attention: ``(S, S)`` attention; zeroed outside the field of view and scaled to a peak of 1.
 
-    The lesion summary is measured at the model's resolution, as ``drgnet screen`` reports it.
+    The lesion summary is measured at the model's resolution, as ``drgnet screen`` reports it. With
+    ``max_pixels`` the maps are drawn on a downscaled copy of the photograph with at most that many pixels
+    (:func:`draw_shape`), so their cost does not grow with the camera's resolution.
     """
     probs = np.asarray(grade_probs)
     lp = lesion_probs * pre.fov_mask[None]
     att = attention * pre.fov_mask
     att = att / att.max() if att.max() > 0 else att
     fov = pre.fov.mask
+    shape = draw_shape(pre.original_shape, max_pixels)
+    if shape != tuple(fov.shape):
+        fov = cv2.resize(fov.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    lesion_maps = pre.unproject_mask(lp.astype(np.float32), out_shape=shape)
+    lesion_maps *= fov[None]  # in place: a second full-size copy is what made big photographs expensive
+    attention_map = pre.unproject_mask(att.astype(np.float32), out_shape=shape)
+    attention_map *= fov
     return Prediction(
         grade=int(probs.argmax()),
         probs=probs,
         referable_probability=referable_probability(probs),
         uncertainty=normalised_entropy(probs),
-        lesion_probs=pre.unproject_mask(lp.astype(np.float32)) * fov[None],
-        attention=pre.unproject_mask(att.astype(np.float32)) * fov,
+        lesion_probs=lesion_maps,
+        attention=attention_map,
         lesions=summarise_lesions(lp, pre.fov_mask, threshold),
         fov_mask=fov,
         model_version=model_version,
@@ -188,19 +236,26 @@ class Predictor:
     ``Predictor.from_checkpoint(path).predict(image)`` with ``image`` a path or an RGB array.
     """
 
-    def __init__(self, model: torch.nn.Module, model_version: str = "", threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        model_version: str = "",
+        threshold: float = 0.5,
+        map_max_pixels: int | None = None,
+    ) -> None:
         self.model = model.eval()
         self.size = int(model.config.input_size)
         self.model_version = model_version
         self.threshold = threshold
+        self.map_max_pixels = map_max_pixels  # None: maps at the photograph's resolution
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, threshold: float = 0.5) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, threshold: float = 0.5, map_max_pixels: int | None = None) -> Predictor:
         from drgnet.training.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(Path(path))
         version = str(meta.get("version_name") or meta.get("weights_sha256", "")[:12])
-        return cls(model, model_version=version, threshold=threshold)
+        return cls(model, model_version=version, threshold=threshold, map_max_pixels=map_max_pixels)
 
     def prepare(self, image: np.ndarray | str | Path, source: str | None = None) -> tuple[Preprocessed, str]:
         if isinstance(image, (str, Path)):
@@ -228,6 +283,7 @@ class Predictor:
             maps.attention[i],
             threshold=self.threshold,
             model_version=self.model_version,
+            max_pixels=self.map_max_pixels,
         )
 
     def predict(self, image: np.ndarray | str | Path, source: str | None = None) -> Prediction:
@@ -243,6 +299,7 @@ def render_overlay(
     opacity: float = 0.5,
     threshold: float = 0.5,
     outline: bool = True,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Draw lesion maps and/or an attention heatmap over a photograph, for a person to look at.
 
@@ -254,15 +311,23 @@ def render_overlay(
         opacity: Weight of the overlay colours, 0 to 1.
         threshold: Probability at which a pixel counts as lesion.
         outline: Also trace each lesion region's outline in full colour, so tiny lesions stay visible.
+        max_pixels: Draw on a copy downscaled to at most this many pixels (:func:`draw_shape`); the maps may then
+            be at the photograph's size or already at the downscaled size.
 
     Returns:
-        A new ``(H, W, 3)`` uint8 RGB image.
+        A new ``(H, W, 3)`` uint8 RGB image (``draw_shape((H, W), max_pixels)`` with a limit).
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"render_overlay: image must be (H, W, 3), got {image.shape}")
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"render_overlay: opacity must be in [0, 1], got {opacity}")
-    h, w = image.shape[:2]
+    h, w = draw_shape(image.shape[:2], max_pixels)
+    if (h, w) != image.shape[:2]:
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        if attention is not None and attention.shape != (h, w):
+            attention = _shrink(attention, (h, w))
+        if lesion_maps is not None and lesion_maps.shape[1:] != (h, w):
+            lesion_maps = np.stack([_shrink(m, (h, w)) for m in lesion_maps])
     out = image.astype(np.float32)
     if attention is not None:
         if attention.shape != (h, w):
@@ -287,6 +352,11 @@ def render_overlay(
                 cv2.drawContours(canvas, contours, -1, tuple(float(c) for c in colour), max(1, round(min(h, w) / 600)))
                 out = canvas
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _shrink(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A map downscaled by area averaging (a probability stays a probability; thin lesions stay visible)."""
+    return cv2.resize(np.asarray(a, np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
 def prediction_json(prediction: Prediction, image: str) -> str:

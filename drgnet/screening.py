@@ -36,6 +36,7 @@ import math
 import multiprocessing
 import multiprocessing.context
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,12 @@ from drgnet.data.quality import NO_FIELD_OF_VIEW, ImageQuality, QualityThreshold
 from drgnet.labels import GRADE_NAMES, LESIONS, NUM_GRADES, REFERABLE_MIN_GRADE
 
 #: Files a folder search picks up (explicit paths and CSV lists take any file).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".jp2"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".jp2", ".dcm", ".dicom"}
+)
+
+#: Largest file read as one photograph (200 MB: several times a raw 80-megapixel TIFF); ``--max-file-mb``.
+MAX_FILE_BYTES = 200 * 1024 * 1024
 
 #: Output columns, in order. CSV and JSONL rows carry the same keys; missing values are empty / null.
 COLUMNS: tuple[str, ...] = (
@@ -92,6 +98,9 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
       CSV's folder. Listed files that do not exist become error rows later (a missing file is a finding).
     - Anything else: the file itself, whatever its suffix.
 
+    Only regular files are read later: a listed folder, FIFO, device or socket becomes an error row saying so
+    (``read_photo_file``), so nothing can make a run hang or read forever.
+
     Duplicates keep their first position.
 
     Raises:
@@ -107,6 +116,8 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
             out += _paths_from_csv(p)
         elif p.is_file():
             out.append(item)
+        elif p.exists() and not any(c in item for c in "*?["):
+            out.append(item)  # a FIFO, a device, a socket: reported as an error row, never read
         elif any(c in item for c in "*?["):
             matches = sorted(m for m in glob.glob(item, recursive=True) if Path(m).is_file())
             if not matches:
@@ -166,18 +177,67 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def read_photo_file(path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; anything else is refused before a byte is read.
+
+    The file is opened without blocking (a FIFO with no writer would otherwise hang the open) and checked through
+    its open descriptor, so it cannot be swapped for something else between the check and the read.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file and why it is not read (not a regular file, too big).
+        OSError: the file cannot be read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a regular file")
+            raise ValueError(f"{path}: {kind}, not a photograph file; skipped")
+        if info.st_size > max_bytes:
+            raise ValueError(
+                f"{path}: {info.st_size / 2**20:.0f} MB, over the limit of {max_bytes / 2**20:.0f} MB for one "
+                "photograph (--max-file-mb); skipped"
+            )
+        chunks, total = [], 0
+        while total <= max_bytes:  # a file that grows meanwhile still stops at the limit
+            chunk = os.read(fd, min(1 << 22, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ValueError(f"{path}: grew past the limit of {max_bytes / 2**20:.0f} MB while being read; skipped")
+    return data
+
+
 def prepare_item(
     path: str,
     size: int,
     skip: frozenset[str] | set[str] = frozenset(),
     keep_original: bool = False,
     thresholds: QualityThresholds | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> ScreenItem:
     """Read, hash, decode, preprocess and quality-check one photograph. Never raises: failures are items."""
     try:
-        data = Path(path).read_bytes()
+        data = read_photo_file(path, max_bytes)
     except FileNotFoundError:
         return ScreenItem(path, error=f"{path}: no such file")
+    except ValueError as exc:
+        return ScreenItem(path, error=_one_line(str(exc)))
     except OSError as exc:
         return ScreenItem(path, error=_one_line(f"{path}: cannot read the file ({exc.strerror or exc})"))
     sha = hashlib.sha256(data).hexdigest()
@@ -217,18 +277,22 @@ class ScreeningDataset:
         skip: Iterable[str] = (),
         keep_original: bool = False,
         thresholds: QualityThresholds | None = None,
+        max_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.paths = list(paths)
         self.size = size
         self.skip = frozenset(skip)
         self.keep_original = keep_original
         self.thresholds = thresholds
+        self.max_bytes = max_bytes
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> ScreenItem:
-        return prepare_item(self.paths[i], self.size, self.skip, self.keep_original, self.thresholds)
+        return prepare_item(
+            self.paths[i], self.size, self.skip, self.keep_original, self.thresholds, max_bytes=self.max_bytes
+        )
 
 
 def _worker_init(_: int) -> None:
@@ -266,6 +330,8 @@ class ScreenOptions:
     threshold: float = 0.5  # lesion probability at which a pixel counts as lesion
     masks_dir: str | None = None  # write overlay and per-lesion mask PNGs here
     thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    max_file_bytes: int = MAX_FILE_BYTES  # larger files are reported, never read
+    draw_max_pixels: int | None = None  # masks and overlays drawn on a copy of at most this many pixels
 
 
 def _nan_to_none(v: Any) -> Any:
@@ -407,7 +473,12 @@ def score_batch(
             if item.pre is None or item.original is None:
                 raise ValueError(f"{item.path}: masks requested but the photograph was not kept (keep_original=False)")
             full = prediction_at_full_resolution(
-                item.pre, probs, maps.lesion_probs[k], maps.attention[k], threshold=options.threshold
+                item.pre,
+                probs,
+                maps.lesion_probs[k],
+                maps.attention[k],
+                threshold=options.threshold,
+                max_pixels=options.draw_max_pixels,
             )
             row["overlay"] = write_masks(item, full.lesion_probs, full.attention, options)
         if sink is not None:
@@ -421,7 +492,8 @@ def score_batch(
 
 
 def write_masks(item: ScreenItem, lesion_probs: np.ndarray, attention: np.ndarray, options: ScreenOptions) -> str:
-    """Overlay and per-lesion 0/255 masks at the photograph's resolution; returns the overlay's path.
+    """Overlay and per-lesion 0/255 masks at the photograph's resolution (or at most ``options.draw_max_pixels``
+    pixels: ``drgnet screen`` draws big photographs' derivatives on a downscaled copy); returns the overlay's path.
 
     Args:
         item: The photograph (``original`` kept).
@@ -441,7 +513,14 @@ def write_masks(item: ScreenItem, lesion_probs: np.ndarray, attention: np.ndarra
     for k, name in enumerate(LESIONS):
         mask = ((lesion_probs[k] >= options.threshold) * 255).astype(np.uint8)
         _write_png(out / f"{stem}_{name}.png", mask)
-    overlay = render_overlay(item.original, lesion_probs, attention, opacity=0.45, threshold=options.threshold)
+    overlay = render_overlay(
+        item.original,
+        lesion_probs,
+        attention,
+        opacity=0.45,
+        threshold=options.threshold,
+        max_pixels=options.draw_max_pixels,
+    )
     path = out / f"{stem}_overlay.png"
     _write_png(path, cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
     return str(path)
@@ -691,7 +770,9 @@ def screen(
     with ResultWriter(out) as writer:
         summary = ScreenSummary(Path(out), images=len(paths), dropped_partial_line=writer.dropped_partial_line)
         keep = options.masks_dir is not None or sink is not None
-        dataset = ScreeningDataset(paths, engine.input_size, writer.done, keep, options.thresholds)
+        dataset = ScreeningDataset(
+            paths, engine.input_size, writer.done, keep, options.thresholds, max_bytes=options.max_file_bytes
+        )
         loader = DataLoader(
             dataset,
             batch_size=max(1, batch_size),
@@ -806,7 +887,9 @@ class RayScreener:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keep = self.options.masks_dir is not None
         items = [
-            prepare_item(str(p), self.engine.input_size, self.skip, keep, self.options.thresholds)
+            prepare_item(
+                str(p), self.engine.input_size, self.skip, keep, self.options.thresholds, self.options.max_file_bytes
+            )
             for p in batch["path"]
         ]
         collector = _MapCollector() if self.return_maps else None
@@ -844,7 +927,13 @@ def _store_from_actor(row: dict[str, Any], maps: bytes, sink: ScreenSink, option
     and geometry). Returns the row, or an error row when the photograph changed meanwhile or the sink refused it."""
     with np.load(io.BytesIO(maps)) as z:
         probs, lesion_probs, attention = (z[k].astype(np.float32) for k in ("grade_probs", "lesion_probs", "attention"))
-    item = prepare_item(row["path"], lesion_probs.shape[-1], keep_original=True, thresholds=options.thresholds)
+    item = prepare_item(
+        row["path"],
+        lesion_probs.shape[-1],
+        keep_original=True,
+        thresholds=options.thresholds,
+        max_bytes=options.max_file_bytes,
+    )
     if item.sha256 != row["sha256"] or not item.ready:
         item.error = f"{row['path']}: not stored: the file changed or vanished during screening"
     else:
@@ -968,6 +1057,7 @@ __all__ = [
     "collect_inputs",
     "load_sink",
     "prepare_item",
+    "read_photo_file",
     "read_results",
     "score_batch",
     "screen",

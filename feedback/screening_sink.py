@@ -25,12 +25,13 @@ from sqlalchemy import select
 from db import migrate
 from db.engine import data_dir as default_data_dir
 from db.engine import make_sessionmaker
-from db.ingest import ingest_image, prepare_image
+from db.ingest import ingest_image
 from db.models import ModelStatus, ModelVersion
 from db.models import Prediction as PredictionRow
 from drgnet.inference import prediction_at_full_resolution
 from drgnet.screening import SinkError
 from drgnet.training.checkpoint import WEIGHTS, sha256_file
+from feedback.intake import prepare_upload
 from feedback.predictions import store_maps, store_prediction
 from feedback.retrain import resolve_checkpoint
 
@@ -141,7 +142,7 @@ class DatabaseSink:
             raise ValueError(f"{item.path}: the photograph's bytes were not kept for the database")
         # The costly part first, outside the transaction and the lock, so several threads can share the work:
         # the metadata-free PNG of ingestion, the maps at the photograph's resolution and their files.
-        prepared = prepare_image(item.data, item.path)
+        intake = prepare_upload(item.data, item.path)
         prediction = prediction_at_full_resolution(
             item.pre,
             np.asarray(grade_probs, np.float64),
@@ -155,7 +156,15 @@ class DatabaseSink:
         # One transaction at a time: "has this model's prediction already?" and the insert must not interleave.
         with self._lock, self.sessions.begin() as session:
             image = ingest_image(
-                session, item.data, item.path, data_dir=self.data_dir, source=self.source, prepared=prepared
+                session,
+                item.data,
+                intake.filename,
+                data_dir=self.data_dir,
+                source=self.source,
+                prepared=intake.prepared,
+                eye=intake.eye or "unknown",
+                acquisition_date=intake.acquisition_date,
+                device_model=intake.device_model,
             ).image
             same_model = select(PredictionRow.id).where(PredictionRow.image_id == image.id)
             if self.model_version_id is not None:

@@ -262,9 +262,12 @@ def collect_weak_labels(
     """Weak labels of every corrected image in the database, and the annotators' reliability weights.
 
     Reliability is estimated from all current gradable annotations (not only ``image_ids``'), so a noisy
-    annotator's weight does not depend on which images a job happens to look at.
+    annotator's weight does not depend on which images a job happens to look at. Imported reference annotations
+    are left out.
     """
-    everything = current_annotations(session)
+    # Imported reference labels (drgnet import-labels) are what the model and clinicians are compared with, not
+    # corrections: they neither train the model nor weigh the annotators.
+    everything = [a for a in current_annotations(session) if not a.imported]
     grades: dict[int, dict[int, int]] = {}
     for a in everything:
         if a.grade is not None:

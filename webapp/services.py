@@ -201,8 +201,10 @@ def ingest_and_predict(
     """Store each file, predict it with the active model and so add it to the review queue.
 
     Each file has its own transaction: a bad file is reported with the reason and does not stop the others.
+    DICOM files are de-identified and decoded first (``feedback.intake``); the eye in their header wins over ``eye``.
     """
     from db.ingest import ingest_image
+    from feedback.intake import prepare_upload
 
     outcomes = []
     factory = sessions()
@@ -210,9 +212,19 @@ def ingest_and_predict(
     for name, data in files:
         outcome = UploadOutcome(filename=name)
         try:
+            intake = prepare_upload(data, name)
             with factory.begin() as session:
                 result = ingest_image(
-                    session, data, name, data_dir=ddir, source=source or None, eye=eye, uploaded_by_id=uploaded_by_id
+                    session,
+                    data,
+                    intake.filename,
+                    data_dir=ddir,
+                    source=source or None,
+                    eye=intake.eye or eye,
+                    uploaded_by_id=uploaded_by_id,
+                    prepared=intake.prepared,
+                    acquisition_date=intake.acquisition_date,
+                    device_model=intake.device_model,
                 )
                 outcome.image_id, outcome.created = result.image.id, result.created
                 predictor, version = active_predictor(session)
@@ -235,3 +247,19 @@ def ingest_and_predict(
             outcome.image_id, outcome.created, outcome.predicted = None, False, False
         outcomes.append(outcome)
     return outcomes
+
+
+def export_labels(fmt: str, mode: str, since: Any, actor_id: int) -> Any:
+    """Export the corrected labels into ``<data dir>/exports/<time>-<format>-<mode>`` (audited as the admin).
+
+    Raises:
+        ValueError: an unknown format or mode.
+    """
+    import datetime as dt
+
+    from feedback.export import export_dataset
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    out = data_dir() / "exports" / f"{stamp}-{fmt}-{mode}"
+    with sessions().begin() as session:
+        return export_dataset(session, out, format=fmt, mode=mode, since=since, data_dir=data_dir(), actor_id=actor_id)

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from skimage import measure
 
+from drgnet.data.dicom import is_dicom, read_dicom
 from drgnet.data.sample import Sample
 
 #: Largest photograph (in pixels) that ``load_rgb`` decodes. Fundus cameras top out around 25 megapixels;
@@ -63,7 +64,8 @@ _ARC_BINS = 90
 def load_rgb(path: str | os.PathLike[str] | BinaryIO) -> np.ndarray:
     """Read a photograph as an ``(H, W, 3)`` uint8 RGB array.
 
-    Any file Pillow reads is accepted. The EXIF orientation is applied, so the array is upright as a viewer
+    Any file Pillow reads is accepted, and DICOM photographs (``drgnet.data.dicom``: de-identified, single frame).
+    The EXIF orientation is applied, so the array is upright as a viewer
     shows it. Greyscale, palette and CMYK images become RGB; 16-bit images (greyscale or RGB PNG / TIFF) are
     scaled from their full range (65535 -> 255), not clipped. Transparent pixels are composited on black,
     the colour of a fundus photograph's border, so an exported FOV with a transparent outside stays a FOV.
@@ -88,6 +90,8 @@ def load_rgb(path: str | os.PathLike[str] | BinaryIO) -> np.ndarray:
     else:
         name = str(getattr(path, "name", "<uploaded image>"))
         data = path.read()
+    if is_dicom(data, name):
+        return to_rgb_uint8(read_dicom(data, name, max_pixels=MAX_IMAGE_PIXELS).pixels)
     try:
         with warnings.catch_warnings():
             # Our own limit (below) is stricter than the one Pillow warns about; Pillow still raises
@@ -97,6 +101,7 @@ def load_rgb(path: str | os.PathLike[str] | BinaryIO) -> np.ndarray:
         w, h = image.size
         if w * h > MAX_IMAGE_PIXELS:
             raise _bomb_error(name, w * h)
+        _refuse_animations_and_pages(image, name)
         if _is_16bit_colour(image):
             # Pillow keeps only 8 bits per channel of 16-bit colour images; OpenCV decodes all 16.
             array = _decode_with_opencv(data, name)
@@ -111,6 +116,21 @@ def load_rgb(path: str | os.PathLike[str] | BinaryIO) -> np.ndarray:
         raise ValueError(f"{name}: not an image Pillow can read (unknown or corrupt file format)") from exc
     except (OSError, SyntaxError, EOFError) as exc:
         raise ValueError(f"{name}: not an image Pillow can read ({exc})") from exc
+
+
+def _refuse_animations_and_pages(image: Image.Image, name: str) -> None:
+    """GIFs and multi-page TIFFs hold several pictures or 256 colours: say so rather than grade the first page."""
+    if image.format == "GIF":
+        raise ValueError(
+            f"{name}: a GIF (256 colours at most, possibly animated) is not a fundus photograph format; "
+            "export the photograph as JPEG, PNG or TIFF"
+        )
+    pages = getattr(image, "n_frames", 1)
+    if image.format == "TIFF" and pages > 1:
+        raise ValueError(
+            f"{name}: a multi-page TIFF ({pages} pages): which page is the photograph is unknown; "
+            "export each photograph as a single-page file"
+        )
 
 
 def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
@@ -715,8 +735,10 @@ class Preprocessed:
         size = self.size
         return _resize_stack(mask, self.original_shape, (size, size), lambda m: _project_binary(m, self.box, size))
 
-    def unproject_mask(self, mask: np.ndarray, interpolation: str = "auto") -> np.ndarray:
-        """Map a model-resolution map back onto the original photograph.
+    def unproject_mask(
+        self, mask: np.ndarray, interpolation: str = "auto", out_shape: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Map a model-resolution map back onto the original photograph (or a scaled copy of it).
 
         Pixels of the photograph outside ``box`` (beyond the field of view) get 0.
 
@@ -724,19 +746,25 @@ class Preprocessed:
             mask: ``(size, size)`` or ``(C, size, size)`` mask or probability map.
             interpolation: ``"nearest"`` (labels), ``"linear"`` (probabilities) or ``"auto"``: linear for
                 float input, nearest otherwise.
+            out_shape: ``(h, w)`` of a uniformly scaled copy of the photograph to map onto (a display
+                derivative); default its own ``(H, W)``.
 
         Returns:
-            ``(H, W)`` or ``(C, H, W)`` with the input's dtype.
+            ``(H, W)`` (or ``out_shape``) or ``(C, ...)`` with the input's dtype.
         """
         if interpolation == "auto":
             interpolation = "linear" if np.asarray(mask).dtype.kind == "f" else "nearest"
         if interpolation not in ("nearest", "linear"):
             raise ValueError(f"interpolation must be 'nearest', 'linear' or 'auto', got {interpolation!r}")
         flag = cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR
-        h, w = self.original_shape
+        h, w = self.original_shape if out_shape is None else out_shape
+        ky, kx = h / self.original_shape[0], w / self.original_shape[1]  # 1 at the photograph's resolution
         s, (x0, y0) = self.scale, self.box[:2]
-        # Maps model-input pixel centres onto original pixel centres (the inverse of cv2.resize's mapping).
-        m = np.array([[1 / s, 0, (0.5 / s - 0.5) + x0], [0, 1 / s, (0.5 / s - 0.5) + y0]], np.float64)
+        # Maps model-input pixel centres onto (scaled) original pixel centres (the inverse of cv2.resize's mapping).
+        m = np.array(
+            [[kx / s, 0, kx * (0.5 / s + x0) - 0.5], [0, ky / s, ky * (0.5 / s + y0) - 0.5]],
+            np.float64,
+        )
 
         def warp(a: np.ndarray) -> np.ndarray:
             src = a.astype(np.uint8) if a.dtype == np.bool_ else a

@@ -187,3 +187,24 @@ def test_a_lost_file_is_restored_by_the_next_upload(Session: sessionmaker[Sessio
     with Session.begin() as session:
         assert not ingest_image(session, data, "a.png", data_dir=data_dir).created
     assert sha256_hex(image_store(data_dir).get_bytes(image.sha256)) == image.sha256
+
+
+def test_raw_dicom_bytes_are_refused_before_anything_is_stored():
+    from dicom_support import make_dicom
+
+    from db.ingest import prepare_image
+
+    with pytest.raises(ValueError, match=r"scan\.dcm: a DICOM file; it is stored only after de-identification"):
+        prepare_image(make_dicom(), "scan.dcm")
+
+
+def test_dicom_intake_keeps_only_eye_date_and_camera():
+    from dicom_support import make_dicom
+
+    from feedback.intake import prepare_upload
+
+    intake = prepare_upload(make_dicom(laterality="R", acquisition_date="20220202"), "Doe_John.dcm")
+    assert intake.dicom and intake.eye == "right" and str(intake.acquisition_date) == "2022-02-02"
+    assert intake.device_model == "Acme Optics FundusCam 3000"
+    assert intake.filename == f"dicom-{intake.prepared.sha256[:12]}.png"  # the client's file name is not kept
+    assert intake.prepared.png.startswith(b"\x89PNG")

@@ -11,7 +11,7 @@ from db import repository
 from drgnet.labels import GRADE_NAMES
 from webapp import auth
 from webapp.services import sessions
-from webapp.stats import annotator_pairs, confusion, quadratic_kappa
+from webapp.stats import annotator_pairs, confusion, quadratic_kappa, reference_comparison
 
 MAX_IMAGES = 5000
 
@@ -22,13 +22,21 @@ def dashboard_page() -> None:
     model_pairs: list[tuple[int, int]] = []
     per_annotator: dict[str, Counter] = defaultdict(Counter)
     grades_by_image: dict[int, dict[str, int]] = {}
+    reference: dict[int, int] = {}  # imported reference labels (drgnet import-labels), kept apart from clinicians
+    model_grades: dict[int, int] = {}
     with sessions()() as session:
         rows = repository.review_queue(session, user.id, limit=MAX_IMAGES)
         for row in rows:
             if row.annotation_count == 0:
                 continue
+            if row.prediction is not None:
+                model_grades[row.image.id] = row.prediction.grade
             current = repository.annotations_for_image(session, row.image.id, current_only=True)
             for ann in current:
+                if ann.imported:
+                    if ann.grade is not None:
+                        reference[row.image.id] = ann.grade
+                    continue
                 name = ann.annotator.username
                 stats = per_annotator[name]
                 stats["annotations"] += 1
@@ -41,6 +49,10 @@ def dashboard_page() -> None:
                     model_pairs.append((ann.grade, pred.grade))
                     stats["grade changed"] += int(ann.grade != pred.grade)
                 stats["with lesion masks"] += int(bool(ann.mask_hashes))
+    if user.is_admin:
+        _export_panel(user.id)
+    if reference:
+        _reference_section(reference, model_grades, grades_by_image)
     if not per_annotator:
         st.info("No annotations yet: agreement figures appear once clinicians review images.")
         return
@@ -84,3 +96,47 @@ def dashboard_page() -> None:
     d1.metric("Images graded by several", sum(len(v) > 1 for v in grades_by_image.values()))
     d2.metric("Quadratic weighted kappa", "n/a" if kappa2 is None else f"{kappa2:.3f}")
     d3.metric("Exact agreement", f"{sum(a == b for a, b in pairs) / len(pairs):.0%}")
+
+
+def _reference_section(
+    reference: dict[int, int], model_grades: dict[int, int], clinicians: dict[int, dict[str, int]]
+) -> None:
+    st.subheader("Model, clinicians and the reference")
+    st.caption(
+        f"{len(reference)} photographs carry an imported reference grade (drgnet import-labels); "
+        "the model's latest prediction and the clinicians' current grades are compared with it."
+    )
+    rows = reference_comparison(reference, model_grades, clinicians)
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Compared with the reference": r["rater"],
+                    "Photographs": r["photographs"],
+                    "Quadratic weighted kappa": "n/a" if r["kappa"] is None else f"{r['kappa']:.3f}",
+                    "Exact agreement": "n/a" if r["agreement"] is None else f"{r['agreement']:.0%}",
+                }
+                for r in rows
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+
+def _export_panel(actor_id: int) -> None:
+    """Admins export the corrected labels as a dataset into the data directory (audited)."""
+    from webapp.services import export_labels
+
+    with st.expander("Export corrected labels as a dataset (admins)"):
+        c1, c2, c3 = st.columns(3)
+        fmt = c1.selectbox("Format", ["idrid", "csv", "coco"], key="ex_format")
+        mode = c2.selectbox("Labels", ["consensus", "per-annotator"], key="ex_mode")
+        since = c3.date_input("Labelled since", value=None, key="ex_since")
+        if st.button("Export", key="ex_go"):
+            try:
+                result = export_labels(fmt, mode, since, actor_id)
+            except ValueError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Exported {result.records} labels to {result.out} ({len(result.files)} files + manifest).")

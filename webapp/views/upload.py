@@ -8,7 +8,7 @@ from db import repository
 from webapp import auth
 from webapp.services import ingest_and_predict, sessions
 
-ACCEPTED = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp"]
+ACCEPTED = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp", "dcm"]  # DICOM: de-identified on intake
 
 
 def upload_page() -> None:
