@@ -18,17 +18,17 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ADD / DROP COLUMN (SQLite 3.35+), never a batch table copy: copying annotations would drop its append-only
+# triggers (0002) and break the tables that refer to it.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("images") as batch:
-        batch.add_column(sa.Column("acquisition_date", sa.Date(), nullable=True))
-        batch.add_column(sa.Column("device_model", sa.String(128), nullable=True))
-    with op.batch_alter_table("annotations") as batch:
-        batch.add_column(sa.Column("imported", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("images", sa.Column("acquisition_date", sa.Date(), nullable=True))
+    op.add_column("images", sa.Column("device_model", sa.String(128), nullable=True))
+    op.add_column("annotations", sa.Column("imported", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("annotations") as batch:
-        batch.drop_column("imported")
-    with op.batch_alter_table("images") as batch:
-        batch.drop_column("device_model")
-        batch.drop_column("acquisition_date")
+    op.drop_column("annotations", "imported")
+    op.drop_column("images", "device_model")
+    op.drop_column("images", "acquisition_date")
