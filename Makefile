@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch and torchvision first, pinned: pip takes both from this machine's disk.
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	# A stale drgnet.egg-info in the checkout would shadow the new entry points (commands added since).
+	rm -rf drgnet.egg-info
 	$(BIN)/python -m pip install --quiet -e '.[dev,scale]'
 	@touch $(STAMP)
 
