@@ -343,11 +343,14 @@ def _hashes_in(document: Any) -> Iterator[str]:
 
 
 def referenced_artifact_hashes(session: Session) -> set[str]:
-    """Every artifact hash that a prediction (lesion and attention maps) or annotation (masks) refers to."""
+    """Every artifact hash that a prediction (maps, display derivatives) or an annotation (masks) refers to."""
     found: set[str] = set()
-    rows = session.execute(select(Prediction.lesion_map_hashes, Prediction.attention_map_hash)).yield_per(1000)
-    for lesion_maps, attention in rows:
+    rows = session.execute(
+        select(Prediction.lesion_map_hashes, Prediction.attention_map_hash, Prediction.display_hashes)
+    ).yield_per(1000)
+    for lesion_maps, attention, display in rows:
         found.update(_hashes_in(lesion_maps))
+        found.update(_hashes_in(display))
         if attention:
             found.add(attention)
     for (masks,) in session.execute(select(Annotation.mask_hashes)).yield_per(1000):

@@ -261,6 +261,9 @@ class Prediction(Base):
     #: Lesion name -> artifact hash of its probability map.
     lesion_map_hashes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     attention_map_hash: Mapped[str | None] = mapped_column(String(SHA256_LENGTH))
+    #: Display-size derivatives for the review page (photograph, lesion maps, attention): name -> artifact hash,
+    #: plus "size" [width, height]. Made when the prediction is stored, or once on first view for older rows.
+    display_hashes: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -313,6 +316,27 @@ class Annotation(Base):
         return (
             f"Annotation(id={self.id}, image_id={self.image_id}, annotator_id={self.annotator_id}, kind={self.kind!s})"
         )
+
+
+class ReviewDraft(Base):
+    """A clinician's unsaved correction of one image (grade, comment, strokes), so a browser refresh keeps it.
+
+    Not a record of anything: overwritten as the clinician works and deleted when the annotation is saved.
+    """
+
+    __tablename__ = "review_drafts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    #: The review page's draft document (its shape is the app's; strokes are small PNGs in base64).
+    document: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("user_id", "image_id"),)
+
+    def __repr__(self) -> str:
+        return f"ReviewDraft(user_id={self.user_id}, image_id={self.image_id})"
 
 
 class Job(Base):

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -43,6 +43,7 @@ from db.models import (
     ModelStatus,
     ModelVersion,
     Prediction,
+    ReviewDraft,
     Role,
     User,
     UserSession,
@@ -349,6 +350,7 @@ def add_prediction(
     attention_map_hash: str | None = None,
     latency_ms: float | None = None,
     actor_id: int | None = None,
+    display_hashes: Mapping[str, Any] | None = None,
 ) -> Prediction:
     """Record a model's prediction for an image; its maps must already be in the artifact store.
 
@@ -363,6 +365,7 @@ def add_prediction(
         attention_map_hash: Artifact hash of the attention map.
         latency_ms: Inference time.
         actor_id: Who requested the prediction (None: system).
+        display_hashes: Display-size derivatives (:func:`set_display_hashes`), when already made.
     """
     grade = _check_grade(grade)
     probs = [float(p) for p in probabilities]
@@ -384,6 +387,7 @@ def add_prediction(
         lesion_map_hashes=_check_hashes(lesion_map_hashes, "lesion_map_hashes"),
         attention_map_hash=attention_map_hash,
         latency_ms=None if latency_ms is None else float(latency_ms),
+        display_hashes=None if display_hashes is None else _check_display(display_hashes),
     )
     session.add(prediction)
     session.flush()
@@ -396,6 +400,33 @@ def add_prediction(
         {"image_id": image_id, "grade": grade, "model_version_id": model_version_id, "model_name": model_name},
     )
     return prediction
+
+
+def _check_display(display: Mapping[str, Any]) -> dict[str, Any]:
+    doc = dict(display)
+    size = doc.pop("size", None)
+    if size is not None and not (
+        isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)
+    ):
+        raise ValueError(f"display_hashes: size {size!r} is not [width, height] in pixels")
+    checked = _check_hashes(doc, "display_hashes")
+    if size is not None:
+        checked["size"] = [int(v) for v in size]
+    return checked
+
+
+def set_display_hashes(session: Session, prediction_id: int, display_hashes: Mapping[str, Any]) -> None:
+    """Record the display-size derivatives of a prediction made after it was stored (in the caller's transaction).
+
+    Derivatives are a cache of the prediction's own maps and photograph, not a new fact, so this is not audited;
+    a row that already has them keeps them (two sessions making them at once store the same files anyway).
+    """
+    doc = _check_display(display_hashes)
+    session.execute(
+        update(Prediction)
+        .where(Prediction.id == prediction_id, Prediction.display_hashes.is_(None))
+        .values(display_hashes=doc)
+    )
 
 
 def latest_prediction(session: Session, image_id: int) -> Prediction | None:
@@ -1144,3 +1175,29 @@ def audit_entries(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+# --------------------------------------------------------------------------------------------------- review drafts
+
+
+def get_draft(session: Session, user_id: int, image_id: int) -> dict[str, Any] | None:
+    """A clinician's unsaved correction of an image, as the review page last stored it, or None."""
+    row = session.scalars(
+        select(ReviewDraft).where(ReviewDraft.user_id == user_id, ReviewDraft.image_id == image_id)
+    ).first()
+    return None if row is None else dict(row.document)
+
+
+def save_draft(session: Session, user_id: int, image_id: int, document: Mapping[str, Any]) -> None:
+    """Store (or replace) a clinician's draft of an image. Not audited: a draft is not a record, the annotation is."""
+    doc = _json_document(dict(document), "review draft")
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    now = utcnow()
+    stmt = insert(ReviewDraft).values(user_id=user_id, image_id=image_id, document=doc, updated_at=now)
+    stmt = stmt.on_conflict_do_update(index_elements=["user_id", "image_id"], set_={"document": doc, "updated_at": now})
+    session.execute(stmt)
+
+
+def delete_draft(session: Session, user_id: int, image_id: int) -> None:
+    """Drop a clinician's draft of an image (its annotation was saved, or the clinician discarded it)."""
+    session.execute(delete(ReviewDraft).where(ReviewDraft.user_id == user_id, ReviewDraft.image_id == image_id))

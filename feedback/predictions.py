@@ -24,6 +24,7 @@ from drgnet.data.preprocess import load_rgb
 from drgnet.inference import Prediction as ModelPrediction
 from drgnet.inference import Predictor
 from drgnet.labels import LESIONS
+from feedback.display import make_display
 
 
 def read_rgb(image: Image, data_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
@@ -58,6 +59,7 @@ def predict_and_store(
         data_dir=data_dir,
         actor_id=actor_id,
         latency_ms=latency_ms,
+        photo=rgb,
     )
 
 
@@ -84,6 +86,8 @@ def store_prediction(
     latency_ms: float | None = None,
     extra_summary: dict[str, object] | None = None,
     map_hashes: tuple[dict[str, str], str] | None = None,
+    photo: np.ndarray | None = None,
+    display_hashes: dict[str, object] | None = None,
 ) -> Prediction:
     """Add the prediction row of an already computed prediction (in the caller's transaction).
 
@@ -91,6 +95,9 @@ def store_prediction(
         pred: Maps at the stored photograph's resolution.
         extra_summary: More keys for the row's lesion summary (the screening command adds the quality verdict).
         map_hashes: What ``store_maps(pred)`` returned, when the maps were stored beforehand.
+        photo: The stored photograph as RGB when the caller has it decoded (else it is read back), for the
+            review page's display-size derivatives (:mod:`feedback.display`), made here once.
+        display_hashes: What ``feedback.display.make_display`` returned, when made beforehand.
 
     Raises:
         ValueError: when the maps do not have the stored photograph's size.
@@ -101,6 +108,10 @@ def store_prediction(
             f"{pred.lesion_probs.shape[1]}, the stored photograph is {image.width}x{image.height}"
         )
     lesion_hashes, attention_hash = map_hashes if map_hashes is not None else store_maps(pred, data_dir)
+    if display_hashes is None:
+        display_hashes = make_display(
+            photo if photo is not None else read_rgb(image, data_dir), pred.lesion_probs, pred.attention, data_dir
+        )
     summary: dict[str, object] = {name: s.to_dict() for name, s in pred.lesions.items()}
     summary["_referable_probability"] = round(pred.referable_probability, 6)
     summary["_uncertainty"] = round(pred.uncertainty, 6)
@@ -117,6 +128,7 @@ def store_prediction(
         attention_map_hash=attention_hash,
         latency_ms=latency_ms,
         actor_id=actor_id,
+        display_hashes=display_hashes,
     )
 
 
