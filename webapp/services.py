@@ -9,6 +9,8 @@ without restarting the app.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +24,14 @@ from db import repository
 from db.artifacts import artifact_store
 from db.engine import data_dir as default_data_dir
 from db.engine import database_url, make_engine, make_sessionmaker
-from db.models import AnnotationKind, ModelVersion
+from db.models import AnnotationKind, Image, ModelVersion, Prediction
 from drgnet.inference import Predictor
 from drgnet.labels import LESIONS
 from feedback import predictions as feedback_predictions
+from feedback.display import DisplayPictures, ensure_display, load_display, photo_display
 from feedback.masks import encode_full
+from feedback.uploads import Progress, UploadOutcome, store_then_predict
+from webapp.cache import ByteLRU
 from webapp.masks import merge_full
 
 log = logging.getLogger(__name__)
@@ -70,27 +75,95 @@ def active_predictor(session: Session) -> tuple[Predictor | None, ModelVersion |
     return _predictor_for(version.checkpoint_path, version.checkpoint_sha256), version
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def load_maps(prediction_id: int, hashes: tuple[str, ...], data_dir_str: str) -> tuple[Any, Any]:
-    """Lesion probabilities ``(4, H, W)`` and attention ``(H, W)`` of a prediction (artifacts never change)."""
-
-    class _Row:  # load_maps only reads the two hash fields
-        lesion_map_hashes = dict(zip(LESIONS, hashes[:4], strict=False)) if len(hashes) >= 4 else {}
-        attention_map_hash = hashes[4] if len(hashes) > 4 and hashes[4] else None
-
-    return feedback_predictions.load_maps(_Row(), data_dir_str)  # type: ignore[arg-type]
+#: Decoded pictures kept between page runs, bounded in bytes (``DRGNET_APP_CACHE_MB``, default 768): display
+#: derivatives (~5 MB a photograph) and, for the zoomed editor and saving, full-size photographs and masks.
+_CACHE_MB = int(os.environ.get("DRGNET_APP_CACHE_MB", "768"))
+display_cache = ByteLRU(_CACHE_MB * 1024 * 1024 // 4)
+full_cache = ByteLRU(_CACHE_MB * 1024 * 1024 * 3 // 4)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def load_photo(image_id: int, sha256: str, path: str, data_dir_str: str) -> np.ndarray:
-    """The stored photograph as RGB (cached by hash: stored photographs never change)."""
+def derivatives_enabled() -> bool:
+    """False with ``DRGNET_REVIEW_DERIVATIVES=0``: the page decodes full-size files (the benchmark's baseline)."""
+    return os.environ.get("DRGNET_REVIEW_DERIVATIVES", "1") != "0"
 
-    class _Row:
-        pass
 
-    row = _Row()
-    row.sha256, row.path = sha256, path  # type: ignore[attr-defined]
-    return feedback_predictions.read_rgb(row, data_dir_str)  # type: ignore[arg-type]
+def display_pictures(image: Image, prediction: Prediction | None, factory: sessionmaker[Session] | None = None) -> Any:
+    """The review page's pictures of an image: display-size photo, lesion maps and attention (cached).
+
+    A prediction stored before derivatives existed gets them now, once, recorded in its row.
+    """
+    ddir = str(data_dir())
+    if not derivatives_enabled():
+        key = ("full", image.id, prediction.id if prediction else None)
+        return display_cache.get_or_make(key, lambda: _full(image, prediction, ddir))
+    if prediction is None:
+        return display_cache.get_or_make(
+            ("photo", image.sha256), lambda: load_display(photo_display(image, ddir), ddir)
+        )
+    if prediction.display_hashes:
+        doc = dict(prediction.display_hashes)
+        return display_cache.get_or_make(("display", prediction.id), lambda: load_display(doc, ddir))
+
+    def make() -> Any:
+        with (factory or sessions()).begin() as session:
+            row = session.get(Prediction, prediction.id)
+            doc = ensure_display(session, row, row.image, ddir)
+        return load_display(doc, ddir)
+
+    return display_cache.get_or_make(("display", prediction.id), make)
+
+
+def _full(image: Image, prediction: Prediction | None, ddir: str) -> Any:
+    # The path before derivatives: every picture at the photograph's full size.
+    photo = feedback_predictions.read_rgb(image, ddir)
+    lesions = attention = None
+    if prediction is not None:
+        probs, att = feedback_predictions.load_maps(prediction, ddir)
+        lesions = None if probs is None else feedback_predictions.encode_map(probs)
+        attention = None if att is None else feedback_predictions.encode_map(att)
+    return DisplayPictures(photo, lesions, attention)
+
+
+def full_photo(image: Image) -> np.ndarray:
+    """The stored photograph at full resolution (for the zoomed editor; cached, bounded in bytes)."""
+    ddir = str(data_dir())
+    return full_cache.get_or_make(("photo", image.sha256), lambda: feedback_predictions.read_rgb(image, ddir))
+
+
+def predicted_masks(prediction: Prediction) -> np.ndarray | None:
+    """``(4, H, W)`` bool predicted lesion masks (probability >= 0.5) at full resolution (cached)."""
+    ddir = str(data_dir())
+
+    def make() -> np.ndarray | None:
+        hashes = prediction.lesion_map_hashes or {}
+        if not all(n in hashes for n in LESIONS):
+            return None
+        store = artifact_store(ddir)
+        # One lesion at a time: the float map of a 12-megapixel photograph is 48 MB, the mask 12 MB.
+        return np.stack([feedback_predictions.decode_map(store.get_map(hashes[n])) >= 0.5 for n in LESIONS])
+
+    return full_cache.get_or_make(("masks", prediction.id), make)
+
+
+def prefetch(image_id: int, factory: sessionmaker[Session]) -> threading.Thread:
+    """Decode the display pictures of ``image_id`` in the background, so "Next" finds them cached."""
+
+    def run() -> None:
+        try:
+            with factory() as session:
+                image = repository.get_image(session, image_id)
+                prediction = repository.latest_prediction(session, image_id)
+                if image is None:
+                    return
+                if prediction is not None:
+                    prediction.image  # noqa: B018 - loaded now, used after the session closes
+            display_pictures(image, prediction, factory)
+        except Exception:  # a prefetch that fails costs nothing: the page loads the pictures itself
+            log.debug("prefetch of image %s failed", image_id, exc_info=True)
+
+    thread = threading.Thread(target=run, name=f"prefetch-{image_id}", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass
@@ -180,73 +253,29 @@ def queue_retraining(session: Session, actor_id: int) -> int:
     return repository.enqueue_job(session, "retrain", {"requested_by": actor_id}, actor_id=actor_id).id
 
 
-@dataclass
-class UploadOutcome:
-    """One uploaded file: the image id (None if refused), whether it was new, and the reason it was refused."""
-
-    filename: str
-    image_id: int | None = None
-    created: bool = False
-    predicted: bool = False
-    error: str | None = None
-
-
 def ingest_and_predict(
     files: list[tuple[str, bytes]],
     *,
     uploaded_by_id: int,
     source: str | None = None,
     eye: str = "unknown",
+    on_progress: Progress | None = None,
 ) -> list[UploadOutcome]:
-    """Store each file, predict it with the active model and so add it to the review queue.
+    """Store each file (committed at once), then grade it with the active model outside any transaction.
 
-    Each file has its own transaction: a bad file is reported with the reason and does not stop the others.
-    DICOM files are de-identified and decoded first (``feedback.intake``); the eye in their header wins over ``eye``.
+    See :func:`feedback.uploads.store_then_predict`: a bad file is reported with the reason and does not stop the
+    others, and no other clinician's save waits while the model runs.
     """
-    from db.ingest import ingest_image
-    from feedback.intake import prepare_upload
-
-    outcomes = []
-    factory = sessions()
-    ddir = data_dir()
-    for name, data in files:
-        outcome = UploadOutcome(filename=name)
-        try:
-            intake = prepare_upload(data, name)
-            with factory.begin() as session:
-                result = ingest_image(
-                    session,
-                    data,
-                    intake.filename,
-                    data_dir=ddir,
-                    source=source or None,
-                    eye=intake.eye or eye,
-                    uploaded_by_id=uploaded_by_id,
-                    prepared=intake.prepared,
-                    acquisition_date=intake.acquisition_date,
-                    device_model=intake.device_model,
-                )
-                outcome.image_id, outcome.created = result.image.id, result.created
-                predictor, version = active_predictor(session)
-                if predictor is not None and repository.latest_prediction(session, result.image.id) is None:
-                    feedback_predictions.predict_and_store(
-                        session,
-                        result.image,
-                        predictor,
-                        model_version_id=version.id if version is not None else None,
-                        data_dir=ddir,
-                        actor_id=uploaded_by_id,
-                    )
-                    outcome.predicted = True
-        except ValueError as exc:
-            outcome.error = str(exc)
-            outcome.image_id, outcome.created, outcome.predicted = None, False, False
-        except Exception as exc:  # a model or disk failure on one file must not lose the others
-            log.exception("upload of %s failed", name)
-            outcome.error = f"{name}: could not be processed ({type(exc).__name__}: {exc})"
-            outcome.image_id, outcome.created, outcome.predicted = None, False, False
-        outcomes.append(outcome)
-    return outcomes
+    return store_then_predict(
+        sessions(),
+        files,
+        get_predictor=active_predictor,
+        uploaded_by_id=uploaded_by_id,
+        data_dir=data_dir(),
+        source=source,
+        eye=eye,
+        on_progress=on_progress,
+    )
 
 
 def export_labels(fmt: str, mode: str, since: Any, actor_id: int) -> Any:

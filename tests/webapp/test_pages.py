@@ -135,8 +135,11 @@ def test_review_shows_prediction_and_saves_one_annotation(app_env):
     # Overlay controls re-render without error.
     at.toggle(key=f"rv_attention_{first}").set_value(True).run()
     at.slider(key=f"rv_opacity_{first}").set_value(0.8).run()
-    at.slider(key=f"rv_zoom_{first}").set_value(8).run()
-    assert not at.exception
+    at.radio(key=f"rv_mode_{first}").set_value("Zoomed region").run()
+    at.selectbox(key=f"rv_side_{first}").set_value(32).run()
+    at.number_input(key=f"rv_cx_{first}").set_value(20).run()
+    assert not at.exception, at.exception
+    assert "photo pixels x 4-35, y 48-79 at 16 screen pixels per photo pixel" in texts(at)
     # A rerun keeps what was typed; then the grade + comment are saved as one annotation.
     at.radio(key=f"rv_grade_{first}").set_value(3)
     at.text_area(key=f"rv_comment_{first}").input("haemorrhages in all quadrants")

@@ -1,4 +1,4 @@
-"""Upload photographs: stored, graded by the active model, and added to the review queue."""
+"""Upload photographs: stored (each committed at once), then graded by the active model, with per-file progress."""
 
 from __future__ import annotations
 
@@ -30,10 +30,21 @@ def upload_page() -> None:
         if not files:
             st.warning("Choose one or more photographs first.")
             return
-        with st.spinner(f"Storing and grading {len(files)} photograph(s) ..."):
-            outcomes = ingest_and_predict(
-                [(f.name, f.getvalue()) for f in files], uploaded_by_id=user.id, source=source, eye=eye
-            )
+        bar = st.progress(0.0, text=f"Storing and grading {len(files)} photograph(s) ...")
+        stages = {"storing": "storing", "grading": "stored; grading", "done": "done"}
+
+        def progress(done: int, total: int, name: str, stage: str) -> None:
+            # Each file is committed before the model runs, so it is safe in the queue once "grading" shows.
+            bar.progress(done / max(total, 1), text=f"{name}: {stages.get(stage, stage)} ({done}/{total} finished)")
+
+        outcomes = ingest_and_predict(
+            [(f.name, f.getvalue()) for f in files],
+            uploaded_by_id=user.id,
+            source=source,
+            eye=eye,
+            on_progress=progress,
+        )
+        bar.progress(1.0, text=f"{len(files)} file(s) processed.")
         st.session_state["up_outcomes"] = outcomes
     outcomes = st.session_state.get("up_outcomes")
     if outcomes:
@@ -44,6 +55,9 @@ def upload_page() -> None:
                 f"{len(good)} photograph(s) added to the review queue "
                 f"({sum(o.created for o in good)} new, {sum(o.predicted for o in good)} graded)."
             )
+        for o in good:
+            if o.warning:
+                st.warning(o.warning)
         if bad:
             st.error(f"{len(bad)} file(s) were not stored:")
             for o in bad:
