@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, null, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -387,7 +387,8 @@ def add_prediction(
         lesion_map_hashes=_check_hashes(lesion_map_hashes, "lesion_map_hashes"),
         attention_map_hash=attention_map_hash,
         latency_ms=None if latency_ms is None else float(latency_ms),
-        display_hashes=None if display_hashes is None else _check_display(display_hashes),
+        # SQL NULL, not JSON null, for "none yet" (the JSON type would store a Python None as 'null').
+        display_hashes=null() if display_hashes is None else _check_display(display_hashes),
     )
     session.add(prediction)
     session.flush()
@@ -419,14 +420,10 @@ def set_display_hashes(session: Session, prediction_id: int, display_hashes: Map
     """Record the display-size derivatives of a prediction made after it was stored (in the caller's transaction).
 
     Derivatives are a cache of the prediction's own maps and photograph, not a new fact, so this is not audited;
-    a row that already has them keeps them (two sessions making them at once store the same files anyway).
+    two sessions making them at once make the same files, so the last write is as good as the first.
     """
     doc = _check_display(display_hashes)
-    session.execute(
-        update(Prediction)
-        .where(Prediction.id == prediction_id, Prediction.display_hashes.is_(None))
-        .values(display_hashes=doc)
-    )
+    session.execute(update(Prediction).where(Prediction.id == prediction_id).values(display_hashes=doc))
 
 
 def latest_prediction(session: Session, image_id: int) -> Prediction | None:

@@ -323,3 +323,77 @@ def test_review_warns_when_screening_flagged_the_photograph_ungradable(app_env):
     assert "possibly ungradable: too_dark, blurred" in texts(at)
     at = page("review", "review_page", user, review_image_id=row.image.id + 1, worklist_ids=[row.image.id + 1])
     assert "possibly ungradable" not in texts(at)
+
+
+def test_draft_survives_a_new_browser_session(app_env):
+    """A refresh starts a new Streamlit session: the grade, comment and strokes come back from the database."""
+    from webapp.masks import PAINTED, Edit
+    from webapp.views import review
+
+    user = signed_in(app_env, "clinician")
+    with db(app_env)() as session:
+        ids = [r.image.id for r in repository.review_queue(session, user.id)]
+    first = ids[0]
+    at = page("review", "review_page", user, review_image_id=first, worklist_ids=ids)
+    at.radio(key=f"rv_grade_{first}").set_value(4).run()
+    at.text_area(key=f"rv_comment_{first}").input("venous beading").run()
+    # A stroke as the canvas would hand it over (AppTest cannot draw): one edit in the draft, then persisted.
+    code = np.zeros((4, 8), np.uint8)
+    code[1, 2:5] = PAINTED
+    at.session_state[review.DRAFTS_KEY][first]["edits"].append(Edit("HE", (10, 20, 18, 24), code))
+    at.radio(key=f"rv_grade_{first}").set_value(3).run()  # any change stores the draft
+    assert not at.exception, at.exception
+
+    fresh = page("review", "review_page", user, review_image_id=first, worklist_ids=ids)
+    assert not fresh.exception, fresh.exception
+    assert fresh.radio(key=f"rv_grade_{first}").value == 3
+    assert fresh.text_area(key=f"rv_comment_{first}").value == "venous beading"
+    assert "Edited layers: HE (1 edit(s))" in texts(fresh)
+    # Undo removes the edit (and the stored draft forgets it); saving deletes the draft.
+    fresh.button(key=f"rv_undo_{first}").click().run()
+    assert "Edited layers: none" in texts(fresh)
+    fresh.button(key=f"rv_save_{first}").click().run()
+    with db(app_env)() as session:
+        (ann,) = repository.annotations_for_image(session, first)
+        assert ann.grade == 3 and ann.kind is AnnotationKind.GRADE_ONLY
+        assert repository.get_draft(session, user.id, first) is None
+
+
+def test_grade_keys_set_the_grade_and_count_the_reviews(app_env):
+    user = signed_in(app_env, "clinician")
+    with db(app_env)() as session:
+        ids = [r.image.id for r in repository.review_queue(session, user.id)]
+    at = page("review", "review_page", user, review_image_id=ids[0], worklist_ids=ids)
+    at.button(key=f"rv_g2_{ids[0]}").click().run()
+    assert at.radio(key=f"rv_grade_{ids[0]}").value == 2
+    at.button(key=f"rv_save_{ids[0]}").click().run()
+    assert at.session_state["review_image_id"] == ids[1]
+    assert "reviewed this session: 1" in texts(at)
+    at.button(key=f"rv_u_{ids[1]}").click().run()
+    at.button(key=f"rv_save_{ids[1]}").click().run()
+    with db(app_env)() as session:
+        assert repository.annotations_for_image(session, ids[0])[0].grade == 2
+        assert repository.annotations_for_image(session, ids[1])[0].kind is AnnotationKind.UNGRADABLE
+
+
+def test_predictions_without_derivatives_get_them_once(app_env):
+    from sqlalchemy import null, update
+
+    from db.models import Prediction
+    from webapp import services
+
+    user = signed_in(app_env, "clinician")
+    with db(app_env).begin() as session:  # as stored before derivatives existed
+        session.execute(update(Prediction).values(display_hashes=null()))
+        ids = [r.image.id for r in repository.review_queue(session, user.id)]
+    services.display_cache.clear()
+    at = page("review", "review_page", user, review_image_id=ids[0], worklist_ids=ids)
+    assert not at.exception, at.exception
+    with db(app_env)() as session:
+        pred = repository.latest_prediction(session, ids[0])
+        image = repository.get_image(session, ids[0])
+    assert pred.display_hashes and pred.display_hashes["size"] == [image.width, image.height]
+    from feedback.display import load_display
+
+    shown = load_display(pred.display_hashes, app_env)
+    assert shown.lesions.shape == (4, image.height, image.width)

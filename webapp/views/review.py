@@ -104,11 +104,12 @@ def _all_edits(draft: dict[str, Any]) -> list[Edit]:
 
 def _commit_live(user_id: int, image_id: int) -> None:
     # The layer or region changed: the current canvas's strokes join the draft and a fresh canvas is shown.
+    # An empty canvas is kept (same key, new background): remounting it would drop strokes drawn meanwhile.
     draft = _draft(user_id, image_id)
     if draft["live"] is not None:
         draft["edits"].append(draft["live"])
         draft["live"] = None
-    draft["gen"] += 1
+        draft["gen"] += 1
 
 
 def _undo(user_id: int, image_id: int) -> None:
@@ -361,10 +362,13 @@ def _editor(
         **commit,
     )
     tool = cols[1].radio("Tool", ["Paint", "Erase"], horizontal=True, key=f"rv_tool_{image_id}")
-    brush = cols[2].slider("Brush (photo pixels)", 1, 64, 2, key=f"rv_brush_{image_id}")
-
     mode_cols = st.columns([2, 1, 1, 1, 2, 2])
     mode = mode_cols[0].radio("Edit", [WHOLE, REGION], horizontal=True, key=f"rv_mode_{image_id}", **commit)
+    # One brush per mode: a photo pixel is the natural brush when zoomed, two for the whole photograph.
+    zoomed = mode == REGION
+    brush = cols[2].slider(
+        "Brush (photo pixels)", 1, 64, 1 if zoomed else 2, key=f"rv_brush_{'r' if zoomed else 'w'}_{image_id}"
+    )
     if mode == REGION:
         st.session_state.setdefault(f"rv_side_{image_id}", 64)
         st.session_state.setdefault(f"rv_cx_{image_id}", w // 2)
