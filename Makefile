@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/drgnet bench transfer --n-source 300 --n-target-pool 100 --n-target-test 100 --image-size 320 \
 		--input-size 192 --source-epochs 5 --source-steps-per-epoch 30 --adapt-steps 40 --device $(BENCH_DEVICE)
 	$(BIN)/drgnet bench feedback
+	$(BIN)/drgnet bench review --n 8
 	# Screening with --db (needs the demo model; PostgreSQL too when DRGNET_TEST_POSTGRES_URL is set).
 	$(BIN)/drgnet demo --data-dir $(DATA)
 	$(BIN)/drgnet bench screen-db --checkpoint $(DATA)/demo-model/best $(if $(DRGNET_TEST_POSTGRES_URL),--postgres-url $(DRGNET_TEST_POSTGRES_URL))

@@ -12,6 +12,7 @@ second row: the image is found by its content, and a prediction of the same mode
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Iterator
@@ -28,9 +29,11 @@ from db.engine import make_sessionmaker
 from db.ingest import ingest_image
 from db.models import ModelStatus, ModelVersion
 from db.models import Prediction as PredictionRow
+from drgnet.data.preprocess import load_rgb
 from drgnet.inference import prediction_at_full_resolution
 from drgnet.screening import SinkError
 from drgnet.training.checkpoint import WEIGHTS, sha256_file
+from feedback.display import make_display
 from feedback.intake import prepare_upload
 from feedback.predictions import store_maps, store_prediction
 from feedback.retrain import resolve_checkpoint
@@ -152,6 +155,10 @@ class DatabaseSink:
             model_version=str(row.get("model_version") or ""),
         )
         hashes = store_maps(prediction, self.data_dir)
+        # The review page's display-size derivatives, also made here outside the lock (from the stored pixels).
+        display = make_display(
+            load_rgb(io.BytesIO(intake.prepared.png)), prediction.lesion_probs, prediction.attention, self.data_dir
+        )
         model_name = None if self.model_version_id is not None else (row.get("model_version") or "screening")
         # One transaction at a time: "has this model's prediction already?" and the insert must not interleave.
         with self._lock, self.sessions.begin() as session:
@@ -184,6 +191,7 @@ class DatabaseSink:
                 model_name=model_name,
                 data_dir=self.data_dir,
                 map_hashes=hashes,
+                display_hashes=display,
                 extra_summary={
                     "_gradable": bool(row.get("gradable")),
                     "_quality_reasons": row.get("quality_reasons") or "",

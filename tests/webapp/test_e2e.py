@@ -6,6 +6,7 @@ Set ``DRGNET_E2E_SCREENSHOTS=docs`` to refresh the README's screenshots.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -176,7 +177,8 @@ def test_clinician_reviews_paints_and_saves(server, browser, passwords):
     for name in ["Previous", "Next", "Previous"]:
         page.wait_for_timeout(500)
         page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
-        button = page.get_by_role("button", name=name, exact=True).first
+        buttons = page.locator('[data-testid="stButton"] button')  # "Next" then its key "N"
+        button = buttons.filter(has_text=re.compile(rf"^{name}\s*[NP]?$")).first
         if button.is_disabled():
             continue
         old = page.locator("h1").first.inner_text()
