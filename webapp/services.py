@@ -83,7 +83,8 @@ full_cache = ByteLRU(_CACHE_MB * 1024 * 1024 * 3 // 4)
 
 
 def derivatives_enabled() -> bool:
-    """False with ``DRGNET_REVIEW_DERIVATIVES=0``: the page decodes full-size files (the benchmark's baseline)."""
+    """False with ``DRGNET_REVIEW_DERIVATIVES=0``: the review page as it was before derivatives (full-size files
+    decoded, no prefetch), kept as the baseline of ``drgnet bench review``."""
     return os.environ.get("DRGNET_REVIEW_DERIVATIVES", "1") != "0"
 
 
