@@ -131,7 +131,7 @@ def test_review_shows_prediction_and_saves_one_annotation(app_env):
     body = texts(at)
     assert "Model prediction" in body and "tiny-v1" in body
     assert at.metric[0].label == "Predicted grade"
-    assert len(at.dataframe) == 2  # grade probabilities, lesion areas and counts
+    assert len(at.table) == 2  # grade probabilities, lesion areas and counts
     # Overlay controls re-render without error.
     at.toggle(key=f"rv_attention_{first}").set_value(True).run()
     at.slider(key=f"rv_opacity_{first}").set_value(0.8).run()

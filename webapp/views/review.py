@@ -310,23 +310,24 @@ def _prediction_panel(prediction: Any, version_name: str | None) -> None:
     if summary.get("_gradable") is False:  # the screening command's image-quality verdict
         reasons = str(summary.get("_quality_reasons") or "").replace(",", ", ") or "quality check"
         st.warning(f"Screening flagged this photograph as possibly ungradable: {reasons}.")
-    st.dataframe(
+    # Static tables: an interactive data grid costs the browser more than these few numbers are worth per image.
+    st.table(
         {
             "Grade": [f"{g} {GRADE_NAMES[g]}" for g in GRADE_NAMES],
-            "Probability": [round(float(p), 3) for p in prediction.probabilities],
+            "Probability": [f"{float(p):.3f}" for p in prediction.probabilities],
         },
+        border="horizontal",
         hide_index=True,
-        width="stretch",
     )
-    st.dataframe(
+    st.table(
         {
             "Lesion": [LESION_NAMES[n] for n in LESIONS],
             "Regions": [summary.get(n, {}).get("count", 0) for n in LESIONS],
             "Area (% of field)": [round(100 * summary.get(n, {}).get("area_fraction", 0.0), 3) for n in LESIONS],
             "Peak probability": [summary.get(n, {}).get("max_probability", 0.0) for n in LESIONS],
         },
+        border="horizontal",
         hide_index=True,
-        width="stretch",
     )
 
 
