@@ -27,8 +27,8 @@ TIMESTAMP = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("predictions") as batch:
-        batch.add_column(sa.Column("display_hashes", JSON, nullable=True))
+    # Plain ADD / DROP COLUMN (SQLite 3.35+), never a batch table copy (it would drop triggers; see 0005).
+    op.add_column("predictions", sa.Column("display_hashes", JSON, nullable=True))
     op.create_table(
         "review_drafts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -45,5 +45,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("review_drafts")
-    with op.batch_alter_table("predictions") as batch:
-        batch.drop_column("display_hashes")
+    op.drop_column("predictions", "display_hashes")
