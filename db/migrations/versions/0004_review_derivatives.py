@@ -1,7 +1,7 @@
 """Review page: display-size derivatives on predictions, and server-side review drafts.
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0005
 Create Date: 2026-12-01
 
 ``predictions.display_hashes`` names the display-size photograph and maps the review page shows (NULL for rows
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0004"
-down_revision: str | None = "0001"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
