@@ -118,3 +118,28 @@ def test_clinician_grades_three_images_by_keyboard_only(server, browser, passwor
             for a in repository.annotations_for_image(session, row.image.id, annotator_id=clinician.id):
                 by_name[row.image.original_filename] = (a.grade, a.kind.value)
     assert [by_name[t.removeprefix("Review: ")] for t in titles] == [(g, "grade-only") for g in grades]
+
+
+def test_a_browser_refresh_keeps_the_draft(server, browser, passwords):  # noqa: F811
+    url, data = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.set_default_timeout(TIMEOUT_MS)
+    _login(page, url, "admin", passwords["admin"])
+    page.get_by_role("button", name="Review the first one").click()
+    _review_shown(page, "")
+    _settled(page)
+    title = page.locator("h1").first.inner_text()
+    page.keyboard.press("4")
+    _settled(page)
+    comment = page.get_by_label("Comment")
+    comment.fill("cotton-wool spots nasally")
+    comment.press("Tab")  # leaving the field sends it
+    _settled(page)
+    page.reload()
+    page.wait_for_function(
+        "(t) => document.querySelector('h1') && document.querySelector('h1').innerText === t", arg=title
+    )
+    _settled(page)
+    assert page.get_by_label("Comment").input_value() == "cotton-wool spots nasally"
+    radio = page.locator('[data-testid="stRadio"]').filter(has_text="Your grade")
+    assert radio.locator("input:checked").get_attribute("value") in ("4", "4 Proliferative DR")

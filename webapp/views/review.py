@@ -199,6 +199,9 @@ def review_page() -> None:
     if flash:
         st.success(flash)
     image_id = st.session_state.get(REVIEW_KEY)
+    if image_id is None and str(st.query_params.get("image", "")).isdigit():
+        # A browser refresh starts a new session: the address says which image was open (its draft is in the DB).
+        image_id = st.session_state[REVIEW_KEY] = int(st.query_params["image"])
     if image_id is None:
         order = st.session_state.get(ORDER_KEY) or []
         if not order:
@@ -218,6 +221,8 @@ def review_page() -> None:
         version_name = version.name if version is not None else (prediction.model_name if prediction else None)
         mine = repository.annotations_for_image(session, image_id, annotator_id=user.id)
 
+    if st.query_params.get("image") != str(image_id):
+        st.query_params["image"] = str(image_id)
     prev_id, next_id, pos, total = _neighbours(image_id)
     st.title(f"Review: {image.original_filename}")
     nav_cols = st.columns([1, 1, 6])
