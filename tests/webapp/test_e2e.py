@@ -142,7 +142,6 @@ def test_clinician_reviews_paints_and_saves(server, browser, passwords):
 
     if os.environ.get("DRGNET_E2E_SCREENSHOTS"):
         page.get_by_text("Attention", exact=True).click()
-        page.get_by_text("Enlarged view (small lesions)").click()
         page.wait_for_timeout(2500)
         _shot(page, "review-prediction.png")
         page.get_by_text("Attention", exact=True).click()
