@@ -51,6 +51,34 @@ def synth(
         typer.echo(f"wrote contact sheet {sheet}")
 
 
+@app.command("synth-stats")
+def synth_stats(
+    folder: Path = typer.Argument(..., help="Labelled folder: IDRiD layout, a synthetic cohort, FGADR, DDR, ..."),
+    layout: str = typer.Option("auto", "--layout", help="Dataset layout (default: auto-detect)."),
+    split: str | None = typer.Option(None, "--split", help="Official split where the layout has them."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Measure only the first N photographs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Per-lesion statistics: green contrast, region diameter (per mille of the FOV) and regions per photo.
+
+    The same measurement on real and synthetic photographs, so the generator can be held to real ones.
+    """
+    import json
+
+    from drgnet.data import lesion_stats
+
+    try:
+        photos = lesion_stats.measure_folder(folder, layout=layout, split=split, limit=limit, progress=not as_json)
+    except ValueError as exc:
+        _fail(str(exc))
+    summary = lesion_stats.summarise(photos)
+    if as_json:
+        payload = {"folder": str(folder), "photos": len(photos), "lesions": {k: v.to_json() for k, v in summary.items()}}
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        typer.echo(lesion_stats.format_table(summary, f"{folder}: {len(photos)} photographs"))
+
+
 def _format_metrics(m: dict) -> str:
     lines = [
         f"images {m.get('n_images', m.get('n', 0))}",

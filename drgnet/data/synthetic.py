@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_GRADE_WEIGHTS",
     "FINDINGS",
     "GENERATOR",
+    "GENERATORS",
     "GRADES_CSV",
     "GRADES_CSV_HEADER",
     "IMAGE_DIR",
@@ -76,6 +77,8 @@ GRADES_CSV = "grades.csv"
 GRADES_CSV_HEADER = ("Image name", "Retinopathy grade", "style", "seed", "findings")
 MANIFEST = "manifest.json"
 GENERATOR = "drgnet.synthetic"
+#: Generator versions: v2 is calibrated lesion by lesion to real photographs, v1 is the frozen original.
+GENERATORS = ("v2", "v1")
 IMAGE_PREFIX = "SYN_"
 _MANIFEST_VERSION = 1
 _MIN_SIZE = 32
@@ -187,6 +190,7 @@ def generate_fundus(
     index: int = 0,
     *,
     draw_lesions: bool = True,
+    generator: str = "v2",
 ) -> SyntheticFundus:
     """Paint one fundus photograph of ICDR ``grade``.
 
@@ -199,18 +203,24 @@ def generate_fundus(
         draw_lesions: False paints the same eye through the same camera without the four masked lesion
             types (new vessels, IRMA, beading and laser scars stay); its masks are empty. Useful to see
             exactly what the lesions changed.
+        generator: ``"v2"`` (calibrated to real photographs) or ``"v1"`` (the frozen generator from before the
+            calibration, for comparisons such as ``drgnet bench realism``).
 
     Returns:
         The photograph, its masks, field of view and what was drawn.
 
     Raises:
-        ValueError: On a grade outside 0-4, an unknown style or a size below 32 px.
+        ValueError: On a grade outside 0-4, an unknown style or generator, or a size below 32 px.
     """
     grade = check_grade(grade)
     size = _check_size(size)
     cam = resolve_style(style)
     if int(index) < 0:
         raise ValueError(f"index {index!r} must be >= 0")
+    if generator not in GENERATORS:
+        raise ValueError(f"unknown generator {generator!r}; choose one of {', '.join(GENERATORS)}")
+    if generator == "v1":
+        return _generate_v1(grade, size, seed, cam, int(index), draw_lesions)
     eye, path = _plan(grade, seed, index)
     cap = plan_capture(cam, size, _rng(seed, index, _STREAM_CAMERA))
     retina, alphas = _render_retina(eye, path, Raster(cap.render_size, cap.radius), draw_lesions)
@@ -225,6 +235,34 @@ def generate_fundus(
         seed=int(seed),
         index=int(index),
         eye="right" if eye.right else "left",
+        jpeg=jpeg,
+    )
+
+
+def _generate_v1(grade: int, size: int, seed: int, cam: CameraStyle, index: int, draw: bool) -> SyntheticFundus:
+    from drgnet.data import _synth_v1
+
+    if cam.name not in _synth_v1.STYLES:
+        raise ValueError(f"generator v1 knows only the styles {', '.join(_synth_v1.STYLES)}, not {cam.name!r}")
+    image, jpeg, masks, fov, findings, right = _synth_v1.render(
+        grade,
+        size,
+        cam.name,
+        _rng(seed, index, _STREAM_EYE),
+        _rng(seed, index, _STREAM_LESIONS),
+        _rng(seed, index, _STREAM_CAMERA),
+        draw,
+    )
+    return SyntheticFundus(
+        image=image,
+        masks=masks,
+        fov=fov,
+        grade=grade,
+        findings=findings,
+        style=cam.name,
+        seed=int(seed),
+        index=index,
+        eye="right" if right else "left",
         jpeg=jpeg,
     )
 
@@ -257,10 +295,10 @@ def _png(mask: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _cohort_job(job: tuple[str, int, int, int, str, int]) -> tuple[int, int, str]:
-    out_s, index, grade, size, style, seed = job
+def _cohort_job(job: tuple[str, int, int, int, str, int, str]) -> tuple[int, int, str]:
+    out_s, index, grade, size, style, seed, generator = job
     out = Path(out_s)
-    f = generate_fundus(grade, size=size, seed=seed, style=style, index=index)
+    f = generate_fundus(grade, size=size, seed=seed, style=style, index=index, generator=generator)
     name = f.name
     # Masks first: an image on disk then always has its masks.
     for k, lesion in enumerate(LESIONS):
@@ -311,6 +349,7 @@ def generate_cohort(
     grade_weights: Sequence[float] | None = None,
     workers: int | None = None,
     progress: bool = True,
+    generator: str = "v2",
 ) -> CohortInfo:
     """Write ``n`` synthetic photographs with masks and grades into ``out`` (IDRiD layout, see module doc).
 
@@ -330,6 +369,7 @@ def generate_cohort(
         grade_weights: Relative frequency of grades 0-4 (default ``DEFAULT_GRADE_WEIGHTS``).
         workers: Processes; None means one per CPU core, 1 runs in this process.
         progress: Show a progress bar.
+        generator: ``"v2"`` (calibrated) or ``"v1"`` (the frozen original), see ``generate_fundus``.
 
     Returns:
         Counts, paths and the time taken.
@@ -342,6 +382,8 @@ def generate_cohort(
     cam = resolve_style(style)
     if cam.name not in STYLES or STYLES[cam.name] != cam:
         raise ValueError(f"generate_cohort needs a registered style name; {cam.name!r} is not in STYLES")
+    if generator not in GENERATORS:
+        raise ValueError(f"unknown generator {generator!r}; choose one of {', '.join(GENERATORS)}")
     gs = _cohort_grades(n, seed, grades, grade_weights)
     out = Path(out)
     (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
@@ -349,7 +391,7 @@ def generate_cohort(
         (out / MASK_ROOT / d).mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out, n)
 
-    jobs = [(str(out), i, gs[i], size, cam.name, int(seed)) for i in range(n)]
+    jobs = [(str(out), i, gs[i], size, cam.name, int(seed), generator) for i in range(n)]
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     workers = max(1, min(workers, n)) if n else 1
     from tqdm.auto import tqdm
@@ -384,6 +426,8 @@ def generate_cohort(
         "style": cam.name,
         "seed": int(seed),
     }
+    if generator != "v2":
+        manifest["generator_version"] = generator
     _atomic_write(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return CohortInfo(n=n, out=out, grades_csv=grades_csv, seconds=time.perf_counter() - t0)
 

@@ -1,0 +1,204 @@
+"""Per-lesion statistics of a labelled folder: how faint, how large and how many lesions are.
+
+The same measurement runs on real photographs with lesion masks (IDRiD layout, e.g. ``../shared/data/idrid-train4``)
+and on synthetic cohorts, so the generator can be calibrated against real photographs and a test can hold it there.
+For every connected region (8-connected) of a lesion mask inside the field of view:
+
+- **diameter**: the diameter of a disc of the region's area, as a per-mille share of the field-of-view diameter
+  (found by ``preprocess.find_fov``), so photographs of any resolution compare.
+
+For every photograph and lesion, the **contrast**: mean green value (0-255) over all its lesion pixels minus the
+mean over a band ``RING_WIDTH`` of the FOV diameter wide around them, leaving out pixels of any lesion and outside
+the field of view (pixel-weighted, so large lesions count by their area, as the eye sees them).
+
+Summaries pool regions over photographs (p10 / median / p90 diameter), take the median contrast over photographs,
+and count regions per photograph (median over the photographs annotated for that lesion and showing at least one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from drgnet.data.preprocess import find_fov
+from drgnet.data.sample import Sample
+from drgnet.labels import LESIONS
+
+__all__ = [
+    "REAL_IDRID_TRAIN4",
+    "LesionSummary",
+    "PhotoLesions",
+    "format_table",
+    "measure_folder",
+    "measure_sample",
+    "summarise",
+]
+
+#: Width of the band around a photograph's lesions that serves as their background, share of the FOV diameter
+#: (about 15 px on a 4288 x 2848 IDRiD photograph, 2-3 px at 512 px).
+RING_WIDTH = 0.0045
+#: Minimum band width, pixels.
+RING_MIN_WIDTH_PX = 2
+
+#: Real reference values, measured on the four IDRiD photographs in ``../shared/data/idrid-train4`` (IDRiD_01-04,
+#: 4288 x 2848, CC BY 4.0) with this module's measurement, and stated in that folder's README.md:
+#: regions per photograph (median; SE is annotated on one photograph only), diameter per mille of the FOV
+#: diameter (p10, median, p90) and green contrast (0-255).
+REAL_IDRID_TRAIN4: dict[str, dict[str, float | None]] = {
+    "MA": {"regions_per_photo": 22, "p10": 3.4, "median": 5.2, "p90": 7.7, "contrast": -7.0},
+    "HE": {"regions_per_photo": 14, "p10": 6.2, "median": 11.7, "p90": 33.0, "contrast": -8.0},
+    "EX": {"regions_per_photo": 116, "p10": 3.1, "median": 5.7, "p90": 14.0, "contrast": 19.0},
+    "SE": {"regions_per_photo": None, "p10": 13.0, "median": 24.0, "p90": 47.0, "contrast": 15.0},
+}
+
+
+@dataclass
+class PhotoLesions:
+    """The regions of one photograph, per lesion: diameters (per mille of FOV) and contrasts (0-255 green)."""
+
+    name: str
+    fov_diameter_px: float
+    known: dict[str, bool]
+    diameters: dict[str, list[float]] = field(default_factory=dict)
+    contrasts: dict[str, float] = field(default_factory=dict)  # pooled over the photo's regions
+
+
+@dataclass(frozen=True)
+class LesionSummary:
+    """One lesion's statistics over a folder."""
+
+    lesion: str
+    photos: int  # annotated for this lesion
+    photos_with: int  # of those, showing at least one region
+    regions: int
+    regions_per_photo: float | None  # median over photos_with; None when no photo shows the lesion
+    p10: float | None
+    median: float | None
+    p90: float | None
+    contrast: float | None  # median over photographs of the pooled contrast
+    contrast_range: tuple[float, float] | None  # lowest and highest photograph
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _band_contrast(green: np.ndarray, lesion: np.ndarray, blocked: np.ndarray, width_px: float) -> float | None:
+    """Mean over ``lesion`` minus the mean over a band of ``width_px`` around it (``blocked`` pixels left out)."""
+    r = max(RING_MIN_WIDTH_PX, int(round(width_px)))
+    ys, xs = np.nonzero(lesion)
+    H, W = lesion.shape
+    y0, y1 = max(0, ys.min() - r - 1), min(H, ys.max() + r + 2)
+    x0, x1 = max(0, xs.min() - r - 1), min(W, xs.max() + r + 2)
+    crop = lesion[y0:y1, x0:x1].astype(np.uint8)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    band = cv2.dilate(crop, disc).astype(bool) & ~blocked[y0:y1, x0:x1]
+    if not band.any():
+        return None
+    g = green[y0:y1, x0:x1]
+    return float(g[crop.astype(bool)].mean() - g[band].mean())
+
+
+def measure_sample(sample: Sample) -> PhotoLesions:
+    """Measure every lesion region of one labelled photograph.
+
+    Raises:
+        ValueError: The sample has no lesion masks, or no field of view can be found in it.
+    """
+    if sample.masks is None:
+        raise ValueError(f"{sample.name}: no lesion masks to measure")
+    fov = find_fov(sample.image, source=sample.name, check_fundus=False)
+    inside = fov.mask
+    green = sample.image[..., 1].astype(np.float32)
+    masks = sample.masks.astype(bool) & inside[None]
+    # The ring leaves out every lesion (annotated or not: unannotated is treated as lesion-free) and the border.
+    blocked = masks.any(axis=0) | ~inside
+    fov_d = 2.0 * fov.radius
+    out = PhotoLesions(sample.name, fov_d, dict(zip(LESIONS, sample.lesion_known, strict=True)))
+    for k, lesion in enumerate(LESIONS):
+        diam: list[float] = []
+        if sample.lesion_known[k] and masks[k].any():
+            _, _, stats, _ = cv2.connectedComponentsWithStats(masks[k].astype(np.uint8), connectivity=8)
+            area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+            diam = (1000.0 * np.sqrt(4.0 * area / math.pi) / fov_d).tolist()
+            contrast = _band_contrast(green, masks[k], blocked, RING_WIDTH * fov_d)
+            if contrast is not None:
+                out.contrasts[lesion] = contrast
+        out.diameters[lesion] = diam
+    return out
+
+
+def measure_folder(
+    path: str | Path, layout: str = "auto", split: str | None = None, limit: int | None = None, progress: bool = False
+) -> list[PhotoLesions]:
+    """Measure the labelled photographs of a folder that ``readers.open_dataset`` opens (IDRiD, FGADR, DDR
+    segmentation, synthetic cohorts, ...).
+
+    Raises:
+        ValueError: The folder holds no dataset we read, or none of its photographs has lesion masks.
+    """
+    from drgnet.data.readers import open_dataset
+
+    ds = open_dataset(path, layout=layout, split=split)
+    n = len(ds) if limit is None else min(len(ds), int(limit))
+    photos = []
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(n), disable=not progress, desc="measuring", unit="photo"):
+        sample = ds[i]
+        if sample.masks is not None and any(sample.lesion_known):
+            photos.append(measure_sample(sample))
+    if not photos:
+        raise ValueError(f"{path}: no photograph with lesion masks to measure")
+    return photos
+
+
+def summarise(photos: Iterable[PhotoLesions]) -> dict[str, LesionSummary]:
+    """Pool the regions of many photographs into one summary per lesion."""
+    photos = list(photos)
+    result = {}
+    for lesion in LESIONS:
+        known = [p for p in photos if p.known.get(lesion)]
+        diam = np.asarray([d for p in known for d in p.diameters.get(lesion, [])], float)
+        con = np.asarray([p.contrasts[lesion] for p in known if lesion in p.contrasts], float)
+        counts = [len(p.diameters.get(lesion, [])) for p in known]
+        with_any = [c for c in counts if c]
+        q = np.percentile(diam, [10, 50, 90]) if len(diam) else (None, None, None)
+        result[lesion] = LesionSummary(
+            lesion=lesion,
+            photos=len(known),
+            photos_with=len(with_any),
+            regions=int(sum(counts)),
+            regions_per_photo=float(np.median(with_any)) if with_any else None,
+            p10=None if q[0] is None else round(float(q[0]), 2),
+            median=None if q[1] is None else round(float(q[1]), 2),
+            p90=None if q[2] is None else round(float(q[2]), 2),
+            contrast=round(float(np.median(con)), 2) if len(con) else None,
+            contrast_range=(round(float(con.min()), 2), round(float(con.max()), 2)) if len(con) else None,
+        )
+    return result
+
+
+def _fmt(v: float | None, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_table(summary: dict[str, LesionSummary], title: str = "") -> str:
+    """A Markdown table of ``summarise``'s result."""
+    lines = [f"{title}\n" if title else ""]
+    lines.append(
+        "| lesion | photos with / annotated | regions | regions per photo (median) | "
+        "diameter per mille of FOV (p10 / median / p90) | contrast, green 0-255 (median, range over photos) |"
+    )
+    lines.append("|---|---:|---:|---:|---|---|")
+    for s in summary.values():
+        iqr = f" ({s.contrast_range[0]:+.1f} .. {s.contrast_range[1]:+.1f})" if s.contrast_range else ""
+        lines.append(
+            f"| {s.lesion} | {s.photos_with} / {s.photos} | {s.regions} | {_fmt(s.regions_per_photo, '.0f')} | "
+            f"{_fmt(s.p10)} / {_fmt(s.median)} / {_fmt(s.p90)} | {_fmt(s.contrast, '+.1f')}{iqr} |"
+        )
+    return "\n".join(lines).lstrip("\n")
