@@ -173,10 +173,22 @@ def _place(placer: _Placer, propose, make, tries: int = 30) -> Lesion | None:
     return None
 
 
+def _lognormal(rng: np.random.Generator, median: float, sigma: float, lo: float, hi: float) -> float:
+    """A size drawn from a log-normal distribution (sizes of real lesions are skewed), clipped to [lo, hi]."""
+    return float(np.clip(median * math.exp(rng.normal(0.0, sigma)), lo, hi))
+
+
+# Sizes below are radii in field radii, which equal diameters in per mille of the FOV diameter / 1000: real
+# microaneurysms measure 3.4 / 5.2 / 7.7 per mille (p10 / median / p90) on IDRiD (drgnet synth-stats).
+
+
 def _make_ma(rng: np.random.Generator, x: float, y: float) -> Lesion:
-    r = _px(rng.uniform(1.0, 2.5))
-    f = rng.uniform(0.9, 1.1)
-    return Lesion("MA", "ma", (x, y), r, colour=(0.66 * f, 0.30 * f, 0.42 * f))
+    r = _lognormal(rng, 0.0050, 0.28, 0.0026, 0.011)
+    # Real microaneurysms are faint, about -7 on a 0-255 green channel: a few percent of the background,
+    # absorbed mostly in green and blue.
+    d = rng.uniform(0.7, 1.3)
+    colour = (1.0 - 0.05 * d, 1.0 - 0.22 * d, 1.0 - 0.17 * d)
+    return Lesion("MA", "ma", (x, y), r, colour=colour, softness=0.4 * r)
 
 
 def _blotch(rng: np.random.Generator, radius: float, rough: float, n: int = 40) -> np.ndarray:
@@ -192,11 +204,11 @@ def _blotch(rng: np.random.Generator, radius: float, rough: float, n: int = 40) 
 
 
 def _make_dot_blot(rng: np.random.Generator, x: float, y: float, big: bool) -> Lesion:
-    # Sizes are skewed: many small dots, fewer large blots, a rare big one.
+    # Sizes are skewed: many small dots, fewer large blots, a rare big one (real: 6 / 12 / 33 per mille).
     if big:
-        r = _px(min(12.0, 3.8 * math.exp(abs(rng.normal(0.0, 0.45)))))
+        r = _lognormal(rng, 0.017, 0.4, 0.009, 0.04)
     else:
-        r = _px(min(4.2, 1.7 * math.exp(abs(rng.normal(0.0, 0.45)))))
+        r = _lognormal(rng, 0.0082, 0.3, 0.0045, 0.015)
     polys = [_blotch(rng, r, 0.35 if big else 0.18, n=44 if big else 28)]
     if big:
         # Blots are a few merged patches: lobes overlapping the main one, so the blot stays one piece.
@@ -207,10 +219,10 @@ def _make_dot_blot(rng: np.random.Generator, x: float, y: float, big: bool) -> L
             polys.append(lobe + [o * math.cos(a), o * math.sin(a)])
     ext = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in polys)
     # Colour as a transmission factor of a full-density layer of blood: red passes, green and blue are
-    # absorbed. Fresh or thin haemorrhages are a lighter, brighter red than old, dense ones.
-    f = rng.uniform(0.92, 1.08)
-    colour = (min(0.95, 0.70 * f), min(0.9, 0.36 * f**1.5), min(0.9, 0.38 * f**1.5))
-    soft = _px(rng.uniform(0.9, 1.4) if big else rng.uniform(0.55, 0.8))
+    # absorbed. Real intraretinal haemorrhages are thin and faint (about -8 on the green channel).
+    d = rng.uniform(0.7, 1.3)
+    colour = (1.0 - 0.05 * d, 1.0 - 0.22 * d, 1.0 - 0.17 * d)
+    soft = r * (rng.uniform(0.2, 0.3) if big else rng.uniform(0.25, 0.35))
     return Lesion(
         "HE",
         "blot" if big else "dot",
@@ -226,8 +238,8 @@ def _make_dot_blot(rng: np.random.Generator, x: float, y: float, big: bool) -> L
 def _make_flame(rng: np.random.Generator, eye: Eye, x: float, y: float) -> Lesion:
     """A flame (splinter) haemorrhage: blood in the nerve-fibre layer, so a bundle of fine parallel streaks
     along the fibres, splintered and feathered at the ends."""
-    length = _px(rng.uniform(16.0, 40.0))
-    width = _px(rng.uniform(5.0, 10.0))
+    length = rng.uniform(0.03, 0.07)
+    width = rng.uniform(0.008, 0.016)
     ang = eye.nerve_fibre_angle(x, y) + rng.normal(0.0, 0.08)
     bend = rng.normal(0.0, 0.05)  # fibres curve a little
     polys = []
@@ -253,15 +265,15 @@ def _make_flame(rng: np.random.Generator, eye: Eye, x: float, y: float) -> Lesio
         bot = np.stack([along[::-1], centre_l[::-1] - hw[::-1]], axis=1)
         polys.append(_rotate(np.concatenate([top, bot]), ang))
     ext = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in polys)
-    f = rng.uniform(0.94, 1.06)
+    d = rng.uniform(0.7, 1.3)
     return Lesion(
         "HE",
         "flame",
         (x, y),
         ext,
         polys,
-        (0.74 * f, 0.36 * f, 0.46 * f),
-        softness=_px(0.5),
+        (1.0 - 0.08 * d, 1.0 - 0.4 * d, 1.0 - 0.3 * d),
+        softness=0.1 * width,
         seed=int(rng.integers(1 << 31)),
     )
 
@@ -280,7 +292,8 @@ def _make_preretinal(rng: np.random.Generator, x: float, y: float) -> Lesion:
 
 
 def _make_exudate(rng: np.random.Generator, x: float, y: float, big: bool) -> Lesion:
-    r = _px(rng.uniform(3.0, 7.0) if big else rng.uniform(1.0, 3.2))
+    # Real hard exudates are mostly small specks (3 / 6 / 14 per mille) with the odd plaque.
+    r = _lognormal(rng, 0.0095, 0.35, 0.005, 0.025) if big else _lognormal(rng, 0.004, 0.35, 0.002, 0.01)
     polys = [_blob(rng, r, 0.45, n=18)]
     if big and rng.random() < 0.5:
         # Larger plaques form where neighbouring flecks coalesce.
@@ -289,35 +302,38 @@ def _make_exudate(rng: np.random.Generator, x: float, y: float, big: bool) -> Le
             o = r * rng.uniform(0.6, 1.1)
             polys.append(_blob(rng, r * rng.uniform(0.35, 0.7), 0.45, n=14) + [o * math.cos(a), o * math.sin(a)])
     ext = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in polys)
-    # Waxy yellow-white lipid: from creamy white to a deeper yellow, with sharp edges.
-    v = rng.uniform(0.9, 1.05)
-    yel = rng.uniform(0.25, 1.0)
-    colour = (1.12 * v, (1.02 - 0.1 * yel) * v, (0.74 - 0.24 * yel) * v)
-    return Lesion("EX", "exudate", (x, y), ext, polys, colour, softness=_px(0.25))
+    # Waxy yellow lipid with sharp edges: a gain on the background (about +19 on the green channel on real
+    # photographs), strongest in green, as the red channel is already bright.
+    v = rng.uniform(0.6, 1.4)
+    yel = rng.uniform(0.0, 1.0)
+    colour = (1.0 + 0.11 * v, 1.0 + 0.5 * v, 1.0 + (0.52 - 0.35 * yel) * v)
+    return Lesion("EX", "exudate", (x, y), ext, polys, colour, softness=0.15 * r, seed=int(rng.integers(1 << 31)))
 
 
 def _make_cotton_wool(rng: np.random.Generator, eye: Eye, x: float, y: float) -> Lesion:
-    length = _px(rng.uniform(20.0, 42.0))
+    # Small and feathery: 13 / 24 / 47 per mille on real photographs, elongated along the nerve fibres.
+    length = 2.0 * _lognormal(rng, 0.026, 0.35, 0.012, 0.06)
     ang = eye.nerve_fibre_angle(x, y) + rng.normal(0.0, 0.3)
     poly = _blob(rng, length / 2.0, 0.3, n=32)
-    poly[:, 1] *= rng.uniform(0.5, 0.8)
+    poly[:, 1] *= rng.uniform(0.45, 0.75)
     polys = [_rotate(poly, ang)]
     # Often a few fluffy puffs run together along the fibres.
     for _ in range(int(rng.integers(0, 3))):
         lobe = _blob(rng, length * rng.uniform(0.2, 0.35), 0.35, n=24)
         o = np.array([rng.uniform(-0.45, 0.45) * length, rng.uniform(-0.15, 0.15) * length])
         polys.append(_rotate(lobe + o, ang))
-    soft = length * rng.uniform(0.15, 0.22)
+    soft = length * rng.uniform(0.1, 0.16)
     ext = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in polys) + 1.5 * soft
-    v = rng.uniform(0.95, 1.05)
+    # A whitish veil over the retina: a gain on the background (about +15 on the green channel).
+    v = rng.uniform(0.7, 1.3)
     return Lesion(
         "SE",
         "cotton_wool",
         (x, y),
         ext,
         polys,
-        (1.06 * v, 0.99 * v, 0.88 * v),
-        opacity=rng.uniform(0.75, 0.92),
+        (1.0 + 0.08 * v, 1.0 + 0.30 * v, 1.0 + 0.34 * v),
+        opacity=rng.uniform(0.8, 1.0),
         softness=soft,
         seed=int(rng.integers(1 << 31)),
     )
@@ -358,27 +374,28 @@ def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
     n_ma = n_dot = n_blot = n_flame = n_ex_clusters = n_se = 0
     per_quadrant = 0
     beading = irma = nvd = nve = preretinal = laser = False
+    # Real DR photographs (IDRiD segmentation set, grades 2-4) show a median of 22-30 microaneurysms, 14-18
+    # haemorrhages and over 100 exudate specks (drgnet synth-stats on ../shared/data/idrid-train4).
     if grade == 1:
-        n_ma = int(rng.integers(1, 9))
+        n_ma = int(rng.integers(2, 11))
     elif grade == 2:
-        n_ma = int(rng.integers(4, 25))
-        n_dot = int(rng.integers(0, 7))
-        n_blot = int(rng.integers(0, 4))
-        n_flame = int(rng.integers(0, 3)) if rng.random() < 0.4 else 0
-        n_ex_clusters = int(rng.integers(1, 3)) if rng.random() < 0.55 else 0
-        n_se = int(rng.integers(1, 4)) if rng.random() < 0.35 else 0
-        if n_dot + n_blot + n_flame + n_ex_clusters + n_se == 0:
-            n_dot = int(rng.integers(1, 5))
-    elif grade >= 3:
+        # Dozens of faint microaneurysms and a few small dot / blot haemorrhages.
         n_ma = int(rng.integers(10, 40))
+        n_dot = int(rng.integers(3, 12))
+        n_blot = int(rng.integers(0, 4))
+        n_flame = int(rng.integers(1, 3)) if rng.random() < 0.25 else 0
+        n_ex_clusters = int(rng.integers(2, 5)) if rng.random() < 0.6 else 0
+        n_se = int(rng.integers(1, 3)) if rng.random() < 0.3 else 0
+    elif grade >= 3:
+        n_ma = int(rng.integers(15, 50))
         haem_route = rng.random() < (0.75 if grade == 3 else 0.5)
         if haem_route:
-            per_quadrant = int(rng.integers(5, 11))
-        n_dot = int(rng.integers(3, 12))
-        n_blot = int(rng.integers(2, 8))
-        n_flame = int(rng.integers(2, 8)) if rng.random() < 0.75 else 0
-        n_ex_clusters = int(rng.integers(1, 4)) if rng.random() < 0.7 else 0
-        n_se = int(rng.integers(1, 6)) if rng.random() < 0.6 else 0
+            per_quadrant = int(rng.integers(5, 10))
+        n_dot = int(rng.integers(4, 12))
+        n_blot = int(rng.integers(1, 6))
+        n_flame = int(rng.integers(1, 4)) if rng.random() < 0.5 else 0
+        n_ex_clusters = int(rng.integers(2, 6)) if rng.random() < 0.75 else 0
+        n_se = int(rng.integers(1, 5)) if rng.random() < 0.6 else 0
         beading = rng.random() < 0.35
         irma = rng.random() < 0.35
         if grade == 3 and not haem_route and not (beading or irma):
@@ -427,7 +444,7 @@ def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
             got = 0
             last: list[Lesion] = []
             for _ in range(per_quadrant):
-                big = rng.random() < 0.3
+                big = rng.random() < 0.35
                 # Haemorrhages cluster: some grow beside one already there (in the same quadrant).
                 seed_les = last[int(rng.integers(len(last)))] if last and rng.random() < 0.4 else None
 
@@ -489,26 +506,31 @@ def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
 
 
 def _exudate_cluster(rng: np.random.Generator, eye: Eye, placer: _Placer, lesions: list[Lesion]) -> str:
-    """A cluster of hard exudates near the macula, often a partial ring around a leaking spot."""
+    """Hard exudates near the macula: many small specks, either a partial (circinate) ring around a leaking
+    spot or a cluster of a few tight groups, with a scatter of lone specks around them."""
     dd = eye.disc_diameter
     a = rng.uniform(0, 2 * math.pi)
-    d = dd * rng.uniform(0.4, 1.8)
+    d = dd * rng.uniform(0.3, 1.8)
     cx, cy = eye.fovea + d * np.array([math.cos(a), math.sin(a)])
-    ring = rng.random() < 0.55
-    n = int(rng.integers(14, 40) if ring else rng.integers(4, 18))
-    rr = dd * rng.uniform(0.3, 0.75)
+    ring = rng.random() < 0.5
+    n = int(rng.integers(70, 180) if ring else rng.integers(60, 150))
+    rr = dd * rng.uniform(0.25, 0.7)
     a0 = rng.uniform(0, 2 * math.pi)
     extent = rng.uniform(2.5, 5.8)
-    spread = dd * rng.uniform(0.1, 0.3)
+    spread = dd * rng.uniform(0.12, 0.35)
+    # Specks come in tight groups (a few speck diameters apart), groups spread over the cluster.
+    groups = rng.normal((cx, cy), spread, (int(rng.integers(3, 9)), 2))
     placed = 0
     for _ in range(n):
-        big = rng.random() < 0.2
+        big = rng.random() < 0.1
         if ring:
             t = a0 + rng.uniform(0, extent)
-            rad = rr * (1.0 + rng.normal(0.0, 0.08))
+            rad = rr * (1.0 + rng.normal(0.0, 0.07))
             x, y = cx + rad * math.cos(t), cy + rad * math.sin(t)
+        elif rng.random() < 0.8:
+            x, y = groups[int(rng.integers(len(groups)))] + rng.normal(0.0, 0.1 * dd, 2)
         else:
-            x, y = rng.normal((cx, cy), spread)
+            x, y = rng.normal((cx, cy), 2.0 * spread)
         les = _make_exudate(rng, float(x), float(y), big)
         if placer.fits(float(x), float(y), les.radius, "EX", 0.007):
             placer.add(float(x), float(y), les.radius, "EX")
@@ -681,7 +703,10 @@ def _lesion_alpha(
     if les.shape == "ma":
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
         d = np.hypot(xx - cx, yy - cy)
-        a = np.clip(ext - d + 0.5, 0.0, 1.0)
+        # A soft round dot: alpha falls through 0.5 at the lesion's radius over its soft edge (at least the
+        # anti-aliasing ramp of one pixel), so the mask is the disc whatever the pixel scale.
+        ramp = max(1.0, 2.0 * les.softness * raster.radius)
+        a = np.clip(0.5 + (ext - d) / ramp, 0.0, 1.0)
         return a, (y0, y1, x0, x1), None
     polys = [p * (raster.radius * grow) + [cx - x0, cy - y0] for p in les.polygons]
     dens = None
@@ -742,11 +767,12 @@ def render_lesions(alb: np.ndarray, background: np.ndarray, lesions: list[Lesion
                 yy = np.linspace(0.0, 1.0, a.shape[0], dtype=np.float32)[:, None, None]
                 colour = colour * (1.05 - 0.3 * yy)
         else:
-            mix = 0.3 if les.kind == "SE" else 0.1
-            colour = col * (1.0 - mix) + bg * mix
+            # Exudates and cotton-wool spots brighten what lies beneath: a gain on the vessel-free background.
+            colour = bg * col
             if les.kind == "EX":
-                core = cv2.GaussianBlur(a, (0, 0), 1.0)
-                colour = colour * (0.92 + 0.12 * core)[..., None]
+                # Waxy specks are brightest in their middle.
+                core = cv2.GaussianBlur(a, (0, 0), max(0.5, 0.3 * les.radius * raster.radius))
+                colour = colour * (0.93 + 0.1 * core)[..., None]
         patch = alb[y0:y1, x0:x1]
         a3 = a[..., None]
         patch *= 1.0 - a3
