@@ -30,6 +30,7 @@ def synth(
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
     preview: bool = typer.Option(False, "--preview", help="Also write preview.png: one image per grade."),
     list_styles: bool = typer.Option(False, "--list-styles", help="List camera styles and exit."),
+    generator: str = typer.Option("v2", "--generator", help="v2 (calibrated to real photographs) or v1 (old)."),
 ) -> None:
     """Generate a synthetic fundus cohort: photographs, per-lesion masks and a grades CSV."""
     from drgnet.data import synthetic
@@ -42,8 +43,10 @@ def synth(
         _fail("--out is required: the folder to write the cohort into")
     if style not in synthetic.STYLES:
         _fail(f"unknown camera style {style!r}; choose one of {', '.join(synthetic.STYLES)}")
+    if generator not in synthetic.GENERATORS:
+        _fail(f"unknown generator {generator!r}; choose one of {', '.join(synthetic.GENERATORS)}")
     info = synthetic.generate_cohort(
-        out, n=n, size=size, style=style, seed=seed, workers=workers or None, progress=True
+        out, n=n, size=size, style=style, seed=seed, workers=workers or None, progress=True, generator=generator
     )
     typer.echo(f"wrote {info.n} photographs, masks and {info.grades_csv} in {info.seconds:.1f} s")
     if preview:
@@ -554,6 +557,39 @@ def bench_transfer(
         _fail(str(exc))
     typer.echo(transfer.markdown(cfg, rows))
     typer.echo(f"wrote {out / 'transfer.md'}")
+
+
+@bench_app.command("realism")
+def bench_realism(
+    counts: str = typer.Option("16,48", "--counts", help="Comma-separated synthetic photographs per classifier."),
+    image_size: int = typer.Option(512, "--image-size", min=64, help="Side of the synthetic photographs."),
+    input_size: int = typer.Option(384, "--input-size", min=32, help="Network input (multiple of 32)."),
+    generators: str = typer.Option("v1,v2", "--generators", help="Generator versions to compare (v1: old)."),
+    folds: int = typer.Option(5, "--folds", min=2),
+    repeats: int = typer.Option(10, "--repeats", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    real: list[Path] = typer.Option([], "--real", help="Real photographs (default: every one found, see README)."),
+    out: Path = typer.Option(Path("runs/bench/realism"), "--out"),
+) -> None:
+    """How well a linear classifier on ImageNet features tells our photographs from real ones (AUC; 0.5 = not)."""
+    from drgnet.bench import realism
+
+    try:
+        cfg = realism.RealismBenchConfig(
+            synthetic_counts=tuple(int(c) for c in counts.split(",") if c.strip()),
+            image_size=image_size,
+            input_size=input_size,
+            generators=tuple(g.strip() for g in generators.split(",") if g.strip()),
+            folds=folds,
+            repeats=repeats,
+            seed=seed,
+            real_paths=tuple(str(p) for p in real),
+        )
+        rows = realism.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(realism.markdown(cfg, rows))
+    typer.echo(f"wrote {out / 'realism.md'}")
 
 
 def _load_plugins() -> None:

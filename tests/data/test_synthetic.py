@@ -77,11 +77,12 @@ def test_masks_are_exactly_the_drawn_lesions_on_the_retina(grade):
         union = masks.any(axis=0)
         assert union.any()
         diff = np.abs(lit - bare).max(axis=2)
-        # Every mask pixel visibly differs from the lesion-free retina.
-        assert np.percentile(diff[union], 2) > 0.02
+        # Every mask pixel differs from the lesion-free retina. Real lesions are faint (a few percent of the
+        # background, see test_lesion_realism.py), so "differs" means a few 8-bit levels, not a glaring change.
+        assert np.percentile(diff[union], 2) > 0.004
         for k in range(4):
             if masks[k].any():
-                assert diff[masks[k]].mean() > 0.08, LESIONS[k]
+                assert diff[masks[k]].mean() > 0.02, LESIONS[k]
         # Beyond the soft rim (cotton-wool spots have the widest), nothing changed at all.
         rim = ndimage.binary_dilation(union, iterations=6)
         assert diff[~rim].max() < 1e-6
