@@ -17,7 +17,7 @@ import numpy as np
 #: Step along a growing vessel, in field-of-view radii (about 2.4 px at 512 px).
 _STEP = 0.01
 #: Vessels thinner than this (field radii, ~0.6 px at 512 px) are not followed further.
-_MIN_WIDTH = 0.0036
+_MIN_WIDTH = 0.0042
 #: Upper bound on growth steps per eye, so a rare bushy tree cannot blow the time budget.
 _STEP_BUDGET = 9000
 
@@ -49,6 +49,7 @@ class Eye:
     tigroid: float  # how much choroidal vessel pattern shows through (thin pigment epithelium)
     atrophy: float  # peripapillary crescent, 0 = none; negative = pigmented rather than pale
     textures: tuple[np.ndarray, ...]  # small noise grids, resized to the field when rendered
+    striation: float = 0.0  # how visible the nerve-fibre bundles are (young eyes show them clearly)
     vessels: list[Vessel] = field(default_factory=list)
 
     @property
@@ -81,15 +82,19 @@ def plan_eye(rng: np.random.Generator) -> Eye:
     disc = np.array([-rng.uniform(0.5, 0.74) + disc_d / 2 - 0.16, rng.uniform(-0.08, 0.04)])
     fovea = disc + dist * np.array([math.cos(tilt), math.sin(tilt)])
     pigment = rng.beta(2.2, 2.2)
-    light = np.array([0.95, 0.42, 0.28])
-    dark = np.array([0.80, 0.29, 0.17])
+    # Real fundus photographs are orange rather than pink: little blue comes back (IDRiD, HRF, DRIVE: blue a
+    # tenth to a fifth of red, green a third to a half).
+    light = np.array([0.95, 0.45, 0.17])
+    dark = np.array([0.80, 0.30, 0.08])
     albedo = (1.0 - pigment) * light + pigment * dark
-    albedo = albedo * np.exp(rng.normal(0.0, [0.03, 0.06, 0.10]))
+    albedo = albedo * np.exp(rng.normal(0.0, [0.03, 0.08, 0.25]))
     textures = (
         rng.normal(0.0, 1.0, (5, 5, 3)).astype(np.float32),
         rng.normal(0.0, 1.0, (14, 14, 3)).astype(np.float32),
         rng.normal(0.0, 1.0, (40, 40)).astype(np.float32),
         rng.normal(0.0, 1.0, (110, 110)).astype(np.float32),
+        rng.normal(0.0, 1.0, (300, 300)).astype(np.float32),  # grain of the pigment epithelium
+        rng.normal(0.0, 1.0, 720).astype(np.float32),  # nerve-fibre bundles around the disc
     )
     atrophy = 0.0
     if rng.random() < 0.45:
@@ -108,6 +113,7 @@ def plan_eye(rng: np.random.Generator) -> Eye:
         tigroid=rng.uniform(0.2, 1.0) * (1.0 if rng.random() < 0.35 else 0.25),
         atrophy=atrophy,
         textures=textures,
+        striation=rng.uniform(0.4, 1.0),
     )
     eye.vessels = _grow_tree(rng, eye)
     return eye
@@ -385,11 +391,12 @@ def render_background(eye: Eye, raster: Raster) -> np.ndarray:
 def _paint_background(eye: Eye, raster: Raster) -> np.ndarray:
     X, Y = raster.coords()
     r2 = X * X + Y * Y
-    t0, t1, t2, t3 = eye.textures
+    t0, t1, t2, t3, t4, fibres = eye.textures
     low = _field(t0, raster)  # broad blotches of pigment
     mid = _field(t1, raster)
     cho = _field(t2, raster)  # choroidal vessel scale
     fine = _field(t3, raster)
+    grain = _field(t4, raster)
     alb = np.broadcast_to(eye.albedo.astype(np.float32), low.shape).copy()
     alb *= 1.0 + 0.04 * low * np.array([0.8, 1.0, 1.0], np.float32)
     alb *= 1.0 + 0.02 * mid * np.array([0.7, 1.0, 1.0], np.float32)
@@ -400,6 +407,8 @@ def _paint_background(eye: Eye, raster: Raster) -> np.ndarray:
     cho_amp = (0.01 + 0.1 * eye.tigroid) * periphery
     alb *= 1.0 - (cho_amp * (1.0 - ridge))[..., None] * np.array([0.8, 1.0, 1.1], np.float32)
     alb *= (1.0 + 0.018 * fine)[..., None]
+    alb *= 1.0 + (0.025 * grain)[..., None] * np.array([0.6, 1.0, 1.0], np.float32)
+    _striation(eye, X, Y, alb, fibres)
 
     # Macula: darker and browner (luteal pigment absorbs blue), with a small darker foveal pit.
     fx, fy = eye.fovea
@@ -416,6 +425,25 @@ def _paint_background(eye: Eye, raster: Raster) -> np.ndarray:
 
     _render_disc(eye, raster, X, Y, alb, fine)
     return alb
+
+
+def _striation(eye: Eye, X: np.ndarray, Y: np.ndarray, alb: np.ndarray, fibres: np.ndarray) -> None:
+    """Nerve-fibre bundles: fine bright streaks radiating from the disc, clearest above and below it (the thick
+    arcuate bundles) and fading within a few disc diameters; they scatter light, so they whiten the fundus."""
+    if eye.striation <= 0:
+        return
+    dx, dy = X - eye.disc[0], Y - eye.disc[1]
+    r = np.sqrt(dx * dx + dy * dy) / eye.disc_diameter
+    theta = np.arctan2(dy, dx)
+    # A 1-D pattern over the angle around the disc: every bundle is a ray (as the fibres converge on the disc).
+    pos = (theta + np.pi) / (2.0 * np.pi) * len(fibres)
+    i0 = np.floor(pos).astype(np.int32) % len(fibres)
+    t = (pos - np.floor(pos)).astype(np.float32)
+    streak = fibres[i0] * (1.0 - t) + fibres[(i0 + 1) % len(fibres)] * t
+    arcuate = 0.35 + 0.65 * np.abs(np.sin(theta))
+    near = np.exp(-np.clip(r - 0.5, 0.0, None) / 1.2) * (r > 0.45)
+    amp = (0.035 * eye.striation * arcuate * near * np.clip(streak, 0.0, None)).astype(np.float32)
+    alb *= 1.0 + amp[..., None] * np.array([0.4, 1.0, 1.4], np.float32)
 
 
 def _render_disc(eye: Eye, raster: Raster, X: np.ndarray, Y: np.ndarray, alb: np.ndarray, fine: np.ndarray):
@@ -442,9 +470,9 @@ def _render_disc(eye: Eye, raster: Raster, X: np.ndarray, Y: np.ndarray, alb: np
     disc_a = (1.0 - _smoothstep(0.82, 1.08, rho))[..., None]
     cup_a = (1.0 - _smoothstep(0.55, 1.15, rc))[..., None]
     # Neuroretinal rim: pinkish orange, brightest towards the cup; cup: pale yellowish white.
-    rim = np.array([1.12, 0.76, 0.48], np.float32) * (0.92 + 0.08 * (1.0 - np.clip(rho, 0, 1)))[..., None]
+    rim = np.array([1.08, 0.72, 0.3], np.float32) * (0.92 + 0.08 * (1.0 - np.clip(rho, 0, 1)))[..., None]
     rim = rim * (1.0 + 0.03 * noise)
-    cup = np.array([1.2, 1.0, 0.74], np.float32)
+    cup = np.array([1.16, 0.95, 0.5], np.float32)
     disc_col = rim * (1.0 - cup_a) + cup * cup_a
     # Peripapillary crescent on the temporal side: pale atrophy or a pigmented rim.
     if eye.atrophy != 0.0:
@@ -458,7 +486,7 @@ def _render_disc(eye: Eye, raster: Raster, X: np.ndarray, Y: np.ndarray, alb: np
             patch[:] = patch * (1.0 - 0.4 * (-eye.atrophy) * band * np.array([0.7, 1.0, 1.0], np.float32))
     # A soft glow around the disc: light scattered by the thick nerve-fibre layer at its margin.
     halo = np.exp(-np.clip(rho - 0.95, 0.0, None) / 0.4)[..., None] * (1.0 - disc_a)
-    patch[:] = patch * (1.0 + 0.2 * halo * np.array([0.5, 1.0, 1.0], np.float32))
+    patch[:] = patch * (1.0 + 0.3 * halo * np.array([0.5, 1.0, 0.8], np.float32))
     patch[:] = patch * (1.0 - disc_a) + disc_col * disc_a
 
 
@@ -466,8 +494,9 @@ def illumination(raster: Raster) -> np.ndarray:
     """How much light reaches the sensor from each point: bright centre, darker towards the rim."""
     X, Y = raster.coords()
     r = np.sqrt(X * X + Y * Y)
-    light = 1.0 - 0.3 * np.clip(r, 0, 1.2) ** 2.5
-    light *= 1.0 - 0.35 * _smoothstep(0.9, 1.0, r)
+    # Real flash illumination falls off steadily from the middle, not only at the rim.
+    light = 1.0 - 0.42 * np.clip(r, 0, 1.2) ** 2
+    light *= 1.0 - 0.3 * _smoothstep(0.88, 1.0, r)
     return light.astype(np.float32)
 
 

@@ -33,6 +33,10 @@ class CameraStyle:
     fov_fraction: float = 0.92  # field-of-view diameter / image side
     clip_probability: float = 0.0  # chance the field is cut flat at top and bottom
     resolution_scale: float = 1.0  # captured at this fraction of the output size and upscaled (softer)
+    dust: float = 0.0  # mean number of out-of-focus dust specks on the optics per photograph
+    eyelash_probability: float = 0.0  # chance of a soft eyelash / eyelid shadow over one edge of the field
+    flash_reflex_probability: float = 0.0  # chance of a hazy whitish reflex of the flash off cornea or lens
+    edge_glare_probability: float = 0.0  # chance of a bright arc of glare along part of the rim
 
     def __post_init__(self) -> None:
         checks = {
@@ -48,6 +52,10 @@ class CameraStyle:
             "fov_fraction": 0.3 <= self.fov_fraction <= 1.0,
             "clip_probability": 0.0 <= self.clip_probability <= 1.0,
             "resolution_scale": 0.1 <= self.resolution_scale <= 1.0,
+            "dust": 0.0 <= self.dust <= 50.0,
+            "eyelash_probability": 0.0 <= self.eyelash_probability <= 1.0,
+            "flash_reflex_probability": 0.0 <= self.flash_reflex_probability <= 1.0,
+            "edge_glare_probability": 0.0 <= self.edge_glare_probability <= 1.0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -62,12 +70,16 @@ STYLES: dict[str, CameraStyle] = {
         CameraStyle(
             name="default",
             description="Desktop 45-degree fundus camera, well exposed, fine JPEG.",
-            illumination_unevenness=0.12,
+            illumination_unevenness=0.25,
             blur_sigma=0.7,
             noise_sigma=1.5,
             jpeg_quality=94,
             fov_fraction=0.92,
             clip_probability=0.25,
+            dust=1.0,
+            eyelash_probability=0.1,
+            flash_reflex_probability=0.25,
+            edge_glare_probability=0.35,
         ),
         CameraStyle(
             name="clinic_a",
@@ -76,12 +88,16 @@ STYLES: dict[str, CameraStyle] = {
             gamma=0.92,
             brightness=1.05,
             contrast=1.05,
-            illumination_unevenness=0.2,
+            illumination_unevenness=0.3,
             blur_sigma=0.7,
             noise_sigma=2.0,
             jpeg_quality=88,
             fov_fraction=0.9,
             clip_probability=0.5,
+            dust=2.0,
+            eyelash_probability=0.15,
+            flash_reflex_probability=0.3,
+            edge_glare_probability=0.4,
         ),
         CameraStyle(
             name="clinic_b",
@@ -99,6 +115,10 @@ STYLES: dict[str, CameraStyle] = {
             fov_fraction=0.8,
             clip_probability=0.0,
             resolution_scale=0.8,
+            dust=1.5,
+            eyelash_probability=0.15,
+            flash_reflex_probability=0.3,
+            edge_glare_probability=0.3,
         ),
         CameraStyle(
             name="smartphone",
@@ -117,6 +137,10 @@ STYLES: dict[str, CameraStyle] = {
             fov_fraction=0.72,
             clip_probability=0.2,
             resolution_scale=0.45,
+            dust=3.0,
+            eyelash_probability=0.3,
+            flash_reflex_probability=0.5,
+            edge_glare_probability=0.6,
         ),
     )
 }
@@ -141,6 +165,7 @@ class Capture:
     light_angle: float  # direction of the illumination fall-off
     light_amount: float
     noise_seed: int
+    artefacts: tuple[tuple, ...] = ()  # (kind, parameters...) in field-radius units, see _artefacts
 
 
 def plan_capture(style: CameraStyle, size: int, rng: np.random.Generator) -> Capture:
@@ -149,12 +174,62 @@ def plan_capture(style: CameraStyle, size: int, rng: np.random.Generator) -> Cap
     light_angle = rng.uniform(0.0, 2.0 * math.pi)
     light_amount = style.illumination_unevenness * rng.uniform(0.6, 1.0)
     noise_seed = int(rng.integers(1 << 31))
+    artefacts = _plan_artefacts(style, rng)
     render = max(32, int(round(size * style.resolution_scale)))
     frac = style.fov_fraction
     if clipped:
         # Cameras that clip the field show a larger circle cut by the sensor's top and bottom edges.
         frac = min(0.99, frac * 1.08)
-    return Capture(render, 0.5 * render * frac, clip_h if clipped else None, light_angle, light_amount, noise_seed)
+    return Capture(
+        render, 0.5 * render * frac, clip_h if clipped else None, light_angle, light_amount, noise_seed, artefacts
+    )
+
+
+def _plan_artefacts(style: CameraStyle, rng: np.random.Generator) -> tuple[tuple, ...]:
+    """What the optics and the patient add to this shot, in field radii (so any resolution shows the same)."""
+    out: list[tuple] = []
+    for _ in range(int(rng.poisson(style.dust))):
+        # Dust on the optics is out of focus: a soft, faint, slightly darker-rimmed disc.
+        x, y = rng.uniform(-0.75, 0.75, 2)
+        out.append(("dust", float(x), float(y), rng.uniform(0.01, 0.04), rng.uniform(0.03, 0.1)))
+    if rng.random() < style.eyelash_probability:
+        out.append(("eyelash", rng.uniform(0, 2 * math.pi), rng.uniform(0.55, 0.85), rng.uniform(0.25, 0.6)))
+    if rng.random() < style.flash_reflex_probability:
+        x, y = rng.normal(0.0, 0.25, 2)
+        out.append(("flash", float(x), float(y), rng.uniform(0.12, 0.35), rng.uniform(0.02, 0.07)))
+    if rng.random() < style.edge_glare_probability:
+        out.append(("glare", rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 1.4), rng.uniform(0.08, 0.25)))
+    return tuple(out)
+
+
+def _artefacts(img: np.ndarray, X: np.ndarray, Y: np.ndarray, artefacts: tuple[tuple, ...]) -> np.ndarray:
+    """Apply dust, eyelash shadow, flash reflex and edge glare to the light reaching the sensor."""
+    for kind, *p in artefacts:
+        if kind == "dust":
+            x, y, r, depth = p
+            d = np.sqrt((X - x) ** 2 + (Y - y) ** 2) / r
+            shade = depth * (np.exp(-(d**4)) + 0.4 * np.exp(-((d - 1.0) ** 2) / 0.05))
+            img = img * (1.0 - np.clip(shade, 0.0, 0.5))[..., None]
+        elif kind == "eyelash":
+            angle, start, depth = p
+            g = X * math.cos(angle) + Y * math.sin(angle)
+            across = -X * math.sin(angle) + Y * math.cos(angle)
+            # A lid or lashes shade one side with a soft, slightly wavy edge.
+            edge = start + 0.04 * np.sin(across * 9.0 + angle * 5.0)
+            t = np.clip((g - edge) / 0.3, 0.0, 1.0)
+            img = img * (1.0 - depth * t * t * (3.0 - 2.0 * t))[..., None]
+        elif kind == "flash":
+            x, y, r, amount = p
+            haze = amount * np.exp(-((X - x) ** 2 + (Y - y) ** 2) / (2.0 * r * r))
+            img = img + haze[..., None] * np.array([0.85, 0.9, 1.0], np.float32)
+        elif kind == "glare":
+            angle, width, amount = p
+            rad = np.sqrt(X * X + Y * Y)
+            ang = np.cos(np.arctan2(Y, X) - angle)
+            arc = np.clip((ang - math.cos(width / 2.0)) / (1.0 - math.cos(width / 2.0)), 0.0, 1.0)
+            ring = np.clip((rad - 0.8) / 0.2, 0.0, 1.0) ** 2
+            img = img + (amount * arc * ring)[..., None] * np.array([0.95, 0.85, 0.6], np.float32)
+    return img.astype(np.float32)
 
 
 def field_of_view(size: int, radius: float, clip: float | None) -> np.ndarray:
@@ -190,6 +265,8 @@ def photograph(
     if cap.light_amount > 0:
         g = X * math.cos(cap.light_angle) + Y * math.sin(cap.light_angle)
         img = img * (1.0 - cap.light_amount * np.clip(0.5 * (g + 1.0), 0.0, 1.2) ** 2)[..., None]
+    if cap.artefacts:
+        img = _artefacts(img, X, Y, cap.artefacts)
     if style.rim_haze > 0:
         r = np.sqrt(X * X + Y * Y)
         t = np.clip((r - 0.55) / 0.45, 0.0, 1.0) ** 2

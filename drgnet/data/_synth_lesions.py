@@ -288,7 +288,7 @@ def _make_preretinal(rng: np.random.Generator, x: float, y: float) -> Lesion:
     pts[:, 1] = np.maximum(pts[:, 1], level)
     pts += rng.normal(0.0, rx * 0.015, pts.shape)
     ext = float(np.hypot(pts[:, 0], pts[:, 1]).max())
-    return Lesion("HE", "preretinal", (x, y), ext, [pts], (0.82, 0.2, 0.3), softness=_px(0.4))
+    return Lesion("HE", "preretinal", (x, y), ext, [pts], (0.88, 0.42, 0.5), softness=_px(0.4))
 
 
 def _make_exudate(rng: np.random.Generator, x: float, y: float, big: bool) -> Lesion:

@@ -111,7 +111,8 @@ def test_grade_3_haemorrhages_are_dark_red_not_black():
     he = ndimage.binary_erosion(f.masks[1].astype(bool), iterations=1)
     assert he.any()
     r, g, b = np.median(f.image[he].astype(float), axis=0)
-    assert r > 100 and r > 3 * g and g > 15 and b < g + 5
+    # Real haemorrhages (IDRiD_01-04): median RGB (163, 66, 29), (132, 36, 0), (171, 81, 30), (77, 23, 3).
+    assert r > 100 and r > 2.2 * g and g > 15 and b < g + 5
 
 
 def test_masks_match_the_photograph_after_the_camera():
