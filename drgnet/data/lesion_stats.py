@@ -45,15 +45,17 @@ RING_WIDTH = 0.0045
 #: Minimum band width, pixels.
 RING_MIN_WIDTH_PX = 2
 
-#: Real reference values, measured on the four IDRiD photographs in ``../shared/data/idrid-train4`` (IDRiD_01-04,
-#: 4288 x 2848, CC BY 4.0) with this module's measurement, and stated in that folder's README.md:
-#: regions per photograph (median; SE is annotated on one photograph only), diameter per mille of the FOV
-#: diameter (p10, median, p90) and green contrast (0-255).
+#: Real reference values: ``drgnet synth-stats ../shared/data/idrid-train4`` (this module's measurement on IDRiD_01-04,
+#: 4288 x 2848, CC BY 4.0), 2026-12-01. Per lesion: regions per photograph (median), region diameter in per mille of
+#: the FOV diameter (p10, median, p90) and green contrast (0-255, median over photographs). That folder's README
+#: quotes slightly different counts and sizes from another measurement (MA 22 regions, 5.2 per mille; HE 14, 11.7;
+#: EX 116, 5.7; SE 13 / 24 / 47) and the same contrasts (about -7, -8, +19, +15). SE is annotated on one photograph,
+#: as one region: its count is no reference.
 REAL_IDRID_TRAIN4: dict[str, dict[str, float | None]] = {
-    "MA": {"regions_per_photo": 22, "p10": 3.4, "median": 5.2, "p90": 7.7, "contrast": -7.0},
-    "HE": {"regions_per_photo": 14, "p10": 6.2, "median": 11.7, "p90": 33.0, "contrast": -8.0},
-    "EX": {"regions_per_photo": 116, "p10": 3.1, "median": 5.7, "p90": 14.0, "contrast": 19.0},
-    "SE": {"regions_per_photo": None, "p10": 13.0, "median": 24.0, "p90": 47.0, "contrast": 15.0},
+    "MA": {"regions_per_photo": 30, "p10": 3.0, "median": 4.7, "p90": 6.9, "contrast": -6.2},
+    "HE": {"regions_per_photo": 18, "p10": 5.6, "median": 9.2, "p90": 21.5, "contrast": -8.8},
+    "EX": {"regions_per_photo": 136, "p10": 2.8, "median": 5.4, "p90": 13.2, "contrast": 17.4},
+    "SE": {"regions_per_photo": None, "p10": 19.0, "median": 19.0, "p90": 19.0, "contrast": 16.4},
 }
 
 
