@@ -33,6 +33,8 @@ test: lint
 BENCH_DEVICE ?= cpu
 bench: $(STAMP)
 	$(BIN)/drgnet bench synth --n 500 --size 512
+	# Real photographs: ../shared (DRGNET_SHARED_DIR) and scripts/fetch_real_samples.sh (DRGNET_SAMPLES_DIR).
+	$(BIN)/drgnet bench realism --counts 16,48 --repeats 10
 	$(BIN)/drgnet bench speed --size 512 --batches 1,8
 	# CPU-sized budget (about 40 minutes on 2 cores); docs/benchmarks.md has the larger GPU run.
 	$(BIN)/drgnet bench quality --n 300 --image-size 384 --input-size 224 --epochs 4 --steps-per-epoch 25 \

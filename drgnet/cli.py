@@ -76,7 +76,8 @@ def synth_stats(
         _fail(str(exc))
     summary = lesion_stats.summarise(photos)
     if as_json:
-        payload = {"folder": str(folder), "photos": len(photos), "lesions": {k: v.to_json() for k, v in summary.items()}}
+        lesions = {k: v.to_json() for k, v in summary.items()}
+        payload = {"folder": str(folder), "photos": len(photos), "lesions": lesions}
         typer.echo(json.dumps(payload, indent=2))
     else:
         typer.echo(lesion_stats.format_table(summary, f"{folder}: {len(photos)} photographs"))

@@ -205,10 +205,7 @@ def _blotch(rng: np.random.Generator, radius: float, rough: float, n: int = 40) 
 
 def _make_dot_blot(rng: np.random.Generator, x: float, y: float, big: bool) -> Lesion:
     # Sizes are skewed: many small dots, fewer large blots, a rare big one (real: 6 / 12 / 33 per mille).
-    if big:
-        r = _lognormal(rng, 0.017, 0.4, 0.009, 0.04)
-    else:
-        r = _lognormal(rng, 0.0082, 0.3, 0.0045, 0.015)
+    r = _lognormal(rng, 0.017, 0.4, 0.009, 0.04) if big else _lognormal(rng, 0.0082, 0.3, 0.0045, 0.015)
     polys = [_blotch(rng, r, 0.35 if big else 0.18, n=44 if big else 28)]
     if big:
         # Blots are a few merged patches: lobes overlapping the main one, so the blot stays one piece.
@@ -288,7 +285,7 @@ def _make_preretinal(rng: np.random.Generator, x: float, y: float) -> Lesion:
     pts[:, 1] = np.maximum(pts[:, 1], level)
     pts += rng.normal(0.0, rx * 0.015, pts.shape)
     ext = float(np.hypot(pts[:, 0], pts[:, 1]).max())
-    return Lesion("HE", "preretinal", (x, y), ext, [pts], (0.88, 0.42, 0.5), softness=_px(0.4))
+    return Lesion("HE", "preretinal", (x, y), ext, [pts], (0.9, 0.5, 0.55), softness=_px(0.4))
 
 
 def _make_exudate(rng: np.random.Generator, x: float, y: float, big: bool) -> Lesion:

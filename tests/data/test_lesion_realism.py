@@ -28,11 +28,10 @@ def _check(summary: dict[str, lesion_stats.LesionSummary], reference: dict, what
     bad = []
     for lesion in LESIONS:
         s, ref = summary[lesion], reference[lesion]
-        checks = {"contrast": s.contrast, "median diameter": s.median}
+        checks = {"contrast": (s.contrast, ref["contrast"]), "median diameter": (s.median, ref["median"])}
         if ref["regions_per_photo"] is not None:
-            checks["regions per photo"] = s.regions_per_photo
-        for name, value in checks.items():
-            real = ref["contrast" if name == "contrast" else "median" if name == "median diameter" else name.replace(" ", "_")]
+            checks["regions per photo"] = (s.regions_per_photo, ref["regions_per_photo"])
+        for name, (value, real) in checks.items():
             if value is None or _off(value, real) > TOLERANCE:
                 bad.append(f"{what} {lesion} {name}: {value} vs real {real}")
     return bad

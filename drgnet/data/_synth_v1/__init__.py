@@ -37,7 +37,5 @@ def render(
     light = alb * illumination(raster)[..., None]
     if eye.right:
         light, alphas = light[:, ::-1], alphas[:, :, ::-1]
-    image, jpeg, masks, fov = photograph(
-        np.ascontiguousarray(light), np.ascontiguousarray(alphas), cap, cam, size
-    )
+    image, jpeg, masks, fov = photograph(np.ascontiguousarray(light), np.ascontiguousarray(alphas), cap, cam, size)
     return image, jpeg, masks, fov, path.findings, eye.right
