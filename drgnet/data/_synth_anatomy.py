@@ -234,9 +234,9 @@ def _grow_one(rng: np.random.Generator, eye: Eye, sp: _Sprout, budget: int) -> t
     th = sp.heading
     w = sp.width
     thin = sp.width < 0.008
-    tort = (0.018 if sp.generation == 0 else 0.028) + (0.03 if thin else 0.0)
-    # Small vessels kink on a shorter scale than the big ones.
-    memory = 0.55 if thin else 0.8
+    tort = (0.02 if sp.generation == 0 else 0.032) + (0.045 if thin else 0.0)
+    # Small vessels wind on a shorter scale than the big ones.
+    memory = 0.7 if thin else 0.82
     if sp.kind == "vein":
         tort *= 1.15
     noise = rng.normal(0.0, 1.0, 512).tolist()
@@ -575,12 +575,15 @@ def render_vessels(
 
     # Vessel colour is relative to the local background: the blood column absorbs green and blue strongly
     # and red only a little, which is why vessels are dark red rather than black.
+    # Real vessels are a lighter red than a full blood column would make them (thin walls scatter light back).
     colours = {
-        "vein": np.array([0.80, 0.44, 0.56], np.float32),
-        "artery": np.array([0.94, 0.65, 0.76], np.float32),
+        "vein": np.array([0.85, 0.55, 0.57], np.float32),
+        "artery": np.array([0.95, 0.72, 0.74], np.float32),
     }
+    # Vessel walls are round, so the edge of a vessel is soft, not a cut-out line.
+    edge = max(0.35, 0.0022 * raster.radius)
     for kind in ("vein", "artery"):  # arteries cross over veins more often than not
-        cov = down(layers[kind])
+        cov = cv2.GaussianBlur(down(layers[kind]), (0, 0), edge)
         core = down(layers[kind + "_core"])
         refl = down(layers[kind + "_reflex"])
         if fade is not None:
@@ -594,7 +597,7 @@ def render_vessels(
         a = cov[..., None]
         alb *= 1.0 - a
         alb += col * a
-        core_dark = 0.12 if kind == "vein" else 0.08
+        core_dark = 0.08 if kind == "vein" else 0.05
         alb *= 1.0 - core_dark * cv2.GaussianBlur(core, (0, 0), 0.6)[..., None]
         refl_s = 0.10 if kind == "artery" else 0.05
         alb += refl_s * cv2.GaussianBlur(refl, (0, 0), 0.5)[..., None] * background

@@ -166,6 +166,9 @@ class Capture:
     light_amount: float
     noise_seed: int
     artefacts: tuple[tuple, ...] = ()  # (kind, parameters...) in field-radius units, see _artefacts
+    exposure: float = 1.0  # this shot's exposure relative to the style's (pupil size, flash, operator)
+    gains: tuple[float, float, float] = (1.0, 1.0, 1.0)  # this shot's colour balance relative to the style's
+    vignetting: float = 0.0  # extra darkening towards the rim, at the rim (small pupils darken the periphery)
 
 
 def plan_capture(style: CameraStyle, size: int, rng: np.random.Generator) -> Capture:
@@ -175,13 +178,27 @@ def plan_capture(style: CameraStyle, size: int, rng: np.random.Generator) -> Cap
     light_amount = style.illumination_unevenness * rng.uniform(0.6, 1.0)
     noise_seed = int(rng.integers(1 << 31))
     artefacts = _plan_artefacts(style, rng)
+    # Real photographs of one camera still vary shot to shot in exposure, colour and fall-off (green means of
+    # 42-118 and rim / centre ratios of 0.4-1.0 among the real photographs of drgnet bench realism).
+    exposure = float(np.exp(rng.normal(0.0, 0.18)))
+    gains = tuple(float(g) for g in np.exp(rng.normal(0.0, [0.04, 0.08, 0.2])))
+    vignetting = float(rng.uniform(0.0, 0.5) ** 1.5)
     render = max(32, int(round(size * style.resolution_scale)))
     frac = style.fov_fraction
     if clipped:
         # Cameras that clip the field show a larger circle cut by the sensor's top and bottom edges.
         frac = min(0.99, frac * 1.08)
     return Capture(
-        render, 0.5 * render * frac, clip_h if clipped else None, light_angle, light_amount, noise_seed, artefacts
+        render,
+        0.5 * render * frac,
+        clip_h if clipped else None,
+        light_angle,
+        light_amount,
+        noise_seed,
+        artefacts,
+        exposure,
+        gains,
+        vignetting,
     )
 
 
@@ -265,6 +282,8 @@ def photograph(
     if cap.light_amount > 0:
         g = X * math.cos(cap.light_angle) + Y * math.sin(cap.light_angle)
         img = img * (1.0 - cap.light_amount * np.clip(0.5 * (g + 1.0), 0.0, 1.2) ** 2)[..., None]
+    if cap.vignetting > 0:
+        img = img * (1.0 - cap.vignetting * np.clip(X * X + Y * Y, 0.0, 1.0))[..., None]
     if cap.artefacts:
         img = _artefacts(img, X, Y, cap.artefacts)
     if style.rim_haze > 0:
@@ -286,7 +305,8 @@ def photograph(
     if style.blur_sigma > 0:
         img = cv2.GaussianBlur(img, (0, 0), style.blur_sigma * size / 512.0)
 
-    img = img * (style.brightness * np.asarray(style.white_balance, np.float32))
+    gain = style.brightness * cap.exposure * np.asarray(style.white_balance, np.float32) * np.asarray(cap.gains)
+    img = img * gain.astype(np.float32)
     if style.contrast != 1.0:
         mean = img[fov].mean(axis=0) if fov.any() else np.zeros(3, np.float32)
         img = mean + (img - mean) * style.contrast

@@ -388,7 +388,7 @@ def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
         haem_route = rng.random() < (0.75 if grade == 3 else 0.5)
         if haem_route:
             per_quadrant = int(rng.integers(5, 10))
-        n_dot = int(rng.integers(4, 12))
+        n_dot = int(rng.integers(6, 16))
         n_blot = int(rng.integers(1, 6))
         n_flame = int(rng.integers(1, 4)) if rng.random() < 0.5 else 0
         n_ex_clusters = int(rng.integers(2, 6)) if rng.random() < 0.75 else 0
@@ -511,21 +511,21 @@ def _exudate_cluster(rng: np.random.Generator, eye: Eye, placer: _Placer, lesion
     cx, cy = eye.fovea + d * np.array([math.cos(a), math.sin(a)])
     ring = rng.random() < 0.5
     n = int(rng.integers(70, 180) if ring else rng.integers(60, 150))
-    rr = dd * rng.uniform(0.25, 0.7)
+    rr = dd * rng.uniform(0.35, 0.9)
     a0 = rng.uniform(0, 2 * math.pi)
     extent = rng.uniform(2.5, 5.8)
-    spread = dd * rng.uniform(0.12, 0.35)
+    spread = dd * rng.uniform(0.2, 0.5)
     # Specks come in tight groups (a few speck diameters apart), groups spread over the cluster.
-    groups = rng.normal((cx, cy), spread, (int(rng.integers(3, 9)), 2))
+    groups = rng.normal((cx, cy), spread, (int(rng.integers(5, 14)), 2))
     placed = 0
     for _ in range(n):
         big = rng.random() < 0.1
         if ring:
             t = a0 + rng.uniform(0, extent)
-            rad = rr * (1.0 + rng.normal(0.0, 0.07))
+            rad = rr * (1.0 + rng.normal(0.0, 0.12))
             x, y = cx + rad * math.cos(t), cy + rad * math.sin(t)
         elif rng.random() < 0.8:
-            x, y = groups[int(rng.integers(len(groups)))] + rng.normal(0.0, 0.1 * dd, 2)
+            x, y = groups[int(rng.integers(len(groups)))] + rng.normal(0.0, 0.2 * dd, 2)
         else:
             x, y = rng.normal((cx, cy), 2.0 * spread)
         les = _make_exudate(rng, float(x), float(y), big)
@@ -739,6 +739,11 @@ def _lesion_alpha(
         dens = np.clip(blood, 0.3, 1.15) * np.clip(a * 1.6, 0.0, 1.0)
     elif les.softness > 0:
         a = np.clip(cv2.GaussianBlur(a, (0, 0), max(les.softness * raster.radius, 0.4)) * 1.15, 0.0, 1.0)
+    # A lesion too small or too soft for this pixel grid would tint the photograph without reaching its mask
+    # (alpha >= 0.5): lift it so that its densest pixel does.
+    peak = float(a.max())
+    if 0.0 < peak < 0.5:
+        a *= 0.501 / peak
     # Blur tails far below one 8-bit level would only smear invisible changes outside the lesion.
     a[a < 1.0 / 512.0] = 0.0
     return a, (y0, y1, x0, x1), dens
