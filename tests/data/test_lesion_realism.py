@@ -61,14 +61,22 @@ def test_old_generator_fails_the_same_check():
     assert any("MA contrast" in b for b in bad) and any("HE contrast" in b for b in bad)
 
 
-def test_statistics_do_not_depend_on_the_image_size(cohort_summary):
-    # Sizes are per mille of the FOV and lesions are drawn in field units, so a larger cohort measures alike.
-    photos = [
-        lesion_stats.measure_sample(generate_fundus(g, size=1024, seed=0, index=i).to_sample())
-        for i, g in enumerate(MATCHED_GRADES[:3])
-    ]
-    big = lesion_stats.summarise(photos)
-    assert _check(big, lesion_stats.REAL_IDRID_TRAIN4, "1024 px") == []
+def test_statistics_do_not_depend_on_the_image_size():
+    # Sizes are per mille of the FOV and lesions are drawn in field units, so the same eyes at 512 and 1024 px
+    # measure alike (anti-aliasing and the camera's blur at a pixel scale make small differences).
+    def summary(size: int) -> dict[str, lesion_stats.LesionSummary]:
+        return lesion_stats.summarise(
+            lesion_stats.measure_sample(generate_fundus(g, size=size, seed=0, index=i).to_sample())
+            for i, g in enumerate(MATCHED_GRADES[:3])
+        )
+
+    small, big = summary(512), summary(1024)
+    for lesion in LESIONS:
+        a, b = small[lesion], big[lesion]
+        assert _off(b.median, a.median) < 0.15, lesion
+        assert _off(b.contrast, a.contrast) < 0.3, lesion
+        assert _off(b.regions_per_photo, a.regions_per_photo) < 0.25, lesion
+        assert _off(b.contrast, lesion_stats.REAL_IDRID_TRAIN4[lesion]["contrast"]) < TOLERANCE, lesion
 
 
 @pytest.mark.slow
