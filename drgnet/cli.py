@@ -72,7 +72,7 @@ def synth_stats(
 
     try:
         photos = lesion_stats.measure_folder(folder, layout=layout, split=split, limit=limit, progress=not as_json)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         _fail(str(exc))
     summary = lesion_stats.summarise(photos)
     if as_json:

@@ -91,3 +91,29 @@ def test_real_photographs_match_the_reference_values():
         assert s.contrast == pytest.approx(ref["contrast"], abs=0.1), lesion
         if ref["regions_per_photo"] is not None:
             assert s.regions_per_photo == pytest.approx(ref["regions_per_photo"], abs=0.5), lesion
+
+
+def test_synth_stats_command_measures_old_and_new_cohorts(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from drgnet.cli import app
+
+    runner = CliRunner()
+    contrasts = {}
+    for gen in ("v1", "v2"):
+        out = tmp_path / gen
+        args = ["synth", "--n", "3", "--size", "256", "--seed", "2", "--workers", "1", "--generator", gen]
+        assert runner.invoke(app, [*args, "--out", str(out)]).exit_code == 0
+        result = runner.invoke(app, ["synth-stats", str(out), "--json"])
+        assert result.exit_code == 0, result.output
+        payload = json.loads(result.output)
+        assert payload["photos"] == 3 and set(payload["lesions"]) == set(LESIONS)
+        contrasts[gen] = payload["lesions"]["MA"]["contrast"]
+        table = runner.invoke(app, ["synth-stats", str(out)])
+        assert "| MA |" in table.output and "per mille of FOV" in table.output
+    # The old generator's microaneurysms are several times darker than the calibrated ones.
+    assert contrasts["v1"] < 3 * contrasts["v2"] < 0
+    missing = runner.invoke(app, ["synth-stats", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "no such file or folder" in missing.output
