@@ -390,7 +390,7 @@ def render_background(eye: Eye, raster: Raster) -> np.ndarray:
         alb = _paint_background(eye, raster)
     # The grain of the pigment epithelium is the one texture at the pixel scale: painted at full resolution.
     grain = _field(eye.textures[4], raster)
-    alb *= 1.0 + (0.06 * grain)[..., None] * np.array([0.6, 1.0, 1.0], np.float32)
+    alb *= 1.0 + (0.04 * grain)[..., None] * np.array([0.6, 1.0, 1.0], np.float32)
     return alb
 
 
@@ -409,11 +409,11 @@ def _paint_background(eye: Eye, raster: Raster) -> np.ndarray:
     # darker pigment between them; it shows more towards the periphery.
     ridge = 1.0 - np.minimum(np.abs(cho) * 1.6, 1.0)
     periphery = 0.35 + 0.65 * np.clip(r2, 0.0, 1.0)
-    cho_amp = (0.04 + 0.1 * eye.tigroid) * periphery
+    cho_amp = (0.02 + 0.1 * eye.tigroid) * periphery
     alb *= 1.0 - (cho_amp * (1.0 - ridge))[..., None] * np.array([0.8, 1.0, 1.1], np.float32)
     # Real photographs carry about twice the fine texture of a smooth painting (high-pass spread of the green
     # channel at 384 px: 1.9-6.0 real, 1.9 before this grain was added).
-    alb *= (1.0 + 0.035 * fine + 0.03 * cho)[..., None]
+    alb *= (1.0 + 0.03 * fine + 0.01 * cho)[..., None]
     _striation(eye, X, Y, alb, fibres)
 
     # Macula: darker and browner (luteal pigment absorbs blue), with a small darker foveal pit.
