@@ -65,7 +65,7 @@ def lesion_crops(size: int = 1024, seed: int = 0) -> np.ndarray:
         cells = [
             _label(_crop(f.image, cy, cx), f"{lesion} v2"),
             _label(_outline(_crop(f.image, cy, cx), _crop(f.masks[k], cy, cx), LESION_COLOURS[lesion]), "mask"),
-            _label(_crop(old.image, cy, cx), "v1 (old), same seed"),
+            _label(_crop(old.image, cy, cx), "old (v1)"),
         ]
         cells = [np.kron(c, np.ones((ZOOM, ZOOM, 1), np.uint8)) for c in cells]
         gap = np.full((CROP * ZOOM, 6, 3), 40, np.uint8)
