@@ -104,7 +104,7 @@ STYLES: dict[str, CameraStyle] = {
             description="Different camera make: cooler cast, flatter contrast, smaller field, softer.",
             white_balance=(0.88, 1.02, 1.3),
             gamma=1.12,
-            brightness=0.95,
+            brightness=1.05,
             contrast=0.8,
             saturation=0.85,
             illumination_unevenness=0.25,
@@ -182,7 +182,7 @@ def plan_capture(style: CameraStyle, size: int, rng: np.random.Generator) -> Cap
     # 42-118 and rim / centre ratios of 0.4-1.0 among the real photographs of drgnet bench realism).
     exposure = float(np.exp(rng.normal(0.0, 0.18)))
     gains = tuple(float(g) for g in np.exp(rng.normal(0.0, [0.04, 0.08, 0.2])))
-    vignetting = float(rng.uniform(0.0, 0.5) ** 1.5)
+    vignetting = float(rng.uniform(0.0, 0.4) ** 1.5)
     render = max(32, int(round(size * style.resolution_scale)))
     frac = style.fov_fraction
     if clipped:
