@@ -121,6 +121,8 @@ class ModelStatus(enum.StrEnum):
     """Life cycle of a model version: at most one is ``active`` at any time."""
 
     CANDIDATE = "candidate"
+    #: Passed the hold-out gate; serves nobody until an admin approves it (or rejects it), with a reason.
+    AWAITING_APPROVAL = "awaiting-approval"
     ACTIVE = "active"
     REJECTED = "rejected"
     RETIRED = "retired"
@@ -135,14 +137,26 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+class HoldoutPurpose(enum.StrEnum):
+    """What a registered reference set is for.
+
+    ``holdout``: the frozen set the retraining gate evaluates on, never trained on. ``healthy-replay``: real
+    photographs of healthy eyes that retraining mixes into every batch, so a batch of corrected DR cases cannot
+    teach "this camera means disease".
+    """
+
+    HOLDOUT = "holdout"
+    HEALTHY_REPLAY = "healthy-replay"
+
+
+def _enum(cls: type[enum.StrEnum], name: str, length: int = 16) -> Enum:
     # Strings with a CHECK constraint named ck_<table>_<name>; values (not member names) go into the database.
     return Enum(
         cls,
         name=name,
         native_enum=False,
         create_constraint=True,
-        length=16,
+        length=length,
         validate_strings=True,
         values_callable=lambda members: [m.value for m in members],
     )
@@ -221,7 +235,7 @@ class ModelVersion(Base):
     checkpoint_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "status"), default=ModelStatus.CANDIDATE)
+    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "status", 24), default=ModelStatus.CANDIDATE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: When the version last became active; rollback picks the retired version promoted most recently.
     promoted_at: Mapped[datetime | None] = mapped_column()
@@ -265,6 +279,9 @@ class Prediction(Base):
     #: plus "size" [width, height]. Made when the prediction is stored, or once on first view for older rows.
     display_hashes: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    #: Made by a model that was not the active version when it was stored (a candidate being compared, an
+    #: unregistered or rejected checkpoint): kept for comparison, never shown in or used to sort the worklist.
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     image: Mapped[Image] = relationship()
@@ -358,6 +375,10 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(128))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     error: Mapped[str | None] = mapped_column(Text)
+    #: Seconds an attempt may run from its claim; a lease is never renewed past it. NULL: no limit.
+    time_limit_s: Mapped[float | None] = mapped_column(Float)
+    #: When the current attempt was claimed.
+    started_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -447,6 +468,69 @@ class UserSession(Base):
         return f"UserSession(id={self.id}, user_id={self.user_id}, revoked={self.revoked_reason!r})"
 
 
+class Holdout(Base):
+    """A frozen, named set of labelled photographs: the retraining gate's hold-out, or healthy replay images.
+
+    Frozen: rows are never changed or deleted (the models refuse it) and ``digest`` (sha256 over every member's
+    photograph hash, grade and mask hashes, in order) is checked whenever the set is used, so a change made
+    behind the code's back is detected. A new version of a set is a new hold-out with a new name.
+    """
+
+    __tablename__ = "holdouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    purpose: Mapped[HoldoutPurpose] = mapped_column(_enum(HoldoutPurpose, "purpose"), default=HoldoutPurpose.HOLDOUT)
+    description: Mapped[str | None] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(SHA256_LENGTH))
+    n_images: Mapped[int] = mapped_column(Integer)
+    #: ICDR grade (as text) -> number of photographs.
+    grade_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (CheckConstraint("n_images > 0", name="not_empty"),)
+
+    def __repr__(self) -> str:
+        return f"Holdout(id={self.id}, name={self.name!r}, purpose={self.purpose!s}, n_images={self.n_images})"
+
+
+class HoldoutImage(Base):
+    """One photograph of a :class:`Holdout`: stored in the photograph store by its sha256, never in ``images``
+    (so it never reaches the worklist, and no clinician's correction of it can be trained on)."""
+
+    __tablename__ = "holdout_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holdout_id: Mapped[int] = mapped_column(ForeignKey("holdouts.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    #: sha256 of the stored metadata-free PNG (the same normalisation as an upload, so the same hash).
+    image_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
+    original_filename: Mapped[str] = mapped_column(String(255))
+    #: Reference ICDR grade.
+    grade: Mapped[int] = mapped_column(Integer)
+    #: Lesion name -> artifact hash of the reference mask PNG (0/255); lesions without one are unknown.
+    mask_hashes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Camera or site the photograph came from, when known.
+    source: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        CheckConstraint("grade BETWEEN 0 AND 4", name="grade_icdr"),
+        Index(None, "holdout_id", "image_sha256", unique=True),
+    )
+
+
+class AppSetting(Base):
+    """A setting an admin changes at run time (automatic promotion, who may upload ...); changes are audited."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONType)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class AppendOnlyError(RuntimeError):
     """Raised when code tries to change or delete a row of an append-only table."""
 
@@ -457,7 +541,7 @@ def _refuse_change(mapper: Any, connection: Any, target: Any) -> None:
     )
 
 
-for _cls in (Annotation, AuditEntry):
+for _cls in (Annotation, AuditEntry, Holdout, HoldoutImage):
     event.listen(_cls, "before_update", _refuse_change)
     event.listen(_cls, "before_delete", _refuse_change)
 

@@ -31,7 +31,7 @@ def test_upgrade_yields_exactly_the_models_schema(migrated: Engine):
     assert _differences(migrated) == []
     tables = set(inspect(migrated).get_table_names())
     assert tables == set(Base.metadata.tables) | {"alembic_version"}
-    assert migrate.current_revision(migrated) == migrate.head_revision() == "0004"
+    assert migrate.current_revision(migrated) == migrate.head_revision() == "0003"
 
 
 def test_the_comparison_would_notice_a_difference(migrated: Engine):
@@ -44,7 +44,7 @@ def test_the_comparison_would_notice_a_difference(migrated: Engine):
 
 def test_upgrade_twice_is_harmless(db_url: str, migrated: Engine):
     migrate.upgrade(db_url)
-    assert migrate.current_revision(migrated) == "0004"
+    assert migrate.current_revision(migrated) == "0003"
 
 
 def test_migrated_schema_allows_one_active_model_version(migrated: Engine):
