@@ -31,12 +31,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from db.hashing import is_sha256
+from db.hashing import is_sha256, sha256_hex
 from db.models import (
     Annotation,
     AnnotationKind,
+    AppSetting,
     AuditEntry,
     Eye,
+    Holdout,
+    HoldoutImage,
+    HoldoutPurpose,
     Image,
     Job,
     JobStatus,
@@ -49,6 +53,7 @@ from db.models import (
     UserSession,
     utcnow,
 )
+from db.operator import current_operator
 from db.passwords import check_password_strength
 
 NUM_GRADES = 5  # ICDR 0-4; db imports nothing from drgnet (DESIGN.md §2)
@@ -80,13 +85,17 @@ def _audit(
     actor_id: int | None,
     details: Mapping[str, Any] | None = None,
 ) -> None:
+    details = dict(details or {})
+    operator = current_operator()
+    if operator and "operator" not in details:
+        details["operator"] = operator  # the OS user of a command line, the worker's id ...
     session.add(
         AuditEntry(
             user_id=actor_id,
             action=action,
             object_type=object_type,
             object_id=object_id,
-            details=_json_document(dict(details or {}), "audit details"),
+            details=_json_document(details, "audit details"),
         )
     )
 
@@ -349,6 +358,7 @@ def add_prediction(
     lesion_map_hashes: Mapping[str, str] | None = None,
     attention_map_hash: str | None = None,
     latency_ms: float | None = None,
+    shadow: bool = False,
     actor_id: int | None = None,
     display_hashes: Mapping[str, Any] | None = None,
 ) -> Prediction:
@@ -364,6 +374,8 @@ def add_prediction(
         lesion_map_hashes: Lesion name -> artifact hash of its probability map.
         attention_map_hash: Artifact hash of the attention map.
         latency_ms: Inference time.
+        shadow: Made by a model that is not the active version: stored for comparison, never shown in or used to
+            sort the worklist (:func:`latest_prediction`, :func:`review_queue`).
         actor_id: Who requested the prediction (None: system).
         display_hashes: Display-size derivatives (:func:`set_display_hashes`), when already made.
     """
@@ -389,6 +401,7 @@ def add_prediction(
         latency_ms=None if latency_ms is None else float(latency_ms),
         # SQL NULL, not JSON null, for "none yet" (the JSON type would store a Python None as 'null').
         display_hashes=null() if display_hashes is None else _check_display(display_hashes),
+        shadow=bool(shadow),
     )
     session.add(prediction)
     session.flush()
@@ -398,7 +411,13 @@ def add_prediction(
         "prediction",
         prediction.id,
         actor_id,
-        {"image_id": image_id, "grade": grade, "model_version_id": model_version_id, "model_name": model_name},
+        {
+            "image_id": image_id,
+            "grade": grade,
+            "model_version_id": model_version_id,
+            "model_name": model_name,
+            "shadow": bool(shadow),
+        },
     )
     return prediction
 
@@ -426,16 +445,46 @@ def set_display_hashes(session: Session, prediction_id: int, display_hashes: Map
     session.execute(update(Prediction).where(Prediction.id == prediction_id).values(display_hashes=doc))
 
 
-def latest_prediction(session: Session, image_id: int) -> Prediction | None:
-    """The most recent prediction for an image, or None."""
-    return session.scalars(
-        select(Prediction).where(Prediction.image_id == image_id).order_by(Prediction.id.desc()).limit(1)
-    ).first()
+def latest_prediction(session: Session, image_id: int, *, include_shadow: bool = False) -> Prediction | None:
+    """The most recent prediction for an image that clinicians see (shadow predictions only if asked), or None."""
+    query = select(Prediction).where(Prediction.image_id == image_id)
+    if not include_shadow:
+        query = query.where(Prediction.shadow.is_(False))
+    return session.scalars(query.order_by(Prediction.id.desc()).limit(1)).first()
 
 
-def predictions_for_image(session: Session, image_id: int) -> list[Prediction]:
-    """All predictions for an image, oldest first."""
-    return list(session.scalars(select(Prediction).where(Prediction.image_id == image_id).order_by(Prediction.id)))
+def predictions_for_image(session: Session, image_id: int, *, include_shadow: bool = True) -> list[Prediction]:
+    """All predictions for an image, oldest first (shadow ones too unless ``include_shadow`` is False)."""
+    query = select(Prediction).where(Prediction.image_id == image_id)
+    if not include_shadow:
+        query = query.where(Prediction.shadow.is_(False))
+    return list(session.scalars(query.order_by(Prediction.id)))
+
+
+def expert_model_grades(session: Session, *, limit: int = 50_000) -> list[tuple[str, bool, int, int]]:
+    """Every model's grade next to the experts' current grades of the same images, for the dashboard.
+
+    Returns:
+        ``(model, shadow, expert grade, model grade)`` rows; ``model`` is the version's name or the unregistered
+        checkpoint's, ``shadow`` whether the model's predictions are shadow ones. Each model counts its latest
+        prediction of an image once per expert annotation.
+    """
+    # An annotation is current when no later annotation of the same annotator names it as its previous one.
+    newer = select(Annotation.previous_id).where(Annotation.previous_id.is_not(None))
+    latest = (
+        select(func.max(Prediction.id).label("id"))
+        .group_by(Prediction.image_id, Prediction.model_version_id, Prediction.model_name, Prediction.shadow)
+        .subquery("latest_per_model")
+    )
+    rows = session.execute(
+        select(ModelVersion.name, Prediction.model_name, Prediction.shadow, Annotation.grade, Prediction.grade)
+        .join(latest, latest.c.id == Prediction.id)
+        .join(Annotation, Annotation.image_id == Prediction.image_id)
+        .outerjoin(ModelVersion, ModelVersion.id == Prediction.model_version_id)
+        .where(Annotation.grade.is_not(None), Annotation.id.not_in(newer))
+        .limit(limit)
+    ).all()
+    return [(name or model_name or "?", bool(shadow), int(e), int(m)) for name, model_name, shadow, e, m in rows]
 
 
 # ----------------------------------------------------------------------------------------------------- annotations
@@ -618,8 +667,10 @@ def review_queue(
         limit: Page size.
         offset: Rows to skip (paging).
     """
+    # Shadow predictions (models that are not the active one) never show in or order the worklist.
     latest = (
         select(Prediction.image_id, func.max(Prediction.id).label("prediction_id"))
+        .where(Prediction.shadow.is_(False))
         .group_by(Prediction.image_id)
         .subquery("latest_prediction")
     )
@@ -675,7 +726,9 @@ def review_queue(
 
 #: Status changes :func:`set_model_version_status` allows (promotion and rollback have their own functions).
 MODEL_STATUS_CHANGES: dict[ModelStatus, frozenset[ModelStatus]] = {
-    ModelStatus.CANDIDATE: frozenset({ModelStatus.ACTIVE, ModelStatus.REJECTED}),
+    ModelStatus.CANDIDATE: frozenset({ModelStatus.ACTIVE, ModelStatus.REJECTED, ModelStatus.AWAITING_APPROVAL}),
+    # Only :func:`approve_model_version` makes an awaiting version active (an admin, with a reason).
+    ModelStatus.AWAITING_APPROVAL: frozenset({ModelStatus.ACTIVE, ModelStatus.REJECTED}),
     ModelStatus.ACTIVE: frozenset({ModelStatus.RETIRED, ModelStatus.REJECTED}),
     ModelStatus.RETIRED: frozenset({ModelStatus.ACTIVE, ModelStatus.REJECTED}),
     ModelStatus.REJECTED: frozenset(),
@@ -766,20 +819,31 @@ def _fresh_version(session: Session, version_id: int) -> ModelVersion:
 
 
 def promote_model_version(
-    session: Session, version_id: int, *, actor_id: int | None = None, reason: str | None = None
+    session: Session,
+    version_id: int,
+    *,
+    actor_id: int | None = None,
+    reason: str | None = None,
+    _action: str = "model_version.promote",
 ) -> ModelVersion:
     """Make a version the active one; the version active until now becomes ``retired`` in the same transaction.
 
-    Candidates and retired versions can be promoted; promoting the active version changes nothing.
+    Candidates and retired versions can be promoted; promoting the active version changes nothing. A version
+    awaiting approval becomes active only through :func:`approve_model_version`.
 
     Raises:
-        ValueError: when the version was rejected.
+        ValueError: when the version was rejected or awaits approval.
         NotFoundError: for an unknown version.
     """
     _lock_model_versions(session)
     target = _fresh_version(session, version_id)
     if target.status is ModelStatus.ACTIVE:
         return target
+    if target.status is ModelStatus.AWAITING_APPROVAL and _action != "model_version.approve":
+        raise ValueError(
+            f"model version {target.name!r} awaits an admin's approval; approve it with a reason "
+            "(Models page, or `drgnet model approve NAME --reason ...`)"
+        )
     if ModelStatus.ACTIVE not in MODEL_STATUS_CHANGES[target.status]:
         raise ValueError(f"model version {target.name!r} is {target.status.value}; it cannot be promoted")
     current = active_model_version(session)
@@ -791,13 +855,238 @@ def promote_model_version(
     session.flush()
     _audit(
         session,
-        "model_version.promote",
+        _action,
         "model_version",
         target.id,
         actor_id,
         {"name": target.name, "previous_active_id": current.id if current else None, "reason": reason},
     )
     return target
+
+
+def _check_decider(session: Session, actor_id: int | None, reason: str | None, what: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError(f"{what} needs a reason (it is kept in the audit log)")
+    if actor_id is None:
+        if not current_operator():
+            raise PermissionError(f"{what}: say who decides (an admin account, or a command line's operator)")
+        return reason
+    user = session.get(User, actor_id)
+    if user is None or not user.active or user.role is not Role.ADMIN:
+        raise PermissionError(f"{what}: only an active admin decides")
+    return reason
+
+
+def approve_model_version(session: Session, version_id: int, *, actor_id: int | None, reason: str) -> ModelVersion:
+    """An admin's approval of a version that passed the gate: it becomes active (audited with the reason).
+
+    ``actor_id`` None is allowed only inside :func:`db.operator.operator_scope` (a command line's OS user).
+
+    Raises:
+        ValueError: the version does not await approval, or no reason was given.
+        PermissionError: the actor is not an active admin.
+    """
+    reason = _check_decider(session, actor_id, reason, "approving a model version")
+    version = _fresh_version(session, version_id)
+    if version.status is not ModelStatus.AWAITING_APPROVAL:
+        raise ValueError(f"model version {version.name!r} is {version.status.value}, not awaiting approval")
+    return promote_model_version(session, version_id, actor_id=actor_id, reason=reason, _action="model_version.approve")
+
+
+def reject_model_version(session: Session, version_id: int, *, actor_id: int | None, reason: str) -> ModelVersion:
+    """An admin's rejection of a candidate or a version awaiting approval (audited with the reason).
+
+    Raises:
+        ValueError: the version is neither, or no reason was given.
+        PermissionError: the actor is not an active admin.
+    """
+    reason = _check_decider(session, actor_id, reason, "rejecting a model version")
+    _lock_model_versions(session)
+    version = _fresh_version(session, version_id)
+    if version.status not in (ModelStatus.AWAITING_APPROVAL, ModelStatus.CANDIDATE):
+        raise ValueError(f"model version {version.name!r} is {version.status.value}; only a candidate can be rejected")
+    old = version.status
+    version.status = ModelStatus.REJECTED
+    session.flush()
+    _audit(
+        session,
+        "model_version.reject",
+        "model_version",
+        version.id,
+        actor_id,
+        {"name": version.name, "from": old.value, "reason": reason},
+    )
+    return version
+
+
+def versions_awaiting_approval(session: Session) -> list[ModelVersion]:
+    """Versions that passed the gate and wait for an admin, oldest first."""
+    return list(
+        session.scalars(
+            select(ModelVersion).where(ModelVersion.status == ModelStatus.AWAITING_APPROVAL).order_by(ModelVersion.id)
+        )
+    )
+
+
+# -------------------------------------------------------------------------------------------------------- settings
+
+
+def get_setting(session: Session, key: str, default: Any = None) -> Any:
+    """The value of a run-time setting, or ``default`` when it was never set."""
+    row = session.get(AppSetting, key, populate_existing=True)
+    return default if row is None else row.value
+
+
+def set_setting(session: Session, key: str, value: Any, *, actor_id: int | None = None) -> None:
+    """Set a run-time setting (a JSON value); audited with the old and the new value."""
+    if not key or len(key) > 64:
+        raise ValueError(f"setting name {key!r} must be 1-64 characters")
+    value = _json_document(value, f"setting {key}")
+    row = session.get(AppSetting, key, populate_existing=True)
+    old = None if row is None else row.value
+    if row is None:
+        session.add(AppSetting(key=key, value=value, updated_by_id=actor_id))
+    else:
+        row.value = value
+        row.updated_by_id = actor_id
+    session.flush()
+    _audit(session, "setting.change", "setting", None, actor_id, {"key": key, "from": old, "to": value})
+
+
+# -------------------------------------------------------------------------------------------------------- holdouts
+
+
+@dataclass(frozen=True)
+class HoldoutMember:
+    """One photograph of a hold-out as registered: its stored photograph's hash, reference grade and masks."""
+
+    image_sha256: str
+    grade: int
+    original_filename: str
+    mask_hashes: Mapping[str, str]
+    source: str | None = None
+
+
+def holdout_digest(members: Sequence[HoldoutMember]) -> str:
+    """sha256 over the members in order (photograph hash, grade, sorted mask hashes): what "frozen" means."""
+    lines = [
+        f"{m.image_sha256} {int(m.grade)} " + ",".join(f"{k}={v}" for k, v in sorted(dict(m.mask_hashes).items()))
+        for m in members
+    ]
+    return sha256_hex("\n".join(lines).encode())
+
+
+def add_holdout(
+    session: Session,
+    name: str,
+    members: Sequence[HoldoutMember],
+    *,
+    purpose: HoldoutPurpose | str = HoldoutPurpose.HOLDOUT,
+    description: str | None = None,
+    actor_id: int | None = None,
+) -> Holdout:
+    """Register a frozen set of labelled photographs (their files must already be stored).
+
+    Raises:
+        ValueError: a taken name, no members, a photograph listed twice, a bad grade or hash.
+    """
+    purpose = HoldoutPurpose(purpose)
+    if not name or len(name) > 128:
+        raise ValueError(f"hold-out name {name!r} must be 1-128 characters")
+    if get_holdout(session, name) is not None:
+        raise ValueError(f"a hold-out called {name!r} already exists; hold-outs are frozen, register a new name")
+    if not members:
+        raise ValueError(f"hold-out {name!r}: no photographs")
+    seen: set[str] = set()
+    for m in members:
+        if not is_sha256(m.image_sha256):
+            raise ValueError(f"hold-out {name!r}: {m.original_filename}: {m.image_sha256!r} is not a sha256")
+        if m.image_sha256 in seen:
+            raise ValueError(f"hold-out {name!r}: {m.original_filename} is listed twice (same photograph)")
+        seen.add(m.image_sha256)
+        _check_grade(m.grade, f"{m.original_filename}: grade")
+        _check_hashes(m.mask_hashes, f"{m.original_filename}: mask_hashes")
+    counts: dict[str, int] = {}
+    for m in members:
+        counts[str(int(m.grade))] = counts.get(str(int(m.grade)), 0) + 1
+    holdout = Holdout(
+        name=name,
+        purpose=purpose,
+        description=description,
+        digest=holdout_digest(members),
+        n_images=len(members),
+        grade_counts=dict(sorted(counts.items())),
+        created_by_id=actor_id,
+    )
+    session.add(holdout)
+    session.flush()
+    for position, m in enumerate(members):
+        session.add(
+            HoldoutImage(
+                holdout_id=holdout.id,
+                position=position,
+                image_sha256=m.image_sha256,
+                original_filename=m.original_filename[:255],
+                grade=int(m.grade),
+                mask_hashes=_check_hashes(m.mask_hashes, "mask_hashes"),
+                source=m.source,
+            )
+        )
+    session.flush()
+    _audit(
+        session,
+        "holdout.register",
+        "holdout",
+        holdout.id,
+        actor_id,
+        {
+            "name": name,
+            "purpose": purpose.value,
+            "n_images": len(members),
+            "digest": holdout.digest,
+            "grade_counts": holdout.grade_counts,
+        },
+    )
+    return holdout
+
+
+def get_holdout(session: Session, name: str) -> Holdout | None:
+    """The hold-out called ``name``, or None."""
+    return session.scalars(select(Holdout).where(Holdout.name == name)).one_or_none()
+
+
+def list_holdouts(session: Session, *, purpose: HoldoutPurpose | str | None = None) -> list[Holdout]:
+    """Registered hold-outs (of one purpose), oldest first."""
+    query = select(Holdout)
+    if purpose is not None:
+        query = query.where(Holdout.purpose == HoldoutPurpose(purpose))
+    return list(session.scalars(query.order_by(Holdout.id)))
+
+
+def holdout_members(session: Session, holdout: Holdout) -> list[HoldoutMember]:
+    """A hold-out's photographs in registration order, checked against its digest.
+
+    Raises:
+        ValueError: the rows no longer match what was registered (changed behind the code's back).
+    """
+    rows = session.scalars(
+        select(HoldoutImage).where(HoldoutImage.holdout_id == holdout.id).order_by(HoldoutImage.position)
+    ).all()
+    members = [
+        HoldoutMember(r.image_sha256, r.grade, r.original_filename, dict(r.mask_hashes or {}), r.source) for r in rows
+    ]
+    if len(members) != holdout.n_images or holdout_digest(members) != holdout.digest:
+        raise ValueError(
+            f"hold-out {holdout.name!r} was changed after registration (its photographs no longer match its "
+            "digest); it cannot be trusted: register a new hold-out"
+        )
+    return members
+
+
+def holdout_image_hashes(session: Session) -> set[str]:
+    """The photograph hashes of every registered hold-out and healthy replay set."""
+    return set(session.scalars(select(HoldoutImage.image_sha256)))
 
 
 def set_model_version_status(
@@ -893,13 +1182,19 @@ def enqueue_job(
     params: Mapping[str, Any] | None = None,
     *,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    time_limit_s: float | None = None,
     actor_id: int | None = None,
 ) -> Job:
-    """Queue a job of ``kind`` (e.g. ``retrain``) with JSON parameters; it runs at most ``max_attempts`` times."""
+    """Queue a job of ``kind`` (e.g. ``retrain``) with JSON parameters; it runs at most ``max_attempts`` times.
+
+    ``time_limit_s``: how long one attempt may run (None: the claiming worker's default).
+    """
     if not kind:
         raise ValueError("a job needs a kind")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+    if time_limit_s is not None:
+        _check_lease(time_limit_s)
     job = Job(
         kind=kind,
         params=_json_document(dict(params or {}), "job params"),
@@ -907,10 +1202,18 @@ def enqueue_job(
         progress=0.0,
         attempts=0,
         max_attempts=max_attempts,
+        time_limit_s=time_limit_s,
     )
     session.add(job)
     session.flush()
-    _audit(session, "job.enqueue", "job", job.id, actor_id, {"kind": kind, "max_attempts": max_attempts})
+    _audit(
+        session,
+        "job.enqueue",
+        "job",
+        job.id,
+        actor_id,
+        {"kind": kind, "max_attempts": max_attempts, "time_limit_s": time_limit_s},
+    )
     return job
 
 
@@ -943,24 +1246,55 @@ def _fresh_job(session: Session, job_id: int) -> Job:
     return job
 
 
-def _fail_abandoned(session: Session, now: Any, kinds: Sequence[str] | None) -> None:
-    # A running job whose lease passed and that has no attempts left will never finish: record that it failed.
-    query = select(Job.id, Job.worker_id, Job.attempts).where(
-        Job.status == JobStatus.RUNNING, Job.lease_expires_at < now, Job.attempts >= Job.max_attempts
+class JobTimeLimitError(RuntimeError):
+    """A job ran past its time limit: its lease is not renewed any more and the attempt must stop."""
+
+
+def reap_expired_jobs(session: Session, *, kinds: Sequence[str] | None = None) -> list[Job]:
+    """Running jobs whose lease has passed (their worker died or stopped making progress): queue them again while
+    attempts remain, else mark them failed. Every worker calls this on every poll (:func:`claim_job` does), so a
+    dead worker's job never shows "running" for longer than its lease and one poll interval.
+
+    Returns:
+        The jobs reaped (freshly read), each audited as ``job.reap``.
+    """
+    _serialise_writes(session)
+    now = utcnow()
+    query = select(Job.id, Job.worker_id, Job.attempts, Job.max_attempts).where(
+        Job.status == JobStatus.RUNNING, Job.lease_expires_at < now
     )
     if kinds:
         query = query.where(Job.kind.in_(kinds))
-    for job_id, worker_id, attempts in session.execute(query.with_for_update(skip_locked=True)).all():
-        error = f"lease expired on attempt {attempts} of worker {worker_id!r}, and no attempts are left"
+    reaped: list[Job] = []
+    for job_id, worker_id, attempts, max_attempts in session.execute(query.with_for_update(skip_locked=True)).all():
+        retry = attempts < max_attempts
+        error = (
+            f"attempt {attempts}: the lease of worker {worker_id!r} expired (it died, hung or stopped making "
+            "progress)" + ("; queued again" if retry else "; no attempts left")
+        )
         done = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
-            .values(status=JobStatus.FAILED, error=error, lease_expires_at=None, updated_at=now)
+            .values(
+                status=JobStatus.QUEUED if retry else JobStatus.FAILED,
+                error=error,
+                lease_expires_at=None,
+                updated_at=now,
+            )
             .returning(Job.id)
             .execution_options(synchronize_session=False)
         ).scalar_one_or_none()
         if done is not None:
-            _audit(session, "job.fail", "job", job_id, None, {"reason": "lease expired", "error": error})
+            _audit(
+                session,
+                "job.reap",
+                "job",
+                job_id,
+                None,
+                {"worker_id": worker_id, "attempt": attempts, "outcome": "queued" if retry else "failed"},
+            )
+            reaped.append(_fresh_job(session, job_id))
+    return reaped
 
 
 def claim_job(
@@ -969,12 +1303,13 @@ def claim_job(
     *,
     kinds: Sequence[str] | None = None,
     lease_s: float = DEFAULT_LEASE_S,
+    time_limit_s: float | None = None,
 ) -> Job | None:
-    """Take the oldest claimable job for ``worker_id``, or return None when there is none.
+    """Reap expired jobs, then take the oldest queued job for ``worker_id``, or return None when there is none.
 
-    Claimable: queued, or running with a lease that has passed (its worker died) and attempts left. The claim sets
-    the job running, counts an attempt and gives the worker a lease of ``lease_s`` seconds, which
-    :func:`heartbeat_job` renews. Running jobs with an expired lease and no attempts left are marked failed.
+    The claim sets the job running, counts an attempt and gives the worker a lease of ``lease_s`` seconds, which
+    :func:`heartbeat_job` renews, never past the attempt's time limit. Expired jobs of every kind are reaped first
+    (:func:`reap_expired_jobs`).
 
     Commit right after claiming: on PostgreSQL the row stays locked (``FOR UPDATE SKIP LOCKED``, so other workers
     skip it) and on SQLite all writers wait until the transaction ends.
@@ -983,22 +1318,22 @@ def claim_job(
         worker_id: Stable name of the worker (host and process id, say).
         kinds: Only jobs of these kinds.
         lease_s: Seconds until the job counts as abandoned unless renewed.
+        time_limit_s: Time limit of an attempt for jobs queued without one (None: no limit).
     """
     if not worker_id:
         raise ValueError("a worker needs an id")
     _check_lease(lease_s)
+    if time_limit_s is not None:
+        _check_lease(time_limit_s)
     _serialise_writes(session)
+    reap_expired_jobs(session)
     now = utcnow()
-    _fail_abandoned(session, now, kinds)
-    claimable = or_(
-        Job.status == JobStatus.QUEUED,
-        and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now, Job.attempts < Job.max_attempts),
-    )
+    claimable = Job.status == JobStatus.QUEUED
     if kinds:
         claimable = and_(claimable, Job.kind.in_(kinds))
     for _ in range(20):  # only loops when another worker took the candidate between our read and our write
         candidate = session.execute(
-            select(Job.id, Job.status, Job.worker_id)
+            select(Job.id, Job.time_limit_s)
             .where(claimable)
             .order_by(Job.id)
             .limit(1)
@@ -1006,7 +1341,9 @@ def claim_job(
         ).first()
         if candidate is None:
             return None
-        job_id, old_status, old_worker = candidate
+        job_id, limit = candidate
+        limit = limit if limit is not None else time_limit_s
+        lease = lease_s if limit is None else min(lease_s, limit)
         claimed = session.execute(
             update(Job)
             .where(Job.id == job_id, claimable)
@@ -1014,7 +1351,9 @@ def claim_job(
                 status=JobStatus.RUNNING,
                 attempts=Job.attempts + 1,
                 worker_id=worker_id,
-                lease_expires_at=now + timedelta(seconds=lease_s),
+                lease_expires_at=now + timedelta(seconds=lease),
+                started_at=now,
+                time_limit_s=limit,
                 progress=0.0,
                 updated_at=now,
             )
@@ -1025,8 +1364,6 @@ def claim_job(
             continue
         job = _fresh_job(session, job_id)
         details: dict[str, Any] = {"worker_id": worker_id, "attempt": job.attempts, "kind": job.kind}
-        if old_status is JobStatus.RUNNING:
-            details["lease_expired_for"] = old_worker
         _audit(session, "job.claim", "job", job_id, None, details)
         return job
     return None
@@ -1063,12 +1400,25 @@ def heartbeat_job(
 ) -> Job:
     """Renew a job's lease and report progress (0-1) and a status message. Not audited (see module notes).
 
+    The lease never reaches past the attempt's time limit. Call it when work made progress, not on a timer alone
+    (:class:`feedback.worker.Worker` does so): a hung job then loses its lease and is reaped.
+
     Raises:
         LeaseLostError: when the job no longer belongs to ``worker_id``; the worker must abandon it.
+        JobTimeLimitError: when the attempt's time limit has passed; the worker must stop and fail it.
     """
     _check_lease(lease_s)
     now = utcnow()
-    values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_s), "updated_at": now}
+    lease_end = now + timedelta(seconds=lease_s)
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is not None and job.time_limit_s is not None and job.started_at is not None:
+        deadline = job.started_at + timedelta(seconds=job.time_limit_s)
+        if now >= deadline:
+            raise JobTimeLimitError(
+                f"job {job_id} ran past its time limit of {job.time_limit_s:g} s; its lease is not renewed"
+            )
+        lease_end = min(lease_end, deadline)
+    values: dict[str, Any] = {"lease_expires_at": lease_end, "updated_at": now}
     if progress is not None:
         if not (math.isfinite(progress) and 0.0 <= progress <= 1.0):
             raise ValueError(f"progress must be a fraction in [0, 1], got {progress}")

@@ -456,10 +456,12 @@ def test_expired_lease_is_claimed_again_until_attempts_run_out(Session: sessionm
         assert repo.claim_job(session, "w3") is None
     with Session() as session:
         job = repo.get_job(session, jid)
-        assert job.status is JobStatus.FAILED and "lease expired" in job.error and job.attempts == 2
-        claims = repo.audit_entries(session, action="job.claim", object_id=jid)
-        assert claims[1].details["lease_expired_for"] == "dead-worker"
-        assert repo.audit_entries(session, action="job.fail", object_id=jid)[0].details["reason"] == "lease expired"
+        assert job.status is JobStatus.FAILED and "lease of worker 'w2' expired" in job.error and job.attempts == 2
+        reaps = repo.audit_entries(session, action="job.reap", object_id=jid)
+        assert [(e.details["worker_id"], e.details["outcome"]) for e in reaps] == [
+            ("dead-worker", "queued"),
+            ("w2", "failed"),
+        ]
 
 
 # ----------------------------------------------------------------------------------------------------------- audit

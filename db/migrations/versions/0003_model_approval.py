@@ -119,9 +119,7 @@ def upgrade() -> None:
         sa.Column("mask_hashes", JSON, nullable=False),
         sa.Column("source", sa.String(128), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_holdout_images")),
-        sa.ForeignKeyConstraint(
-            ["holdout_id"], ["holdouts.id"], name=op.f("fk_holdout_images_holdout_id_holdouts")
-        ),
+        sa.ForeignKeyConstraint(["holdout_id"], ["holdouts.id"], name=op.f("fk_holdout_images_holdout_id_holdouts")),
         sa.CheckConstraint("grade BETWEEN 0 AND 4", name=op.f("ck_holdout_images_grade_icdr")),
     )
     op.create_index(
