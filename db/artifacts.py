@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import data_dir as default_data_dir
 from db.hashing import is_sha256, sha256_hex
-from db.models import Annotation, Image, Prediction
+from db.models import Annotation, HoldoutImage, Image, Prediction
 
 __all__ = [
     "ArtifactStore",
@@ -355,12 +355,14 @@ def referenced_artifact_hashes(session: Session) -> set[str]:
             found.add(attention)
     for (masks,) in session.execute(select(Annotation.mask_hashes)).yield_per(1000):
         found.update(_hashes_in(masks))
+    for (masks,) in session.execute(select(HoldoutImage.mask_hashes)).yield_per(1000):
+        found.update(_hashes_in(masks))
     return found
 
 
 def referenced_image_hashes(session: Session) -> set[str]:
-    """The hashes of all stored photographs that image rows refer to."""
-    return set(session.scalars(select(Image.sha256)))
+    """The hashes of all stored photographs that image rows or registered hold-outs refer to."""
+    return set(session.scalars(select(Image.sha256))) | set(session.scalars(select(HoldoutImage.image_sha256)))
 
 
 def collect_garbage(
@@ -373,11 +375,36 @@ def collect_garbage(
 ) -> dict[str, GcReport]:
     """Run :meth:`ArtifactStore.gc` on both stores of ``data_dir`` against the hashes the database refers to.
 
+    A run that removed files is audited (``storage.gc``: how many, how large, and the hashes removed) in the
+    caller's transaction.
+
     Returns:
         ``{"artifacts": report, "images": report}``.
     """
+    from db.repository import record_audit  # db.repository imports nothing of this module's users
+
     opts = {"min_age_s": min_age_s, "temp_min_age_s": temp_min_age_s, "dry_run": dry_run}
-    return {
+    reports = {
         ARTIFACTS_DIRNAME: artifact_store(data_dir).gc(referenced_artifact_hashes(session), **opts),
         IMAGES_DIRNAME: image_store(data_dir).gc(referenced_image_hashes(session), **opts),
     }
+    removed = {name: r.removed + r.temp_removed for name, r in reports.items()}
+    if not dry_run and any(removed.values()):
+        record_audit(
+            session,
+            "storage.gc",
+            "storage",
+            details={
+                "bytes_freed": sum(r.bytes_freed for r in reports.values()),
+                **{
+                    name: {
+                        "removed": len(reports[name].removed),
+                        "temp_removed": len(reports[name].temp_removed),
+                        # Hashes (not paths): what was lost can be matched against backups. Bounded, as a log entry.
+                        "hashes": [p.parent.name + p.name.split(".", 1)[0] for p in reports[name].removed][:1000],
+                    }
+                    for name in reports
+                },
+            },
+        )
+    return reports

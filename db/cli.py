@@ -50,6 +50,14 @@ def _where(url: str | None, data_dir: Path | None = None) -> str:
         _fail(str(exc))
 
 
+def _command_path() -> str:
+    """``drgnet db gc`` and the like: the command being run, for the audit log."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return ctx.command_path if ctx is not None else "drgnet"
+
+
 @contextmanager
 def _session(url: str | None, data_dir: Path | None = None) -> Iterator[Session]:
     """One transaction on a database that is migrated to head; errors become messages a user can act on.
@@ -60,6 +68,7 @@ def _session(url: str | None, data_dir: Path | None = None) -> Iterator[Session]
 
     from db import migrate
     from db.engine import make_sessionmaker
+    from db.operator import cli_operator, operator_scope
 
     try:
         engine = migrate.open_current(url, data_directory=data_dir)
@@ -67,7 +76,8 @@ def _session(url: str | None, data_dir: Path | None = None) -> Iterator[Session]
         _fail(str(exc))
     try:
         try:
-            with make_sessionmaker(engine).begin() as session:
+            # Audit entries of a command line name the operating-system user who ran it.
+            with operator_scope(cli_operator(_command_path())), make_sessionmaker(engine).begin() as session:
                 yield session
         except (ValueError, LookupError) as exc:
             _fail(str(exc.args[0]) if exc.args else str(exc))

@@ -100,6 +100,19 @@ def _audit(
     )
 
 
+def record_audit(
+    session: Session,
+    action: str,
+    object_type: str,
+    object_id: int | None = None,
+    *,
+    actor_id: int | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Audit something that is not a row write of this module (e.g. files removed by ``drgnet db gc``)."""
+    _audit(session, action, object_type, object_id, actor_id, details)
+
+
 def _json_default(value: Any) -> Any:
     # numpy scalars and arrays arrive from inference code; db does not need to import numpy to accept them.
     if hasattr(value, "tolist"):

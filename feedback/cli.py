@@ -34,6 +34,13 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code=code)
 
 
+def _command_path() -> str:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return ctx.command_path if ctx is not None else "drgnet"
+
+
 @contextmanager
 def _database(url: str | None, data_dir: Path | None = None) -> Iterator[sessionmaker[Session]]:
     """A session factory on a reachable database migrated to head; errors become messages a user can act on.
@@ -42,13 +49,16 @@ def _database(url: str | None, data_dir: Path | None = None) -> Iterator[session
     """
     from db import migrate
     from db.engine import make_sessionmaker
+    from db.operator import cli_operator, operator_scope
 
     try:
         engine = migrate.open_current(url, data_directory=data_dir)
     except ValueError as exc:
         _fail(str(exc))
     try:
-        yield make_sessionmaker(engine)
+        # Audit entries written by a command line name the operating-system user who ran it.
+        with operator_scope(cli_operator(_command_path())):
+            yield make_sessionmaker(engine)
     finally:
         engine.dispose()
 
