@@ -10,15 +10,25 @@ One retraining run (:func:`run_retraining`, what the worker does for a ``retrain
    selection among corrected images, replay of earlier training data in every batch, the lesion-grade constraint
    (so grade-only corrections teach the lesion branch) and an EMA teacher whose predictions are soft targets
    on corrected images; the EMA weights are what is evaluated and saved.
-4. Evaluate the active version and the candidate on the same frozen hold-out sets in the same run: the labelled
-   folder ``holdout_data`` (job params or worker config) and the correction hold-out (when not empty).
+4. Evaluate the active version and the candidate on the same frozen hold-out in the same run: the hold-out
+   registered in the database (:mod:`feedback.holdouts`; retraining refuses to run without one, and its digest is
+   checked), plus, for information only, the correction hold-out (corrected photographs written by the same
+   clinicians whose corrections are being learnt: not an independent judge, so it never decides).
 5. Write the candidate's checkpoint under ``<data dir>/models/<name>/`` (built in a temporary folder and renamed:
-   a killed worker leaves no half-written version) and, in ONE transaction, register it with its sha256, promote it
-   or keep it as ``rejected`` with its metrics, and let the caller complete the job. The active model is never
-   touched before that transaction commits.
+   a killed worker leaves no half-written version) and, in ONE transaction, register it with its sha256 and its
+   gate report, and let the caller complete the job. A candidate that fails the gate is kept as ``rejected``; one
+   that passes waits as ``awaiting-approval`` for an admin (the Models page), unless an admin switched on
+   automatic promotion (:data:`feedback.settings.AUTO_PROMOTE`). The active model is never touched before that
+   transaction commits.
 
-The gate (:func:`gate`): the candidate is promoted only if, on every hold-out set, its QWK is at most
-``max_qwk_drop`` below the active version's and its mean lesion AUPR at most ``max_aupr_drop`` below.
+The gate (:func:`gate`) fails closed: on the registered hold-out the candidate's QWK may drop at most
+``max_qwk_drop`` below the active version's, its mean lesion AUPR at most ``max_aupr_drop``, and its referable
+sensitivity and specificity each at most ``max_referable_drop``; a figure that cannot be computed for either model,
+or a hold-out smaller than ``min_holdout_images``, rejects.
+
+Replay balances what is learnt: earlier training data (``replay_data``) and real photographs of healthy eyes from
+every registered healthy replay set (``healthy_per_batch`` in each batch), so a batch of corrected DR cases from a
+real camera cannot teach "this camera means disease".
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ from db import repository
 from db.artifacts import artifact_store
 from db.engine import data_dir as default_data_dir
 from db.ingest import read_image_bytes
-from db.models import Image, ModelStatus
+from db.models import HoldoutPurpose, Image, ModelStatus
 from drgnet.config import to_dict
 from drgnet.data.preprocess import load_rgb, preprocess
 from drgnet.labels import NUM_GRADES, NUM_LESIONS
@@ -60,7 +70,9 @@ from drgnet.losses import (
 )
 from drgnet.model import DRGNet, ModelOutput
 from drgnet.training.checkpoint import WEIGHTS, load_checkpoint, save_checkpoint, sha256_file
+from drgnet.training.data import FundusDataset
 from drgnet.training.evaluate import evaluate
+from feedback import holdouts, settings
 from feedback.weak_labels import DEFAULT_TOLERANCE_PX, WeakLabel, collect_weak_labels
 
 MODELS_DIRNAME = "models"
@@ -102,11 +114,13 @@ class RetrainConfig:
     attention_weight: float = 0.1
     tolerance_px: int = DEFAULT_TOLERANCE_PX  # ignored band at stroke edges (photograph pixels)
     flip: bool = True  # random horizontal flips of corrected images
-    holdout_data: str = ""  # frozen labelled folder the gate evaluates on
-    holdout_layout: str = "auto"
-    holdout_fraction: float = 0.1  # of corrected images (by sha256), never trained on, also evaluated
+    holdout: str = ""  # name of the registered hold-out the gate evaluates on; "": the one registered last
+    min_holdout_images: int = 50  # a smaller hold-out rejects: its figures would not mean anything
+    holdout_fraction: float = 0.1  # of corrected images (by sha256), never trained on, reported (not gated)
     max_qwk_drop: float = 0.02
     max_aupr_drop: float = 0.02
+    max_referable_drop: float = 0.02  # referable sensitivity and specificity, each
+    healthy_per_batch: int = 2  # real healthy photographs (registered healthy replay sets) in each batch
     min_corrections: int = 1  # fewer trainable corrected images: the job fails without retrying
     eval_batch_size: int = 16
     seed: int = 0
@@ -118,6 +132,12 @@ class RetrainConfig:
         base = base or cls()
         params = dict(params or {})
         names = {f.name for f in dataclasses.fields(cls)}
+        if "holdout_data" in params:
+            raise ValueError(
+                "holdout_data (a folder) is no longer read: the gate evaluates only on a frozen hold-out registered "
+                "in the database; register the folder with `drgnet model holdout register NAME FOLDER` and name it "
+                "with holdout=NAME"
+            )
         unknown = sorted(k for k in params if k not in names and k != "trigger")
         if unknown:
             raise ValueError(f"unknown retraining parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
@@ -134,8 +154,13 @@ class RetrainConfig:
     def check(self) -> None:
         if self.grade_loss not in ("gce", "ce"):
             raise ValueError(f"grade_loss must be 'gce' or 'ce', got {self.grade_loss!r}")
-        if self.steps < 0 or self.batch_size < 1 or self.replay_per_batch < 0:
-            raise ValueError("steps >= 0, batch_size >= 1 and replay_per_batch >= 0 are needed")
+        if self.steps < 0 or self.batch_size < 1 or self.replay_per_batch < 0 or self.healthy_per_batch < 0:
+            raise ValueError("steps >= 0, batch_size >= 1, replay_per_batch >= 0 and healthy_per_batch >= 0 are needed")
+        if self.min_holdout_images < 1:
+            raise ValueError(f"min_holdout_images must be at least 1, got {self.min_holdout_images}")
+        drops = (self.max_qwk_drop, self.max_aupr_drop, self.max_referable_drop)
+        if not all(math.isfinite(d) and d >= 0 for d in drops):
+            raise ValueError(f"the allowed drops must be finite and >= 0, got {drops}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -149,6 +174,7 @@ class RetrainConfig:
             drop_fraction=0.0,
             replay_per_batch=0,
             ema_decay=0.0,
+            healthy_per_batch=0,
             consistency_weight=0.0,
             lesion_consistency_weight=0.0,
             partial_dice=True,
@@ -172,6 +198,7 @@ class CorrectedImage:
     image: np.ndarray
     label: WeakLabel
     sha256: str = ""
+    source: str | None = None  # camera / site, to check the hold-out has healthy photographs of it
 
 
 class CorrectionDataset(Dataset):
@@ -392,10 +419,12 @@ def finetune(
     replay: Dataset | None,
     cfg: RetrainConfig,
     progress: Progress | None = None,
+    healthy: Dataset | None = None,
 ) -> DRGNet:
     """Fine-tune ``model`` in place on corrected images (plus replay); return the model to evaluate and save.
 
-    That is the EMA teacher when ``cfg.ema_decay`` > 0, else the student itself.
+    That is the EMA teacher when ``cfg.ema_decay`` > 0, else the student itself. ``healthy``: real photographs of
+    healthy eyes (a :class:`ReplayDataset`), ``cfg.healthy_per_batch`` of them in every batch.
     """
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
@@ -413,12 +442,18 @@ def finetune(
         if replay is not None and cfg.replay_per_batch > 0 and len(replay)
         else None
     )
+    healthy_batches = (
+        _forever(healthy, cfg.healthy_per_batch, cfg.seed + 2)
+        if healthy is not None and cfg.healthy_per_batch > 0 and len(healthy)
+        else None
+    )
     keys = ("image", "masks", "mask_weights", "fov", "grade", "sample_weight", "soft_grade", "corrected")
     for step in range(cfg.steps):
         batch = next(corrected_batches)
-        if replay_batches is not None:
-            extra = next(replay_batches)
-            batch = {k: torch.cat([batch[k], extra[k].to(batch[k].dtype)]) for k in keys}
+        for extras in (replay_batches, healthy_batches):
+            if extras is not None:
+                extra = next(extras)
+                batch = {k: torch.cat([batch[k], extra[k].to(batch[k].dtype)]) for k in keys}
         batch = {k: batch[k].to(device) for k in keys}
         # A batch norm layer cannot normalise a batch of one image in training mode.
         if batch["image"].shape[0] < 2:
@@ -441,16 +476,64 @@ def finetune(
 # -------------------------------------------------------------------------------------------------------- gate
 
 
-def holdout_metrics(model: DRGNet, holdouts: Mapping[str, Dataset], batch_size: int = 16) -> dict[str, dict[str, Any]]:
-    """QWK, accuracy and mean lesion AUPR / Dice of ``model`` on each hold-out set."""
+#: What the gate compares on the registered hold-out: (metric, label, which allowed drop applies).
+GATED_METRICS = (
+    ("qwk", "QWK", "max_qwk_drop"),
+    ("lesion_aupr_mean", "mean lesion AUPR", "max_aupr_drop"),
+    ("referable_sensitivity", "referable sensitivity", "max_referable_drop"),
+    ("referable_specificity", "referable specificity", "max_referable_drop"),
+)
+
+
+def holdout_metrics(
+    model: DRGNet,
+    sets: Mapping[str, Dataset],
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> dict[str, dict[str, Any]]:
+    """QWK, accuracy, referable sensitivity / specificity, per-grade confusion, per-lesion and mean AUPR / Dice of
+    ``model`` on each hold-out set. ``progress`` is called after every batch (the worker's lease depends on it)."""
     out: dict[str, dict[str, Any]] = {}
-    for name, dataset in holdouts.items():
-        m = evaluate(model, DataLoader(dataset, batch_size))
-        out[name] = {
+    for name, dataset in sets.items():
+        loader: Any = DataLoader(dataset, batch_size)
+        if progress is not None:
+            loader = _reporting(loader, progress, f"evaluating on {name}")
+        m = evaluate(model, loader)
+        row = {
             k: _finite(m.get(k))
-            for k in ("qwk", "accuracy", "referable_auc", "lesion_aupr_mean", "lesion_dice_mean", "n_images")
+            for k in (
+                "qwk",
+                "accuracy",
+                "referable_auc",
+                "referable_sensitivity",
+                "referable_specificity",
+                "lesion_aupr_mean",
+                "lesion_dice_mean",
+                "n_images",
+            )
         }
+        row["confusion"] = m.get("confusion")
+        row["lesion_aupr"] = {k: _finite(v.get("aupr")) for k, v in (m.get("lesions") or {}).items()}
+        confusion = m.get("confusion") or []
+        row["n_healthy"] = int(sum(confusion[0])) if confusion else 0
+        out[name] = row
     return out
+
+
+class _reporting:  # noqa: N801 - used like a function
+    """A loader that reports each batch it hands out."""
+
+    def __init__(self, loader: DataLoader, progress: Progress, what: str) -> None:
+        self.loader, self.progress, self.what = loader, progress, what
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        n = len(self.loader)
+        for i, batch in enumerate(self.loader):
+            yield batch
+            self.progress((i + 1) / max(n, 1), f"{self.what}: batch {i + 1}/{n}")
 
 
 def _finite(value: Any) -> Any:
@@ -464,26 +547,45 @@ def gate(
     candidate: Mapping[str, Mapping[str, Any]],
     max_qwk_drop: float,
     max_aupr_drop: float,
+    max_referable_drop: float = 0.02,
+    *,
+    min_images: int = 1,
+    informational: Sequence[str] = (),
 ) -> tuple[bool, list[str]]:
-    """Whether the candidate is not worse than the active version on any hold-out set, and why (or why not).
+    """Whether the candidate is not worse than the active version on every gated hold-out set, and why (or why not).
 
-    A metric the active version has no value for (no grades, no annotated lesion pixels) is not compared; one the
-    candidate lost is a regression.
+    Fails closed: a gated figure (:data:`GATED_METRICS`) that either model lacks (it could not be computed: no
+    grade variety, no lesion pixels, no healthy or no referable photograph) rejects, and so does a hold-out with
+    fewer than ``min_images`` photographs or no set at all. Sets named in ``informational`` are reported, never
+    decide.
     """
-    if not active:
-        return False, ["no hold-out set to compare on: configure holdout_data or a holdout_fraction > 0"]
+    limits = {"max_qwk_drop": max_qwk_drop, "max_aupr_drop": max_aupr_drop, "max_referable_drop": max_referable_drop}
+    gated = [name for name in active if name not in informational]
+    if not gated:
+        return False, ["no hold-out set to compare on: register one (drgnet model holdout register NAME FOLDER)"]
     ok, reasons = True, []
     for name, before in active.items():
-        after = candidate.get(name, {})
-        for key, limit, label in (("qwk", max_qwk_drop, "QWK"), ("lesion_aupr_mean", max_aupr_drop, "lesion AUPR")):
+        after = candidate.get(name) or {}
+        if name in informational:
+            for key, label, _ in GATED_METRICS:
+                b, a = before.get(key), after.get(key)
+                if b is not None and a is not None:
+                    reasons.append(f"{name} (for information, not gated): {label} {b:.3f} -> {a:.3f}")
+            continue
+        n = before.get("n_images")
+        if not isinstance(n, int) or n < min_images:
+            ok = False
+            reasons.append(f"{name}: {n or 0} photographs, fewer than the minimum of {min_images}: rejected")
+        for key, label, limit_name in GATED_METRICS:
+            limit = limits[limit_name]
             b, a = before.get(key), after.get(key)
-            if b is None:
-                continue
-            if a is None or b - a > limit + 1e-9:
+            if b is None or a is None:
                 ok = False
-                reasons.append(
-                    f"{name}: {label} {b:.3f} -> {'n/a' if a is None else f'{a:.3f}'} (allowed drop {limit})"
-                )
+                missing = "the active version" if b is None else "the candidate"
+                reasons.append(f"{name}: {label} cannot be computed for {missing}: rejected (the gate fails closed)")
+            elif b - a > limit + 1e-9:
+                ok = False
+                reasons.append(f"{name}: {label} {b:.3f} -> {a:.3f} drops more than the allowed {limit}: rejected")
             else:
                 reasons.append(f"{name}: {label} {b:.3f} -> {a:.3f}")
     return ok, reasons
@@ -591,15 +693,17 @@ class _Snapshot:
 
 
 def load_corrections(
-    session: Session, data_dir: str | Path | None, tolerance_px: int
+    session: Session, data_dir: str | Path | None, tolerance_px: int, progress: Progress | None = None
 ) -> tuple[list[CorrectedImage], dict[int, float]]:
     """Every corrected image of the database with its weak label, and the annotators' reliability weights."""
     labels, weights = collect_weak_labels(session, artifact_store(data_dir), tolerance_px=tolerance_px)
     items = []
-    for label in labels:
+    for i, label in enumerate(labels):
         image = session.get(Image, label.image_id)
         array = load_rgb(io.BytesIO(read_image_bytes(image, data_dir)))
-        items.append(CorrectedImage(array, label, image.sha256))
+        items.append(CorrectedImage(array, label, image.sha256, image.source))
+        if progress is not None:
+            progress((i + 1) / len(labels), f"reading corrections {i + 1}/{len(labels)}")
     return items, weights
 
 
@@ -629,7 +733,8 @@ def run_retraining(
         JSON-ready result: version id and name, whether it was promoted, the gate's reasons, metrics, timing.
 
     Raises:
-        ValueError: no active version, too few corrections, no hold-out set, a corrupt checkpoint.
+        ValueError: no active version, no registered hold-out (or one changed since registration), too few
+            corrections, a corrupt checkpoint.
     """
     t0 = time.perf_counter()
     report = progress or (lambda f, m: None)
@@ -643,7 +748,27 @@ def run_retraining(
         parent = _Snapshot(
             active.id, active.name, active.checkpoint_path, active.checkpoint_sha256, dict(active.config)
         )
-        items, reliability = load_corrections(session, data, cfg.tolerance_px)
+        # Before any costly step: retraining never runs without a frozen hold-out registered in the database.
+        holdout_row = holdouts.gate_holdout(session, cfg.holdout)
+        holdout_set = holdouts.load_set(session, holdout_row, data)
+        holdout_info = {
+            "name": holdout_row.name,
+            "digest": holdout_row.digest,
+            "n_images": holdout_row.n_images,
+            "grade_counts": dict(holdout_row.grade_counts),
+            "sources": sorted({m.source or "" for m in holdout_set.members} - {""}),
+            "healthy_sources": sorted({m.source or "" for m in holdout_set.members if m.grade == 0} - {""}),
+        }
+        healthy_sets = [
+            holdouts.load_set(session, h, data)
+            for h in repository.list_holdouts(session, purpose=HoldoutPurpose.HEALTHY_REPLAY)
+        ]
+        registered = repository.holdout_image_hashes(session)
+        items, reliability = load_corrections(
+            session, data, cfg.tolerance_px, progress=lambda f, m: report(0.04 * f, m)
+        )
+    # A photograph of a registered set is never trained on, even when a clinician corrected it in the app.
+    items = [c for c in items if c.sha256 not in registered]
     train_items = [c for c in items if not in_correction_holdout(c.sha256, cfg.holdout_fraction)]
     held_items = [c for c in items if in_correction_holdout(c.sha256, cfg.holdout_fraction)]
     if len(train_items) < cfg.min_corrections:
@@ -653,29 +778,52 @@ def run_retraining(
         )
     model = load_version_model(parent, data)
     size = int(model.config.input_size)
-    holdouts: dict[str, Dataset] = {}
-    if cfg.holdout_data:
-        holdouts["holdout"] = open_labelled(cfg.holdout_data, cfg.holdout_layout, size)
+    eval_sets: dict[str, Dataset] = {"holdout": FundusDataset(holdout_set, size, check_fundus=False)}
     if held_items:
-        holdouts["corrections_holdout"] = CorrectionDataset(held_items, size)
-    if not holdouts:
-        raise ValueError("no hold-out set: set holdout_data (a labelled folder) or holdout_fraction > 0")
+        eval_sets["corrections_holdout"] = CorrectionDataset(held_items, size)
     replay_path = cfg.replay_data or str(parent.config.get("replay_data") or "")
     replay = None
+    healthy = None
     if cfg.replay_per_batch > 0 and replay_path:
         from drgnet.data.transforms import train_transforms
 
         replay = ReplayDataset(open_labelled(replay_path, cfg.replay_layout, size, train_transforms(size, "light")))
+    healthy_members = [m for h in healthy_sets for m in h.members]
+    if cfg.healthy_per_batch > 0 and healthy_members:
+        from drgnet.data.transforms import train_transforms
+
+        merged = holdouts.HoldoutSamples(healthy_members, data, "healthy replay")
+        healthy = ReplayDataset(FundusDataset(merged, size, train_transforms(size, "light"), check_fundus=False))
+    camera_notes = []
+    corrected_sources = sorted({c.source for c in train_items if c.source})
+    uncovered = [src for src in corrected_sources if src not in holdout_info["healthy_sources"]]
+    if uncovered:
+        camera_notes.append(
+            "the hold-out has no healthy photograph from camera/source "
+            + ", ".join(uncovered)
+            + " of the corrections: register a hold-out that has (the gate cannot see false referrals there)"
+        )
 
     report(0.05, f"evaluating the active version {parent.name!r}")
-    before = holdout_metrics(model, holdouts, cfg.eval_batch_size)
+    before = holdout_metrics(model, eval_sets, cfg.eval_batch_size, progress=lambda f, m: report(0.05 + 0.05 * f, m))
     t_train = time.perf_counter()
     corrections = CorrectionDataset(train_items, size, flip=cfg.flip, seed=cfg.seed)
-    candidate = finetune(model, corrections, replay, cfg, progress=lambda f, m: report(0.1 + 0.75 * f, m))
+    candidate = finetune(
+        model, corrections, replay, cfg, progress=lambda f, m: report(0.1 + 0.75 * f, m), healthy=healthy
+    )
     train_seconds = time.perf_counter() - t_train
     report(0.88, "evaluating the candidate")
-    after = holdout_metrics(candidate, holdouts, cfg.eval_batch_size)
-    promote, reasons = gate(before, after, cfg.max_qwk_drop, cfg.max_aupr_drop)
+    after = holdout_metrics(candidate, eval_sets, cfg.eval_batch_size, progress=lambda f, m: report(0.88 + 0.06 * f, m))
+    passed, reasons = gate(
+        before,
+        after,
+        cfg.max_qwk_drop,
+        cfg.max_aupr_drop,
+        cfg.max_referable_drop,
+        min_images=cfg.min_holdout_images,
+        informational=("corrections_holdout",),
+    )
+    reasons.extend(f"note: {n}" for n in camera_notes)
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     name = f"{parent.name.split('+')[0][:60]}+ft-{stamp}" + (f"-{job_tag}" if job_tag else "")
@@ -693,7 +841,9 @@ def run_retraining(
     metrics = {
         "holdout": after,
         "parent_holdout": before,
-        "gate": {"passed": promote, "reasons": reasons},
+        "holdout_set": holdout_info,
+        "gate": {"passed": passed, "reasons": reasons},
+        "n_healthy_replay_images": len(healthy_members) if healthy is not None else 0,
         "n_train_images": len(train_items),
         "n_holdout_corrections": len(held_items),
         "annotator_weights": {str(k): round(v, 4) for k, v in reliability.items()},
@@ -714,17 +864,29 @@ def run_retraining(
             parent_id=parent.id,
         )
         current = repository.active_model_version(session)
-        if promote and (current is None or current.id != parent.id):
-            promote = False
-            reasons.append("the active version changed while retraining; not promoted over it")
+        promote = passed and settings.get(session, settings.AUTO_PROMOTE)
+        if passed and (current is None or current.id != parent.id):
+            passed = promote = False
+            reasons.append("the active version changed while retraining; rejected, retrain from the new one")
         if promote:
+            reasons.append("automatic promotion is switched on (setting auto_promote)")
             repository.promote_model_version(session, version.id, reason="; ".join(reasons))
+            status = ModelStatus.ACTIVE
+        elif passed:
+            # A person decides: the candidate serves nobody until an admin approves it (Models page).
+            repository.set_model_version_status(
+                session, version.id, ModelStatus.AWAITING_APPROVAL, reason="; ".join(reasons)
+            )
+            status = ModelStatus.AWAITING_APPROVAL
         else:
             repository.set_model_version_status(session, version.id, ModelStatus.REJECTED, reason="; ".join(reasons))
+            status = ModelStatus.REJECTED
         result = {
             "version_id": version.id,
             "version": name,
             "parent": parent.name,
+            "status": status.value,
+            "gate_passed": passed,
             "promoted": promote,
             "reasons": reasons,
             "metrics": metrics,
@@ -732,7 +894,7 @@ def run_retraining(
         }
         if finalize is not None:
             finalize(session, result)
-    report(1.0, ("promoted " if promote else "rejected ") + name)
+    report(1.0, f"{status.value}: {name}")
     return result
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fb_support import TINY, CorrectedDB, build_corrected_db
+from fb_support import HOLDOUT_GRADES, TINY, CorrectedDB, build_corrected_db
 from PIL import Image as PILImage
 from sqlalchemy import orm
 
@@ -37,6 +37,18 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("cohort") / "default"
     synthetic.generate_cohort(path, n=12, size=96, style="default", seed=1, workers=1, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def holdout_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10 labelled synthetic photographs at 96 px holding every grade and healthy eyes (a registrable hold-out)."""
+    from drgnet.data import synthetic
+
+    path = tmp_path_factory.mktemp("holdout-cohort") / "default"
+    synthetic.generate_cohort(
+        path, n=len(HOLDOUT_GRADES), size=96, style="default", seed=7, grades=HOLDOUT_GRADES, workers=1, progress=False
+    )
     return path
 
 

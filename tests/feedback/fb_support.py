@@ -74,14 +74,34 @@ def build_corrected_db(
     return CorrectedDB(Session, data_dir, url, ids[0], [ids[1]], image_ids, ids[2])
 
 
+#: Grades of the tiny hold-out cohort: every ICDR grade and healthy photographs, as registration demands.
+HOLDOUT_GRADES = (0, 0, 0, 1, 2, 2, 3, 4, 4, 0)
+
+
+def register_holdout(
+    Session: orm.sessionmaker[orm.Session],  # noqa: N803
+    folder: Path,
+    data_dir: Path,
+    name: str = "holdout-1",
+    purpose: str = "holdout",
+) -> int:
+    """Register a labelled folder as a frozen set (hold-out or healthy replay); returns its id."""
+    from feedback import holdouts
+
+    with Session.begin() as s:
+        return holdouts.register_folder(s, name, folder, layout="synthetic", purpose=purpose, data_dir=data_dir).id
+
+
 #: Retraining parameters small enough for a test: a few steps on 64 px images.
 FAST_RETRAIN = {
     "steps": 3,
     "batch_size": 4,
     "replay_per_batch": 2,
     "holdout_fraction": 0.0,
+    "min_holdout_images": 5,  # the tiny test hold-outs; the default (50) is for real ones
     "eval_batch_size": 12,
     # Three steps cannot change much: wide margins make the "not worse" promotion deterministic.
     "max_qwk_drop": 2.0,
     "max_aupr_drop": 1.0,
+    "max_referable_drop": 1.0,
 }
