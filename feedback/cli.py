@@ -22,11 +22,19 @@ DATA_HELP = "Data directory: photographs, artifacts, models (default: $DRGNET_DA
 
 model_app = typer.Typer(
     name="model",
-    help="Model versions: list, register, promote, roll back.",
+    help="Model versions: list, register, approve or reject, promote, roll back; hold-outs; settings.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+holdout_app = typer.Typer(
+    name="holdout",
+    help="Frozen hold-outs the retraining gate judges on, and healthy replay sets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+model_app.add_typer(holdout_app)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -84,9 +92,14 @@ def _params(pairs: list[str], config: Path | None) -> dict[str, Any]:
 def worker(
     once: bool = typer.Option(False, "--once", help="Run at most one job, then exit."),
     poll: float = typer.Option(10.0, "--poll", min=0.1, help="Seconds between looks at an empty queue."),
-    lease: float = typer.Option(120.0, "--lease", min=1.0, help="Job lease in seconds (renewed every third)."),
+    lease: float = typer.Option(
+        120.0, "--lease", min=1.0, help="Job lease in seconds (renewed only while the job makes progress)."
+    ),
+    time_limit: float = typer.Option(
+        6 * 3600.0, "--time-limit", min=1.0, help="Seconds one attempt of a job may run (jobs queued without one)."
+    ),
     config: Path | None = typer.Option(
-        None, "--config", help="JSON file of retraining settings (e.g. holdout_data, steps); job params override it."
+        None, "--config", help="JSON file of retraining settings (e.g. holdout, steps); job params override it."
     ),
     settings: list[str] = typer.Option([], "--set", help="A retraining setting KEY=VALUE (repeatable)."),
     worker_id: str | None = typer.Option(None, "--id", help="Worker name in the jobs table (default host:pid)."),
@@ -102,7 +115,9 @@ def worker(
     except ValueError as exc:
         _fail(str(exc))
     with _database(url, data_dir) as Session:  # noqa: N806
-        w = Worker(Session, data_dir, worker_id or default_worker_id(), lease_s=lease, retrain=base)
+        w = Worker(
+            Session, data_dir, worker_id or default_worker_id(), lease_s=lease, time_limit_s=time_limit, retrain=base
+        )
         if once:
             job = w.run_once()
             if job is None:
@@ -205,3 +220,144 @@ def model_rollback(url: str | None = typer.Option(None, "--url", help=URL_HELP))
         except ValueError as exc:
             _fail(str(exc))
         typer.echo(f"rolled back: {v.name!r} is active again")
+
+
+def _version(session: Any, name: str) -> Any:
+    from db import repository
+
+    version = repository.get_model_version_by_name(session, name)
+    if version is None:
+        _fail(f"no model version called {name!r}; see drgnet model list")
+    return version
+
+
+def _gate_summary(version: Any) -> list[str]:
+    metrics = version.metrics or {}
+    lines = []
+    held = (metrics.get("holdout_set") or {}).get("name")
+    if held:
+        lines.append(f"hold-out {held!r}: {metrics['holdout_set'].get('n_images')} photographs")
+    lines += [f"  {r}" for r in (metrics.get("gate") or {}).get("reasons", [])]
+    return lines
+
+
+@model_app.command("approve")
+def model_approve(
+    name: str = typer.Argument(..., help="Version name (awaiting approval)."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the audit log with your OS user name)."),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """Approve a version that passed the gate: it becomes the active one."""
+    from db import repository
+
+    with _database(url) as Session, Session.begin() as session:  # noqa: N806
+        v = _version(session, name)
+        for line in _gate_summary(v):
+            typer.echo(line)
+        try:
+            repository.approve_model_version(session, v.id, actor_id=None, reason=reason)
+        except (ValueError, PermissionError) as exc:
+            _fail(str(exc))
+        typer.echo(f"approved: {name!r} is active")
+
+
+@model_app.command("reject")
+def model_reject(
+    name: str = typer.Argument(..., help="Version name (a candidate or awaiting approval)."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the audit log with your OS user name)."),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """Reject a candidate version; it stays loadable for comparison but can never become active."""
+    from db import repository
+
+    with _database(url) as Session, Session.begin() as session:  # noqa: N806
+        v = _version(session, name)
+        try:
+            repository.reject_model_version(session, v.id, actor_id=None, reason=reason)
+        except (ValueError, PermissionError) as exc:
+            _fail(str(exc))
+        typer.echo(f"rejected: {name!r}")
+
+
+@model_app.command("settings")
+def model_settings(
+    changes: list[str] = typer.Option([], "--set", help="KEY=VALUE (repeatable), e.g. auto_promote=false."),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """Show the run-time settings (automatic promotion, clinician uploads, annotators for automatic retraining),
+    or change them (audited with your OS user name)."""
+    from feedback import settings
+
+    with _database(url) as Session, Session.begin() as session:  # noqa: N806
+        for pair in changes:
+            key, sep, raw = pair.partition("=")
+            setting = settings.SETTINGS.get(key.strip())
+            if not sep or setting is None:
+                _fail(f"--set {pair!r}: write KEY=VALUE with KEY one of {', '.join(settings.SETTINGS)}")
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                _fail(f"--set {pair!r}: the value must be true, false or a number")
+            try:
+                settings.change(session, setting, value, actor_id=None)
+            except (ValueError, PermissionError) as exc:
+                _fail(str(exc))
+        for setting in settings.SETTINGS.values():
+            typer.echo(f"{setting.key} = {json.dumps(settings.get(session, setting))}  ({setting.help})")
+
+
+@holdout_app.command("register")
+def holdout_register(
+    name: str = typer.Argument(..., help="A new name: hold-outs are frozen, a changed set gets a new name."),
+    folder: Path = typer.Argument(..., help="Labelled folder (IDRiD, DDR, FGADR, CSV, synthetic layouts)."),
+    layout: str = typer.Option("auto", "--layout", help="The folder's dataset layout."),
+    purpose: str = typer.Option(
+        "holdout", "--purpose", metavar="holdout|healthy-replay", help="The gate's hold-out, or healthy replay."
+    ),
+    source: str | None = typer.Option(None, "--source", help="Camera or site of every photograph."),
+    assume_healthy: bool = typer.Option(
+        False, "--assume-healthy", help="Healthy replay from an unlabelled folder: every photograph is grade 0."
+    ),
+    description: str | None = typer.Option(None, "--description", help="What the set is (shown to admins)."),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="DRGNET_DATA_DIR", help=DATA_HELP),
+) -> None:
+    """Register a labelled folder as a frozen set: its photographs are stored (never in the worklist) and checked
+    (a hold-out must hold every grade and healthy photographs)."""
+    from feedback import holdouts
+
+    with _database(url, data_dir) as Session, Session.begin() as session:  # noqa: N806
+        try:
+            h = holdouts.register_folder(
+                session,
+                name,
+                folder,
+                layout=layout,
+                purpose=purpose,
+                source=source,
+                assume_healthy=assume_healthy,
+                description=description,
+                data_dir=data_dir,
+            )
+        except (ValueError, OSError) as exc:
+            _fail(str(exc))
+        typer.echo(
+            f"registered {h.purpose.value} {h.name!r}: {h.n_images} photographs, grades {h.grade_counts}, "
+            f"digest {h.digest[:12]}..."
+        )
+
+
+@holdout_app.command("list")
+def holdout_list(url: str | None = typer.Option(None, "--url", help=URL_HELP)) -> None:
+    """Registered hold-outs and healthy replay sets."""
+    from db import repository
+
+    with _database(url) as Session, Session() as session:  # noqa: N806
+        rows = repository.list_holdouts(session)
+        if not rows:
+            typer.echo("no hold-out registered: drgnet model holdout register NAME FOLDER")
+        for h in rows:
+            typer.echo(
+                f"{h.id:4d}  {h.purpose.value:14s}  {h.name}  {h.n_images} photographs  grades {h.grade_counts}  "
+                f"{h.created_at:%Y-%m-%d %H:%M}"
+            )

@@ -104,6 +104,8 @@ def register_folder(
     from drgnet.data.readers import open_dataset
 
     purpose = HoldoutPurpose(purpose)
+    if repository.get_holdout(session, name) is not None:
+        raise ValueError(f"a hold-out called {name!r} already exists; hold-outs are frozen, register a new name")
     reader = open_dataset(folder, layout=layout)
     if len(reader) == 0:
         raise ValueError(f"{folder}: no photographs found")

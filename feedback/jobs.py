@@ -2,6 +2,9 @@
 
 The review app calls :func:`queue_retraining` (admin button) and :func:`maybe_queue_retraining` after each saved
 annotation, inside the transaction that saved it. Both return the job they queued (or the one already waiting).
+
+Automatic retraining needs corrections from several accounts (:data:`feedback.settings.RETRAIN_MIN_ANNOTATORS`,
+at least 2): one account alone (one clinician, or one stolen password) must never change the model everyone uses.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from db import repository
 from db.models import Annotation, Job, JobStatus, Role, User
+from feedback import settings
 from feedback.retrain import JOB_KIND, RetrainConfig
 
 #: New corrections since the last retraining job that queue the next one; 0 turns automatic retraining off.
@@ -51,11 +55,17 @@ def queue_retraining(session: Session, user_id: int | None, params: Mapping[str,
 
 def corrections_since_last_retraining(session: Session) -> int:
     """Annotations saved after the most recent retraining job was queued (all of them if none was)."""
+    return corrections_and_annotators_since_last_retraining(session)[0]
+
+
+def corrections_and_annotators_since_last_retraining(session: Session) -> tuple[int, int]:
+    """Annotations saved after the most recent retraining job was queued, and how many accounts wrote them."""
     last = session.scalars(select(func.max(Job.created_at)).where(Job.kind == JOB_KIND)).one()
-    query = select(func.count(Annotation.id))
+    query = select(func.count(Annotation.id), func.count(func.distinct(Annotation.annotator_id)))
     if last is not None:
         query = query.where(Annotation.created_at > last)
-    return int(session.scalars(query).one())
+    count, annotators = session.execute(query).one()
+    return int(count), int(annotators)
 
 
 def retrain_after() -> int:
@@ -68,11 +78,13 @@ def retrain_after() -> int:
 
 
 def maybe_queue_retraining(session: Session, threshold: int | None = None) -> Job | None:
-    """Queue a retraining job when ``threshold`` corrections arrived since the last one; else None.
+    """Queue a retraining job when ``threshold`` corrections from at least
+    :data:`~feedback.settings.RETRAIN_MIN_ANNOTATORS` accounts arrived since the last one; else None.
 
     Nothing is queued while a retraining job waits or runs.
     """
     threshold = retrain_after() if threshold is None else threshold
+    min_annotators = max(2, int(settings.get(session, settings.RETRAIN_MIN_ANNOTATORS)))
     if threshold <= 0:
         return None
     busy = session.scalars(
@@ -80,6 +92,7 @@ def maybe_queue_retraining(session: Session, threshold: int | None = None) -> Jo
     ).first()
     if busy is not None:
         return None
-    if corrections_since_last_retraining(session) < threshold:
+    count, annotators = corrections_and_annotators_since_last_retraining(session)
+    if count < threshold or annotators < min_annotators:
         return None
     return repository.enqueue_job(session, JOB_KIND, {"trigger": "auto"})

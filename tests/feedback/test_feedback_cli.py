@@ -39,13 +39,62 @@ def test_register_list_rollback_retrain(sqlite_url: str, data_dir: Path, tiny_ch
     listing = drgnet("model", "list", *common)
     assert "retired    v1" in listing and "active     v2" in listing
     assert "'v1' is active again" in drgnet("model", "rollback", *common)
-    assert "retraining job 1 is queued" in drgnet("retrain", "--set", "steps=2", "--set", "holdout_data=x", *common)
+    assert "retraining job 1 is queued" in drgnet("retrain", "--set", "steps=2", "--set", "holdout=x", *common)
     bad = runner.invoke(cli.app, ["retrain", "--set", "stepz=2", *common])
     assert bad.exit_code == 2 and "stepz" in bad.output
     engine = make_engine(sqlite_url)
     with make_sessionmaker(engine)() as s:
         assert repository.active_model_version(s).name == "v1"
-        assert repository.list_jobs(s)[0].params == {"steps": 2, "holdout_data": "x"}
+        assert repository.list_jobs(s)[0].params == {"steps": 2, "holdout": "x"}
     engine.dispose()
     bench = runner.invoke(cli.app, ["bench", "feedback", "--help"])
     assert bench.exit_code == 0 and "--k" in bench.output
+
+
+def test_holdout_register_approve_reject_settings_record_the_os_user(
+    db_url: str, data_dir: Path, tiny_checkpoint: Path, holdout_cohort: Path, cohort: Path
+) -> None:
+    from db.models import ModelStatus
+    from db.operator import os_user
+
+    migrate.upgrade(db_url)
+    cli._load_plugins()
+    common = ["--url", db_url]
+
+    def drgnet(*args: str, code: int = 0) -> str:
+        result = runner.invoke(cli.app, list(args))
+        assert result.exit_code == code, result.output
+        return result.output
+
+    out = drgnet("model", "holdout", "register", "h1", str(holdout_cohort), "--data-dir", str(data_dir), *common)
+    assert "registered holdout 'h1': 10 photographs" in out
+    # Frozen: the name cannot be registered again; a set lacking grades is refused with what is missing.
+    again = drgnet("model", "holdout", "register", "h1", str(cohort), "--data-dir", str(data_dir), *common, code=2)
+    assert "already" in again
+    assert "h1" in drgnet("model", "holdout", "list", *common)
+    for name in ("v1", "v2", "v3"):
+        drgnet("model", "register", str(tiny_checkpoint), "--name", name, "--data-dir", str(data_dir), *common)
+    engine = make_engine(db_url)
+    Session = make_sessionmaker(engine)  # noqa: N806
+    with Session.begin() as s:
+        repository.promote_model_version(s, repository.get_model_version_by_name(s, "v1").id)
+        for name in ("v2", "v3"):
+            repository.set_model_version_status(
+                s, repository.get_model_version_by_name(s, name).id, "awaiting-approval"
+            )
+    assert "awaits an admin's approval" in drgnet("model", "promote", "v2", *common, code=2)
+    assert "needs a reason" in drgnet("model", "approve", "v2", "--reason", " ", *common, code=2)
+    assert "'v2' is active" in drgnet("model", "approve", "v2", "--reason", "gate ok, images reviewed", *common)
+    assert "rejected: 'v3'" in drgnet("model", "reject", "v3", "--reason", "worse on clinic B", *common)
+    out = drgnet("model", "settings", "--set", "auto_promote=true", *common)
+    assert "auto_promote = true" in out and "clinicians_may_upload = false" in out
+    assert "at least 2" in drgnet("model", "settings", "--set", "retrain_min_annotators=1", *common, code=2)
+    with Session() as s:
+        assert repository.get_model_version_by_name(s, "v3").status is ModelStatus.REJECTED
+        for action in ("holdout.register", "model_version.approve", "model_version.reject", "setting.change"):
+            (entry,) = repository.audit_entries(s, action=action)
+            assert entry.details["operator"].startswith(f"os:{os_user()}@"), action
+        assert repository.audit_entries(s, action="model_version.approve")[0].details["reason"] == (
+            "gate ok, images reviewed"
+        )
+    engine.dispose()

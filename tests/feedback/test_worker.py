@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fb_support import FAST_RETRAIN, CorrectedDB
+from fb_support import FAST_RETRAIN, CorrectedDB, register_holdout
 
 from db import repository
 from db.models import Job, JobStatus
@@ -77,7 +77,11 @@ def test_queueing_rules(corrected_db: CorrectedDB) -> None:
         except PermissionError:
             pass
         assert maybe_queue_retraining(s, threshold=100) is None
-        auto = maybe_queue_retraining(s, threshold=3)  # 6 corrections so far
+        # 6 corrections so far, all by one clinician: one account alone never retrains the model.
+        assert maybe_queue_retraining(s, threshold=3) is None
+        other = repository.create_user(s, "doc2", "password123", "clinician")
+        repository.add_annotation(s, db.image_ids[0], other.id, kind="grade-only", grade=1)
+        auto = maybe_queue_retraining(s, threshold=3)
         assert auto is not None and auto.params == {"trigger": "auto"}
         assert maybe_queue_retraining(s, threshold=1) is None  # one is waiting already
         assert queue_retraining(s, db.admin_id, {"steps": 5}).id == auto.id
@@ -90,13 +94,14 @@ def test_queueing_rules(corrected_db: CorrectedDB) -> None:
 
 @pytest.mark.slow
 def test_killed_worker_leaves_active_model_and_job_is_taken_over(
-    sqlite_corrected_db: CorrectedDB, cohort: Path
+    sqlite_corrected_db: CorrectedDB, holdout_cohort: Path
 ) -> None:
     # SQLite only: the lease logic is the repository's, tested on both backends in tests/db; this is about the worker.
     db = sqlite_corrected_db
+    register_holdout(db.Session, holdout_cohort, db.data_dir)
     with db.Session.begin() as s:
         job_id = queue_retraining(s, db.admin_id, {**FAST_RETRAIN, "steps": 100000}).id
-    settings = {"holdout_data": str(cohort)}
+    settings = {"min_holdout_images": 5}
     env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
     child = subprocess.Popen(
         [sys.executable, str(HERE / "_worker_child.py"), db.url, str(db.data_dir), json.dumps(settings)], env=env
@@ -134,4 +139,5 @@ def test_killed_worker_leaves_active_model_and_job_is_taken_over(
     assert done is not None and done.id == job_id
     assert done.status is JobStatus.DONE and done.attempts == 2 and done.worker_id == "rescuer"
     with db.Session() as s:
-        assert repository.active_model_version(s).name == done.result["version"]
+        waiting = repository.get_model_version_by_name(s, done.result["version"])
+        assert waiting.status.value == "awaiting-approval" and repository.active_model_version(s).id == db.version_id
