@@ -88,6 +88,7 @@ def store_prediction(
     map_hashes: tuple[dict[str, str], str] | None = None,
     photo: np.ndarray | None = None,
     display_hashes: dict[str, object] | None = None,
+    shadow: bool = False,
 ) -> Prediction:
     """Add the prediction row of an already computed prediction (in the caller's transaction).
 
@@ -98,6 +99,7 @@ def store_prediction(
         photo: The stored photograph as RGB when the caller has it decoded (else it is read back), for the
             review page's display-size derivatives (:mod:`feedback.display`), made here once.
         display_hashes: What ``feedback.display.make_display`` returned, when made beforehand.
+        shadow: The model is not the active version: stored for comparison, never shown in the worklist.
 
     Raises:
         ValueError: when the maps do not have the stored photograph's size.
@@ -127,6 +129,7 @@ def store_prediction(
         lesion_map_hashes=lesion_hashes,
         attention_map_hash=attention_hash,
         latency_ms=latency_ms,
+        shadow=shadow,
         actor_id=actor_id,
         display_hashes=display_hashes,
     )

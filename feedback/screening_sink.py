@@ -8,6 +8,11 @@ resolution (``feedback.predictions.store_prediction``), the same way the review 
 
 Rerunning a screening (``drgnet screen`` resumes) or screening a photograph the database already holds adds no
 second row: the image is found by its content, and a prediction of the same model for it is kept, not repeated.
+
+Only the active model version's predictions are what clinicians see. Screening with any other checkpoint (a
+candidate awaiting approval, a rejected or retired version, an unregistered folder) stores shadow predictions:
+kept and comparable on the dashboard, never shown in or used to sort the worklist. Whether a prediction is a
+shadow one is decided in the transaction that stores it, against the version active at that moment.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class DatabaseSink:
         self._lock = threading.Lock()  # store() may be called from several threads (drgnet.screening's pipeline)
         self.model_version_id: int | None = None
         self.stored = 0  # predictions added
+        self.shadow = 0  # of which shadow predictions (the model was not the active version)
         self.already = 0  # photographs that already had this model's prediction
         if checkpoint is not None:
             self.use_checkpoint(checkpoint)
@@ -183,10 +189,13 @@ class DatabaseSink:
             if session.scalars(same_model.limit(1)).first() is not None:
                 self.already += 1
                 return
+            active = session.scalars(select(ModelVersion.id).where(ModelVersion.status == ModelStatus.ACTIVE)).first()
+            shadow = self.model_version_id is None or self.model_version_id != active
             store_prediction(
                 session,
                 image,
                 prediction,
+                shadow=shadow,
                 model_version_id=self.model_version_id,
                 model_name=model_name,
                 data_dir=self.data_dir,
@@ -199,10 +208,16 @@ class DatabaseSink:
                 },
             )
             self.stored += 1
+            self.shadow += int(shadow)
 
     def describe(self) -> str:
         where = self.engine.url.render_as_string(hide_password=True)
-        text = f"database {where}: {self.stored} predictions stored for review"
+        text = f"database {where}: {self.stored - self.shadow} predictions stored for review"
+        if self.shadow:
+            text += (
+                f", {self.shadow} shadow predictions (this checkpoint is not the active model version: stored for "
+                "comparison on the dashboard, not shown in the worklist)"
+            )
         if self.already:
             text += f", {self.already} photographs already had this model's prediction"
         return text

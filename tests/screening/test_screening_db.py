@@ -211,5 +211,58 @@ def test_data_dir_alone_names_the_database(tiny_checkpoint, photos, tmp_path, mo
         str(photos), "--out", str(out), "--checkpoint", str(tiny_checkpoint), "--db", "--data-dir", str(clinic)
     )
     assert result.exit_code == 0, result.output
-    assert "clinic/drgnet.db: 6 predictions stored" in result.output
+    # Unregistered checkpoint: shadow predictions, nothing for the worklist.
+    assert "clinic/drgnet.db: 0 predictions stored for review, 6 shadow predictions" in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_a_checkpoint_that_is_not_the_active_version_stores_shadow_predictions(
+    migrated, db_url, data_dir, tiny_checkpoint, photos, tmp_path
+):
+    """Issue 16, item 2: `screen --db --checkpoint X` with X not active changed what clinicians saw and sorted by."""
+    import torch
+
+    from drgnet.model import DRGNet
+    from drgnet.training.checkpoint import load_checkpoint, save_checkpoint
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    with torch.no_grad():  # another model: it calls every photograph grade 4
+        model.grade_head[-1].bias.add_(torch.tensor([0.0, 0.0, 0.0, 0.0, 50.0]))
+    assert isinstance(model, DRGNet)
+    other = save_checkpoint(tmp_path / "other", model, model.config)
+    with migrated.begin() as s:
+        active = register_checkpoint(s, tiny_checkpoint, "v1", data_dir=data_dir, activate=True).id
+        candidate = register_checkpoint(s, other, "v2-candidate", data_dir=data_dir).id
+    db_args = ("--db", "--url", db_url, "--data-dir", str(data_dir))
+
+    result = _screen_cli(str(photos), "--out", str(tmp_path / "shadow.csv"), "--checkpoint", str(other), *db_args)
+    assert result.exit_code == 0, result.output
+    assert "0 predictions stored for review, 6 shadow predictions" in result.output
+    with migrated() as s:
+        doc = repository.get_user(s, "doc")
+        assert repository.review_queue(s, doc.id, with_prediction=True) == []  # nothing shows ...
+        rows = repository.review_queue(s, doc.id, order="grade")
+        assert len(rows) == 6 and all(r.prediction is None for r in rows)  # ... or sorts by the shadow grade 4
+        shadows = list(s.scalars(select(Prediction)))
+        assert len(shadows) == 6 and all(p.shadow and p.model_version_id == candidate for p in shadows)
+        assert all(p.grade == 4 for p in shadows)
+        assert repository.latest_prediction(s, shadows[0].image_id) is None
+
+    result = _screen_cli(str(photos), "--out", str(tmp_path / "active.csv"), *db_args)
+    assert result.exit_code == 0 and "6 predictions stored for review" in result.output, result.output
+    with migrated.begin() as s:
+        doc = repository.get_user(s, "doc")
+        rows = repository.review_queue(s, doc.id, with_prediction=True, order="grade")
+        assert len(rows) == 6
+        assert all(r.prediction.model_version_id == active and not r.prediction.shadow for r in rows)
+        image_id = rows[0].image.id
+        assert repository.latest_prediction(s, image_id).model_version_id == active
+        assert len(repository.predictions_for_image(s, image_id)) == 2  # the shadow one is kept for comparison
+        repository.add_annotation(s, image_id, doc.id, kind="grade-only", grade=0)
+    with migrated() as s:
+        compared = repository.expert_model_grades(s)
+        assert sorted((m, shadow, expert) for m, shadow, expert, _ in compared) == [
+            ("v1", False, 0),
+            ("v2-candidate", True, 0),
+        ]
+        assert dict((m, g) for m, _, _, g in compared)["v2-candidate"] == 4
