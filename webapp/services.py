@@ -254,6 +254,13 @@ def queue_retraining(session: Session, actor_id: int) -> int:
     return repository.enqueue_job(session, "retrain", {"requested_by": actor_id}, actor_id=actor_id).id
 
 
+#: Why a clinician sees no upload form: photographs (and the corrections that follow) can retrain the model.
+UPLOAD_REFUSED = (
+    "Only admins upload photographs here; an admin can let clinicians upload "
+    "(setting clinicians_may_upload, Models page)."
+)
+
+
 def ingest_and_predict(
     files: list[tuple[str, bytes]],
     *,
@@ -266,9 +273,19 @@ def ingest_and_predict(
 
     See :func:`feedback.uploads.store_then_predict`: a bad file is reported with the reason and does not stop the
     others, and no other clinician's save waits while the model runs.
+
+    Raises:
+        PermissionError: the user may not upload (only admins, unless an admin allowed clinicians).
     """
+    from feedback import settings
+
+    factory = sessions()
+    with factory() as session:
+        user = repository.get_user_by_id(session, uploaded_by_id)
+        if user is None or not settings.may_upload(session, user):
+            raise PermissionError(UPLOAD_REFUSED)
     return store_then_predict(
-        sessions(),
+        factory,
         files,
         get_predictor=active_predictor,
         uploaded_by_id=uploaded_by_id,

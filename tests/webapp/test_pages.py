@@ -191,7 +191,7 @@ def test_failed_save_keeps_the_inputs(app_env, monkeypatch):
 
 
 def test_upload_page_renders_and_ingests(app_env, seeded_template):
-    user = signed_in(app_env, "clinician")
+    user = signed_in(app_env, "admin")  # only admins upload by default (tests/security/test_sec_upload_permission.py)
     at = page("upload", "upload_page", user)
     assert not at.exception and "tiny-v1" in texts(at)
     # AppTest cannot drive a file uploader: exercise the function the form submits to.

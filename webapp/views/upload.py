@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from db import repository
+from feedback.settings import may_upload
 from webapp import auth
-from webapp.services import ingest_and_predict, sessions
+from webapp.services import UPLOAD_REFUSED, ingest_and_predict, sessions
 
 ACCEPTED = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp", "dcm"]  # DICOM: de-identified on intake
 
@@ -15,7 +16,11 @@ def upload_page() -> None:
     user = auth.require_user()
     st.title("Upload photographs")
     with sessions()() as session:
+        allowed = may_upload(session, repository.get_user_by_id(session, user.id))
         active = repository.active_model_version(session)
+    if not allowed:
+        st.info(UPLOAD_REFUSED)
+        return
     if active is None:
         st.warning("No model version is active: photographs are stored and queued, but not graded.")
     else:
