@@ -33,9 +33,8 @@ def test_clinicians_may_not_upload_unless_an_admin_allows_it(app_env):
     with db(app_env)() as session:
         before = len(repository.review_queue(session, clinician.id, limit=1000))
 
-    with db(app_env).begin() as session:
-        with pytest.raises(PermissionError):
-            settings.change(session, settings.CLINICIANS_MAY_UPLOAD, True, actor_id=clinician.id)
+    with db(app_env).begin() as session, pytest.raises(PermissionError):
+        settings.change(session, settings.CLINICIANS_MAY_UPLOAD, True, actor_id=clinician.id)
     with db(app_env).begin() as session:
         settings.change(session, settings.CLINICIANS_MAY_UPLOAD, True, actor_id=admin.id)
     at = page("upload", "upload_page", clinician)
