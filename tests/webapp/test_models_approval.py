@@ -88,3 +88,13 @@ def test_a_clinician_cannot_approve(app_env):
         repository.approve_model_version(s, version, actor_id=clinician.id, reason="looks fine to me")
     with db(app_env).begin() as s, pytest.raises(PermissionError):
         repository.reject_model_version(s, version, actor_id=clinician.id, reason="no")
+
+
+def test_dashboard_compares_shadow_models_with_the_experts():
+    from webapp.views.dashboard import models_against_experts
+
+    rows = [("v1", False, 0, 0), ("v1", False, 3, 3), ("cand", True, 0, 4), ("cand", True, 3, 3)]
+    table = models_against_experts(rows).set_index("Model")
+    assert table.loc["cand", "Predictions"].startswith("shadow") and table.loc["v1", "Predictions"] == "served"
+    assert table.loc["cand", "Referable specificity"] == 0.0 and table.loc["v1", "Referable specificity"] == 1.0
+    assert table.loc["cand", "Referable sensitivity"] == 1.0

@@ -264,7 +264,9 @@ def test_dashboard_agreement(app_env, passwords):
     body = texts(at)
     assert "Quadratic weighted kappa" in body and "Agreement between annotators" in body
     assert at.metric[0].value == "4"
-    assert len(at.dataframe) == 2
+    assert len(at.dataframe) == 3  # confusion, models against the experts, corrections per annotator
+    models = at.dataframe[1].value
+    assert list(models["Predictions"]) == ["served"] and models["Images compared"].iloc[0] == 4  # as above
 
 
 def test_save_correction_merges_canvas_strokes_at_full_resolution(app_env):

@@ -16,6 +16,45 @@ from webapp.stats import annotator_pairs, confusion, quadratic_kappa, reference_
 MAX_IMAGES = 5000
 
 
+def models_against_experts(rows: list[tuple[str, bool, int, int]]) -> pd.DataFrame:
+    """Per model (shadow ones included): how its grades compare with the experts' current grades."""
+    by_model: dict[tuple[str, bool], list[tuple[int, int]]] = defaultdict(list)
+    for model, shadow, expert, predicted in rows:
+        by_model[(model, shadow)].append((expert, predicted))
+    table = []
+    for (model, shadow), pairs in sorted(by_model.items()):
+        kappa = quadratic_kappa(pairs)
+        referable = [e >= 2 for e, _ in pairs]
+        called = [p >= 2 for _, p in pairs]
+        pos = [c for r, c in zip(referable, called, strict=True) if r]
+        neg = [not c for r, c in zip(referable, called, strict=True) if not r]
+        table.append(
+            {
+                "Model": model,
+                "Predictions": "shadow (not shown to clinicians)" if shadow else "served",
+                "Images compared": len(pairs),
+                "Quadratic weighted kappa": None if kappa is None else round(kappa, 3),
+                "Exact agreement": round(sum(e == p for e, p in pairs) / len(pairs), 3),
+                "Referable sensitivity": round(sum(pos) / len(pos), 3) if pos else None,
+                "Referable specificity": round(sum(neg) / len(neg), 3) if neg else None,
+            }
+        )
+    return pd.DataFrame(table)
+
+
+def _models_against_experts() -> None:
+    with sessions()() as session:
+        rows = repository.expert_model_grades(session)
+    if not rows:
+        return
+    st.subheader("Models against the experts")
+    st.caption(
+        "Every model that graded reviewed photographs, shadow predictions included (a candidate screened with "
+        "`drgnet screen --db --checkpoint ...`): the same images, the experts' current grades."
+    )
+    st.dataframe(models_against_experts(rows), hide_index=True, width="stretch")
+
+
 def dashboard_page() -> None:
     user = auth.require_user()
     st.title("Dashboard")
@@ -67,6 +106,8 @@ def dashboard_page() -> None:
     labels = [f"{g} {GRADE_NAMES[g]}" for g in GRADE_NAMES]
     st.caption("Confusion matrix: rows are the experts' grades, columns the model's.")
     st.dataframe(pd.DataFrame(confusion(model_pairs), index=labels, columns=labels), width="stretch")
+
+    _models_against_experts()
 
     st.subheader("Corrections per annotator")
     st.dataframe(
