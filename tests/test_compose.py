@@ -108,3 +108,52 @@ def test_no_secret_in_the_compose_file_or_the_image():
     assert "PASSWORD" not in dockerfile and "DATABASE_URL" not in dockerfile
     assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
     assert re.search(r"pip install '\.\[scale\]'", dockerfile)
+
+
+# ---------------------------------------------------------------------------- deployment (issue 16, item 6)
+
+
+def _published(service: dict) -> list[str]:
+    return [
+        str(p) if not isinstance(p, dict) else f"{p.get('host_ip', '')}:{p['published']}:{p['target']}"
+        for p in service.get("ports") or []
+    ]
+
+
+def test_only_the_tls_proxy_is_published_by_default():
+    default = {name: s for name, s in SERVICES.items() if not s.get("profiles")}
+    published = {name for name, s in default.items() if _published(s)}
+    assert published == {"proxy"}, published
+    assert SERVICES["proxy"]["image"].startswith("caddy:")
+    assert {p.split(":")[-1] for p in _published(SERVICES["proxy"])} == {"443", "80"}
+    # The app listens on the compose network only; the proxy in front of it terminates TLS.
+    assert "ports" not in SERVICES["webapp"] and SERVICES["webapp"]["expose"] == ["8501"]
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in SERVICES["proxy"]["volumes"]
+    caddyfile = (ROOT / "deploy" / "Caddyfile").read_text()
+    assert "reverse_proxy webapp:8501" in caddyfile
+    site = next(line for line in caddyfile.splitlines() if line.strip().endswith("{") and not line.startswith("\t"))
+    assert not site.startswith("http://"), "the site must be served over HTTPS"
+
+
+def test_ray_client_port_is_published_only_by_a_profile_and_only_on_loopback():
+    for name, service in SERVICES.items():
+        for port in _published(service):
+            if port.split(":")[-1] in ("10001", "6379", "8265"):
+                assert service.get("profiles") and "ray-client" in service["profiles"], name
+                assert port.startswith("127.0.0.1:"), f"{name}: Ray's port must bind to loopback only, got {port}"
+    assert "ports" not in SERVICES["ray-head"]
+    text = (ROOT / "docker-compose.yml").read_text()
+    comment = text[: text.index("ray-client-port:")].rsplit("\n\n", 1)[-1]
+    assert "arbitrary code" in comment and "0.0.0.0" in comment  # the note says why
+
+
+def test_secrets_come_from_the_environment_without_defaults():
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name, _default in re.findall(r"\$\{(\w+):-([^}]*)\}", text):
+        assert not any(word in name for word in ("PASSWORD", "SECRET", "TOKEN", "KEY")), f"{name} has a default"
+    for name in re.findall(r"\$\{(\w*(?:PASSWORD|SECRET|TOKEN)\w*)", text):
+        assert f"${{{name}:?" in text, f"{name} must be required (:?), never defaulted"
+    for service in SERVICES.values():
+        for key, value in (service.get("environment") or {}).items():
+            if any(word in key for word in ("PASSWORD", "SECRET", "TOKEN")):
+                assert str(value).startswith("${") and ":?" in str(value), key
