@@ -36,6 +36,19 @@ def test_upgrade_from_0001_keeps_rows_and_allows_awaiting_approval(db_url: str) 
                     "'2026-01-01 00:00:00')"
                 )
             )
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, username, role, password_hash, active, created_at) "
+                    "VALUES (1, 'doc', 'clinician', 'x', true, '2026-01-01 00:00:00')"
+                )
+            )
+            conn.execute(  # an annotation refers to the prediction: the way down must not drop that table
+                text(
+                    "INSERT INTO annotations (id, image_id, annotator_id, grade, mask_hashes, kind, "
+                    "based_on_prediction_id, created_at) VALUES (1, 1, 1, 2, '{}', 'grade-only', 1, "
+                    "'2026-01-01 00:00:00')"
+                )
+            )
         migrate.upgrade(db_url)
         with engine.begin() as conn:
             assert conn.execute(text("SELECT status FROM model_versions WHERE id = 1")).scalar() == "active"
@@ -54,5 +67,6 @@ def test_upgrade_from_0001_keeps_rows_and_allows_awaiting_approval(db_url: str) 
             conn.execute(text(ROW), {"id": 4, "name": "v4", "sha": "4" * 64, "status": "awaiting-approval"})
         with engine.begin() as conn:
             assert conn.execute(text("SELECT count(*) FROM predictions WHERE model_version_id = 1")).scalar() == 1
+            assert conn.execute(text("SELECT based_on_prediction_id FROM annotations")).scalar() == 1
     finally:
         engine.dispose()

@@ -147,9 +147,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_holdout_images_holdout_id_image_sha256"), table_name="holdout_images")
     op.drop_table("holdout_images")
     op.drop_table("holdouts")
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("started_at")
-        batch.drop_column("time_limit_s")
-    with op.batch_alter_table("predictions") as batch:
-        batch.drop_column("shadow")
+    # Plain DROP COLUMN (SQLite 3.35+): copying the table instead would drop one that annotations refer to.
+    op.drop_column("jobs", "started_at")
+    op.drop_column("jobs", "time_limit_s")
+    op.drop_column("predictions", "shadow")
     _status_values(NEW_STATUSES, OLD_STATUSES, 24, 16)
