@@ -882,8 +882,9 @@ def _check_decider(session: Session, actor_id: int | None, reason: str | None, w
     if not reason:
         raise ValueError(f"{what} needs a reason (it is kept in the audit log)")
     if actor_id is None:
-        if not current_operator():
-            raise PermissionError(f"{what}: say who decides (an admin account, or a command line's operator)")
+        # Without an account only a person at a command line decides (its OS user is audited), never a worker.
+        if not (current_operator() or "").startswith("os:"):
+            raise PermissionError(f"{what}: say who decides (an admin account, or a person at the command line)")
         return reason
     user = session.get(User, actor_id)
     if user is None or not user.active or user.role is not Role.ADMIN:

@@ -98,3 +98,19 @@ def test_dashboard_compares_shadow_models_with_the_experts():
     assert table.loc["cand", "Predictions"].startswith("shadow") and table.loc["v1", "Predictions"] == "served"
     assert table.loc["cand", "Referable specificity"] == 0.0 and table.loc["v1", "Referable specificity"] == 1.0
     assert table.loc["cand", "Referable sensitivity"] == 1.0
+
+
+def test_nobody_but_a_person_decides(app_env):
+    from db.operator import operator_scope
+
+    version = _waiting(app_env, "cand")
+    with db(app_env).begin() as s, pytest.raises(PermissionError, match="say who decides"):
+        repository.approve_model_version(s, version, actor_id=None, reason="automatic")
+    with (
+        operator_scope("worker:host:1"),
+        db(app_env).begin() as s,
+        pytest.raises(PermissionError, match="person at the command line"),
+    ):
+        repository.approve_model_version(s, version, actor_id=None, reason="automatic")
+    with db(app_env)() as s:
+        assert repository.get_model_version(s, version).status is ModelStatus.AWAITING_APPROVAL
