@@ -85,6 +85,18 @@ def _stored(url: str) -> dict[str, int]:
     return {"images": int(images), "predictions": int(predictions), "queue": queue}
 
 
+def _activate(url: str, checkpoint: Path, data_dir: Path) -> None:
+    from db.engine import make_engine, make_sessionmaker
+    from feedback.retrain import register_checkpoint
+
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine).begin() as s:
+            register_checkpoint(s, checkpoint, "bench", data_dir=data_dir, activate=True)
+    finally:
+        engine.dispose()
+
+
 def _bytes_under(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -128,6 +140,7 @@ def run(
         try:
             if url is not None:
                 migrate.upgrade(url)
+                _activate(url, checkpoint, data_dir)  # the active version's predictions are what the worklist shows
                 sink = DatabaseSink(url, data_dir, source="bench", checkpoint=checkpoint)
             log(f"screening {cfg.n} photographs + {n_broken} broken files: {label}")
             t0 = time.perf_counter()
