@@ -545,8 +545,14 @@ for _cls in (Annotation, AuditEntry, Holdout, HoldoutImage):
     event.listen(_cls, "before_update", _refuse_change)
     event.listen(_cls, "before_delete", _refuse_change)
 
-#: Tables whose rows the database itself refuses to change or delete (triggers; migration 0002 adds them).
-APPEND_ONLY_TABLES = (Annotation.__tablename__, AuditEntry.__tablename__)
+#: Tables whose rows the database itself refuses to change or delete (triggers; migration 0002 adds them for the
+#: annotations and the audit log, 0003 for the frozen hold-outs).
+APPEND_ONLY_TABLES = (
+    Annotation.__tablename__,
+    AuditEntry.__tablename__,
+    Holdout.__tablename__,
+    HoldoutImage.__tablename__,
+)
 #: PostgreSQL trigger function shared by those tables' triggers.
 APPEND_ONLY_FUNCTION = "drgnet_refuse_change"
 
@@ -593,5 +599,5 @@ def _install_append_only(table: Any, connection: Any, **kw: Any) -> None:
         connection.execute(text(statement))
 
 
-for _cls in (Annotation, AuditEntry):
+for _cls in (Annotation, AuditEntry, Holdout, HoldoutImage):
     event.listen(_cls.__table__, "after_create", _install_append_only)

@@ -70,3 +70,16 @@ def test_upgrade_from_0001_keeps_rows_and_allows_awaiting_approval(db_url: str) 
             assert conn.execute(text("SELECT based_on_prediction_id FROM annotations")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_the_migration_freezes_holdouts_with_the_models_triggers(backend: str) -> None:
+    import importlib.util
+
+    from db.models import append_only_ddl
+
+    path = migrate.MIGRATIONS_DIR / "versions" / "0003_model_approval.py"
+    spec = importlib.util.spec_from_file_location("migration_0003", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for table in module.FROZEN_TABLES:
+        assert module._trigger_sql(backend, table) == append_only_ddl(backend, table)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fb_support import CorrectedDB, png_bytes, register_holdout
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from db import repository
 from db.artifacts import collect_garbage, image_store
@@ -64,7 +65,21 @@ def test_a_registered_holdout_is_frozen_and_kept_apart(corrected_db: CorrectedDB
     # The ORM refuses a change; a change behind its back is caught by the digest before the set is used.
     with pytest.raises(AppendOnlyError), db.Session.begin() as s:
         s.scalars(select(HoldoutImage).limit(1)).one().grade = 4
+    # The database refuses plain SQL too (triggers) ...
+    with pytest.raises(IntegrityError, match="append-only"), db.Session.begin() as s:
+        s.execute(text("UPDATE holdout_images SET grade = 4 WHERE grade = 0"))
+    with pytest.raises(IntegrityError, match="append-only"), db.Session.begin() as s:
+        s.execute(text("DELETE FROM holdouts"))
+    # ... and should someone drop a trigger, the digest still catches the change before the set is used.
     with db.Session.begin() as s:
+        sqlite = s.get_bind().dialect.name == "sqlite"
+        s.execute(
+            text(
+                "DROP TRIGGER trg_holdout_images_no_update"
+                if sqlite
+                else "DROP TRIGGER trg_holdout_images_append_only ON holdout_images"
+            )
+        )
         s.execute(text("UPDATE holdout_images SET grade = 4 WHERE grade = 0"))
     with db.Session() as s, pytest.raises(ValueError, match="changed after registration"):
         holdouts.load_set(s, repository.get_holdout(s, "h1"), db.data_dir)

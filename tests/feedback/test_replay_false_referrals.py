@@ -82,8 +82,8 @@ def test_corrected_dr_cases_of_one_camera_do_not_promote_a_model_that_refers_its
 ) -> None:
     dr, holdout = camera_folders
     with Session.begin() as s:
-        admin = repository.create_user(s, "admin", "password123", "admin")
-        docs = [repository.create_user(s, f"doc{i}", "password123", "clinician") for i in (1, 2)]
+        admin = repository.create_user(s, "admin", "mauve-otter-quietly-42", "admin")
+        docs = [repository.create_user(s, f"doc{i}", "mauve-otter-quietly-42", "clinician") for i in (1, 2)]
         register_checkpoint(s, cautious_checkpoint, "v1", data_dir=data_dir, activate=True)
         ids = (admin.id, [d.id for d in docs])
     admin_id, doc_ids = ids

@@ -79,7 +79,7 @@ def test_queueing_rules(corrected_db: CorrectedDB) -> None:
         assert maybe_queue_retraining(s, threshold=100) is None
         # 6 corrections so far, all by one clinician: one account alone never retrains the model.
         assert maybe_queue_retraining(s, threshold=3) is None
-        other = repository.create_user(s, "doc2", "password123", "clinician")
+        other = repository.create_user(s, "doc2", "mauve-otter-quietly-42", "clinician")
         repository.add_annotation(s, db.image_ids[0], other.id, kind="grade-only", grade=1)
         auto = maybe_queue_retraining(s, threshold=3)
         assert auto is not None and auto.params == {"trigger": "auto"}

@@ -8,7 +8,8 @@ Create Date: 2026-12-01
 - ``model_versions.status`` may be ``awaiting-approval`` (a candidate that passed the gate); the column widens to
   24 characters.
 - ``holdouts`` / ``holdout_images``: named, frozen sets of labelled photographs (the gate's hold-out, healthy
-  replay images).
+  replay images); triggers refuse UPDATE and DELETE on both, as 0002's do on the annotations (a frozen copy of
+  :func:`db.models.append_only_ddl`, using 0002's PostgreSQL function).
 - ``predictions.shadow``: predictions of a model that was not the active one; never what the worklist shows.
 - ``jobs.time_limit_s`` and ``jobs.started_at``: an attempt's lease is never renewed past its time limit.
 - ``app_settings``: settings an admin changes at run time (automatic promotion, clinician uploads ...).
@@ -37,8 +38,26 @@ TIMESTAMP = sa.DateTime(timezone=True)
 SHA256 = sa.String(64)
 ENUM = sa.String(16)
 
+FROZEN_TABLES = ("holdouts", "holdout_images")
+FUNCTION = "drgnet_refuse_change"  # created by 0002
+
 OLD_STATUSES = ("candidate", "active", "rejected", "retired")
 NEW_STATUSES = ("candidate", "awaiting-approval", "active", "rejected", "retired")
+
+
+def _trigger_sql(dialect: str, table: str) -> list[str]:
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER trg_{table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {verb} refused'); END"
+            for verb in ("UPDATE", "DELETE")
+        ]
+    return [
+        f"CREATE TRIGGER trg_{table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {FUNCTION}()",
+        f"CREATE TRIGGER trg_{table}_no_truncate BEFORE TRUNCATE ON {table} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()",
+    ]
 
 
 def _in_list(column: str, values: Sequence[str]) -> str:
@@ -125,6 +144,10 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_holdout_images_holdout_id_image_sha256"), "holdout_images", ["holdout_id", "image_sha256"], unique=True
     )
+    dialect = op.get_bind().dialect.name
+    for table in FROZEN_TABLES:
+        for statement in _trigger_sql(dialect, table):
+            op.execute(statement)
     op.create_table(
         "app_settings",
         sa.Column("key", sa.String(64), nullable=False),
