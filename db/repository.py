@@ -475,7 +475,8 @@ def predictions_for_image(session: Session, image_id: int, *, include_shadow: bo
 
 
 def expert_model_grades(session: Session, *, limit: int = 50_000) -> list[tuple[str, bool, int, int]]:
-    """Every model's grade next to the experts' current grades of the same images, for the dashboard.
+    """Every model's grade next to the clinicians' current grades of the same images (imported reference labels
+    left out: the dashboard compares those on their own), for the dashboard.
 
     Returns:
         ``(model, shadow, expert grade, model grade)`` rows; ``model`` is the version's name or the unregistered
@@ -494,7 +495,7 @@ def expert_model_grades(session: Session, *, limit: int = 50_000) -> list[tuple[
         .join(latest, latest.c.id == Prediction.id)
         .join(Annotation, Annotation.image_id == Prediction.image_id)
         .outerjoin(ModelVersion, ModelVersion.id == Prediction.model_version_id)
-        .where(Annotation.grade.is_not(None), Annotation.id.not_in(newer))
+        .where(Annotation.grade.is_not(None), Annotation.id.not_in(newer), Annotation.imported.is_(False))
         .limit(limit)
     ).all()
     return [(name or model_name or "?", bool(shadow), int(e), int(m)) for name, model_name, shadow, e, m in rows]

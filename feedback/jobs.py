@@ -59,9 +59,12 @@ def corrections_since_last_retraining(session: Session) -> int:
 
 
 def corrections_and_annotators_since_last_retraining(session: Session) -> tuple[int, int]:
-    """Annotations saved after the most recent retraining job was queued, and how many accounts wrote them."""
+    """Corrections saved after the most recent retraining job was queued, and how many accounts wrote them."""
     last = session.scalars(select(func.max(Job.created_at)).where(Job.kind == JOB_KIND)).one()
-    query = select(func.count(Annotation.id), func.count(func.distinct(Annotation.annotator_id)))
+    # Imported reference labels are not corrections: they train nothing (feedback.weak_labels), so they queue nothing.
+    query = select(func.count(Annotation.id), func.count(func.distinct(Annotation.annotator_id))).where(
+        Annotation.imported.is_(False)
+    )
     if last is not None:
         query = query.where(Annotation.created_at > last)
     count, annotators = session.execute(query).one()

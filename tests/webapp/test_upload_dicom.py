@@ -19,7 +19,7 @@ def test_upload_of_a_dicom_file(app_env):
     assert "dcm" in ACCEPTED
     from webapp.services import ingest_and_predict
 
-    user = signed_in(app_env, "clinician")
+    user = signed_in(app_env, "admin")  # only admins upload by default (test_upload_permission.py)
     pixels = np.array(Image.open(io.BytesIO(generate_fundus(1, 96, 4).jpeg)))
     data = make_dicom(pixels, laterality="R", acquisition_date="20250110")
     (outcome,) = ingest_and_predict([("Zzyzxwalder.dcm", data)], uploaded_by_id=user.id, eye="left")
