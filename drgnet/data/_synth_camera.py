@@ -72,7 +72,7 @@ STYLES: dict[str, CameraStyle] = {
             description="Desktop 45-degree fundus camera, well exposed, fine JPEG.",
             illumination_unevenness=0.25,
             blur_sigma=0.7,
-            noise_sigma=3.0,
+            noise_sigma=5.0,
             jpeg_quality=94,
             fov_fraction=0.92,
             clip_probability=0.25,
@@ -90,7 +90,7 @@ STYLES: dict[str, CameraStyle] = {
             contrast=1.05,
             illumination_unevenness=0.3,
             blur_sigma=0.7,
-            noise_sigma=3.5,
+            noise_sigma=5.5,
             jpeg_quality=88,
             fov_fraction=0.9,
             clip_probability=0.5,
@@ -110,7 +110,7 @@ STYLES: dict[str, CameraStyle] = {
             illumination_unevenness=0.25,
             rim_haze=0.15,
             blur_sigma=0.9,
-            noise_sigma=3.5,
+            noise_sigma=5.5,
             jpeg_quality=82,
             fov_fraction=0.8,
             clip_probability=0.0,
@@ -180,9 +180,9 @@ def plan_capture(style: CameraStyle, size: int, rng: np.random.Generator) -> Cap
     artefacts = _plan_artefacts(style, rng)
     # Real photographs of one camera still vary shot to shot in exposure, colour and fall-off (green means of
     # 42-118 and rim / centre ratios of 0.4-1.0 among the real photographs of drgnet bench realism).
-    exposure = float(np.exp(rng.normal(0.0, 0.18)))
-    gains = tuple(float(g) for g in np.exp(rng.normal(0.0, [0.04, 0.08, 0.2])))
-    vignetting = float(rng.uniform(0.0, 0.4) ** 1.5)
+    exposure = float(np.exp(rng.normal(0.0, 0.3)))
+    gains = tuple(float(g) for g in np.exp(rng.normal(0.0, [0.08, 0.14, 0.3])))
+    vignetting = float(rng.uniform(0.0, 0.7) ** 1.5)
     render = max(32, int(round(size * style.resolution_scale)))
     frac = style.fov_fraction
     if clipped:
