@@ -59,7 +59,9 @@ def test_csv_rows_hold_grade_probabilities_lesions_quality_and_hash(photos, engi
         assert r["MA_area_fraction"] == 0.0 and r["MA_count"] == 0
         # 128 px photographs are too small to grade, and the row says so.
         assert r["gradable"] is False and r["quality_reasons"] == "low_resolution" and r["fov_found"] is True
-        assert 60 < r["brightness"] < 140 and r["sharpness"] > 8
+        # Within the quality check's exposure bounds (30-170): the calibrated generator varies exposure shot to shot
+        # as real cameras do, so a synthetic photograph may be darker than the old fixed 60.
+        assert 30 < r["brightness"] < 170 and r["sharpness"] > 8
         assert r["engine"] == "torch" and r["model_version"] == engine.model_version
         assert r["overlay"] is None
 
