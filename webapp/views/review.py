@@ -125,6 +125,10 @@ def _undo(user_id: int, image_id: int) -> None:
 
 
 def _set_field(user_id: int, image_id: int, field: str, key: str) -> None:
+    if key not in st.session_state:
+        # The widget is gone (a save or page change removed it before its last change arrived): nothing to keep.
+        # Reading it would raise KeyError in Streamlit's callback and leave the clinician a blank page.
+        return
     _draft(user_id, image_id)[field] = st.session_state[key]
     _persist(user_id, image_id)
 
