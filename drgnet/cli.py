@@ -167,7 +167,7 @@ def evaluate_cmd(
     from torch.utils.data import DataLoader
 
     from drgnet.metrics import save_confusion_png
-    from drgnet.training.checkpoint import load_checkpoint
+    from drgnet.model.checkpoint import load_checkpoint
     from drgnet.training.evaluate import evaluate
     from drgnet.training.pipeline import dataset_for_eval
 

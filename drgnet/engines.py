@@ -74,7 +74,7 @@ class TorchEngine:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, channels_last: bool = True) -> TorchEngine:
-        from drgnet.training.checkpoint import load_checkpoint
+        from drgnet.model.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(Path(path))
         return cls(model, model_version=checkpoint_version(meta), channels_last=channels_last)
@@ -181,7 +181,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = ONNX_OPSET
 
     from drgnet.config import to_dict
     from drgnet.inference import model_maps
-    from drgnet.training.checkpoint import load_checkpoint
+    from drgnet.model.checkpoint import load_checkpoint
 
     if opset < 17:
         raise ValueError(f"opset {opset} is too old; use 17 or later")

@@ -251,7 +251,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, threshold: float = 0.5, map_max_pixels: int | None = None) -> Predictor:
-        from drgnet.training.checkpoint import load_checkpoint
+        from drgnet.model.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(Path(path))
         version = str(meta.get("version_name") or meta.get("weights_sha256", "")[:12])

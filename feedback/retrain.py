@@ -69,7 +69,7 @@ from drgnet.losses import (
     symmetric_kl,
 )
 from drgnet.model import DRGNet, ModelOutput
-from drgnet.training.checkpoint import WEIGHTS, load_checkpoint, save_checkpoint, sha256_file
+from drgnet.model.checkpoint import WEIGHTS, load_checkpoint, save_checkpoint, sha256_file
 from drgnet.training.data import FundusDataset
 from drgnet.training.evaluate import evaluate
 from feedback import holdouts, settings

@@ -76,7 +76,7 @@ def run(cfg: TransferBenchConfig, out: Path, log: Callable[[str], None] = print)
     train_idx, val_idx, _ = split_indices(reader.grades, (0.8, 0.2, 0.0), seed=cfg.seed)
     seed_everything(cfg.seed)
     if cfg.source_checkpoint:
-        from drgnet.training.checkpoint import load_checkpoint
+        from drgnet.model.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(Path(cfg.source_checkpoint))
         if model.config.input_size != size:

@@ -17,6 +17,7 @@ from drgnet.config import ModelConfig
 from drgnet.labels import NUM_GRADES, NUM_LESIONS
 from drgnet.model._attention import HighLevelAttention, LowLevelAttention
 from drgnet.model._pretrained import has_shipped_weights, load_imagenet_weights
+from drgnet.model._weights import load_encoder_weights
 
 #: Tokens of the high-level attention, in the order of ``ModelOutput.token_weights``.
 ATTENTION_TOKENS: tuple[str, ...] = ("attentive", "global", "MA", "HE", "EX", "SE")
@@ -112,8 +113,6 @@ class DRGNet(nn.Module):
                 )
             load_imagenet_weights(self.encoder.model, config.encoder)
             return
-        from drgnet.training.checkpoint import load_encoder_weights
-
         load_encoder_weights(self.encoder, Path(weights))
 
     def forward(self, images: torch.Tensor) -> ModelOutput:

@@ -159,7 +159,7 @@ def adapt(
     """
     from drgnet.data.readers import open_dataset
     from drgnet.data.transforms import train_transforms
-    from drgnet.training.checkpoint import load_checkpoint, save_checkpoint
+    from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
     from drgnet.training.data import FundusDataset
     from drgnet.training.loop import seed_everything
 

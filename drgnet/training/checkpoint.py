@@ -1,195 +1,33 @@
-"""Checkpoints: a folder of safetensors weights plus JSON config and metrics. No pickle anywhere.
+"""Old import path of checkpoint reading and writing, which now lives next to the model
+(:mod:`drgnet.model.checkpoint`)."""
 
-Layout::
+from drgnet.model._weights import WEIGHTS, load_encoder_weights
+from drgnet.model.checkpoint import (
+    FORMAT,
+    META,
+    METRICS,
+    OPTIMIZER,
+    TRAINER,
+    VERSION,
+    load_checkpoint,
+    load_optimizer_state,
+    read_checkpoint_meta,
+    save_checkpoint,
+    sha256_file,
+)
 
-    CKPT/model.safetensors   model weights
-    CKPT/checkpoint.json     format, version, model config, sha256 of the weights, provenance
-    CKPT/metrics.json        validation / test metrics (optional)
-    CKPT/optimizer.safetensors + CKPT/trainer.json   only in resumable "last" checkpoints
-"""
-
-from __future__ import annotations
-
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
-
-from drgnet.config import ModelConfig, from_dict, to_dict
-
-FORMAT = "drgnet-checkpoint"
-VERSION = 1
-WEIGHTS = "model.safetensors"
-META = "checkpoint.json"
-METRICS = "metrics.json"
-OPTIMIZER = "optimizer.safetensors"
-TRAINER = "trainer.json"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def save_checkpoint(
-    path: Path,
-    model: nn.Module,
-    config: ModelConfig,
-    metrics: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    trainer_state: dict[str, Any] | None = None,
-) -> Path:
-    """Write a checkpoint folder atomically: built beside ``path`` then renamed over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(staging / WEIGHTS), metadata={"format": FORMAT})
-        meta = {
-            "format": FORMAT,
-            "version": VERSION,
-            "model": to_dict(config),
-            "weights_sha256": sha256_file(staging / WEIGHTS),
-            **(extra or {}),
-        }
-        _write_json(staging / META, meta)
-        if metrics is not None:
-            _write_json(staging / METRICS, metrics)
-        if optimizer is not None:
-            tensors, groups = _flatten_optimizer(optimizer)
-            save_file(tensors, str(staging / OPTIMIZER))
-            _write_json(staging / TRAINER, {"param_groups": groups, **(trainer_state or {})})
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(staging, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
-
-
-def read_checkpoint_meta(path: Path) -> dict[str, Any]:
-    """The checkpoint's JSON description, validated; raises ValueError naming the problem."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ValueError(f"{path}: not a checkpoint folder (expected {META} and {WEIGHTS} inside)")
-    meta_path = path / META
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: not a DRG-Net checkpoint ({META} missing)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{meta_path}: unreadable checkpoint description ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path}: not a DRG-Net checkpoint (format is not {FORMAT!r})")
-    if meta.get("version") != VERSION:
-        raise ValueError(f"{meta_path}: checkpoint version {meta.get('version')!r} not supported (need {VERSION})")
-    return meta
-
-
-def load_checkpoint(path: Path, verify: bool = True) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint describes and load its weights (safetensors: no code execution).
-
-    Returns:
-        ``(model in eval mode, checkpoint description)``; the description includes ``"metrics"`` when present.
-    """
-    from drgnet.model import DRGNet
-
-    path = Path(path)
-    meta = read_checkpoint_meta(path)
-    try:
-        config = from_dict(ModelConfig, meta["model"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path / META}: bad model config ({exc})") from exc
-    weights = path / WEIGHTS
-    if not weights.is_file():
-        raise ValueError(f"{path}: weights file {WEIGHTS} missing")
-    if verify and sha256_file(weights) != meta.get("weights_sha256"):
-        raise ValueError(f"{weights}: sha256 does not match {META} (file corrupted or replaced)")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{weights}: not a readable safetensors file ({exc})") from exc
-    # The weights come from the file; don't also load ImageNet weights for the encoder.
-    import dataclasses
-
-    model = DRGNet(dataclasses.replace(config, encoder_weights=None))
-    model.config = config
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        detail = str(exc).strip().splitlines()
-        raise ValueError(f"{weights}: weights do not fit the model config ({'; '.join(detail[1:3])})") from None
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"{weights}: weights do not fit the model config (missing {len(result.missing_keys)}, "
-            f"e.g. {result.missing_keys[:2]}; unexpected {len(result.unexpected_keys)}, "
-            f"e.g. {result.unexpected_keys[:2]})"
-        )
-    metrics_path = path / METRICS
-    if metrics_path.is_file():
-        meta["metrics"] = json.loads(metrics_path.read_text())
-    model.eval()
-    return model, meta
-
-
-def load_encoder_weights(encoder: nn.Module, path: Path) -> None:
-    """Initialise an encoder from a safetensors file (an encoder-only file or a whole DRGNet checkpoint)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / WEIGHTS
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read encoder weights ({exc})") from exc
-    if any(k.startswith("encoder.") for k in state):
-        state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-    result = encoder.load_state_dict(state, strict=False)
-    if result.missing_keys:
-        raise ValueError(f"{path}: encoder weights incomplete, e.g. missing {result.missing_keys[:3]}")
-
-
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    sd = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for idx, state in sd["state"].items():
-        for name, value in state.items():
-            t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-            tensors[f"{idx}.{name}"] = t.detach().cpu().contiguous()
-    return tensors, sd["param_groups"]
-
-
-def load_optimizer_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore an optimizer saved with the checkpoint; returns the trainer state stored beside it."""
-    path = Path(path)
-    trainer = json.loads((path / TRAINER).read_text())
-    flat = load_file(str(path / OPTIMIZER))
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in flat.items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": trainer.pop("param_groups")})
-    return trainer
+__all__ = [
+    "FORMAT",
+    "META",
+    "METRICS",
+    "OPTIMIZER",
+    "TRAINER",
+    "VERSION",
+    "WEIGHTS",
+    "load_checkpoint",
+    "load_encoder_weights",
+    "load_optimizer_state",
+    "read_checkpoint_meta",
+    "save_checkpoint",
+    "sha256_file",
+]

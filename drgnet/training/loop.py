@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from drgnet.config import TrainConfig, to_dict
+from drgnet.model.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from drgnet.training import distributed
-from drgnet.training.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from drgnet.training.data import FundusDataset, balanced_weights
 from drgnet.training.evaluate import evaluate
 

@@ -113,7 +113,7 @@ def train(
     )
     test_metrics: dict[str, Any] = {}
     if len(splits.test) and distributed.current().is_main:
-        from drgnet.training.checkpoint import load_checkpoint
+        from drgnet.model.checkpoint import load_checkpoint
 
         best, _ = load_checkpoint(result.best)
         test_metrics = evaluate(best, DataLoader(splits.test, cfg.batch_size), progress=progress)

@@ -23,7 +23,7 @@ from db.artifacts import artifact_store
 from db.ingest import ingest_image
 from drgnet.data import synthetic
 from drgnet.data.readers import open_dataset
-from drgnet.training.checkpoint import load_checkpoint, save_checkpoint
+from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
 from feedback import holdouts, settings
 from feedback.jobs import maybe_queue_retraining
 from feedback.masks import encode_full

@@ -9,7 +9,7 @@ import torch
 
 from drgnet.config import ModelConfig
 from drgnet.model import DRGNet
-from drgnet.training.checkpoint import load_checkpoint, save_checkpoint
+from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = ModelConfig(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from drgnet.cli import app
 from drgnet.config import ModelConfig, TrainConfig, from_dict, load_train_config, to_dict
 from drgnet.model import DRGNet
+from drgnet.model.checkpoint import save_checkpoint
 from drgnet.training import demo
-from drgnet.training.checkpoint import save_checkpoint
 from drgnet.training.presets import get_preset
 
 runner = CliRunner()
