@@ -1,15 +1,20 @@
-"""Frozen configuration dataclasses: the model, its losses and its training.
+"""Frozen configuration dataclasses: the model, its losses, its training and its adaptation to a camera.
 
-Every switch that changes what a checkpoint means lives here, so a checkpoint's JSON config rebuilds
-exactly the network that wrote it. ``to_dict`` / ``from_dict`` round-trip through plain JSON types.
+One tree, every default written once: ``TrainConfig`` and ``TransferConfig`` nest ``ModelConfig`` /
+``LossConfig`` (feedback's ``RetrainConfig`` nests a ``LossConfig`` too). Every switch that changes what a
+checkpoint means lives here, so a checkpoint's JSON config rebuilds exactly the network that wrote it.
+``to_dict`` / ``from_dict`` round-trip through plain JSON types; :func:`load_config` reads a JSON or TOML file
+and :func:`parse_settings` / :func:`override` apply the ``--set key.path=value`` options of every command.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import tomllib
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +45,8 @@ class LossConfig:
     lesion_focal_gamma: float = 2.0  # 0 gives plain BCE
     lesion_pos_weight: float = 1.0  # extra weight of positive pixels in the focal/BCE term
     grade_weight: float = 1.0
-    grade_loss: str = "ordinal"  # "ce" or "ordinal" (CE plus squared distance of the expected grade)
+    grade_loss: str = "ordinal"  # "ce", "ordinal" (CE plus squared distance of the expected grade) or "gce"
+    gce_q: float = 0.7  # generalised cross-entropy: towards 0 like CE, 1 most robust to wrong grades
     ordinal_weight: float = 0.5  # weight of the squared-distance term when grade_loss == "ordinal"
     label_smoothing: float = 0.0
     constraint_weight: float = 0.2  # symmetric KL between lesion-only and fused grade distributions
@@ -63,6 +69,7 @@ class TrainConfig:
     lr: float = 1e-3
     encoder_lr_scale: float = 0.3  # the pretrained encoder learns slower than the new heads
     weight_decay: float = 1e-4
+    schedule: str = "cosine"  # "cosine" (5% linear warm-up, cosine decay) or "constant"
     augment: str = "default"  # "none", "light", "default", "strong"
     seed: int = 0
     workers: int = 0  # data-loading processes
@@ -107,18 +114,6 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def load_train_config(path: Path) -> TrainConfig:
-    """Read a training config from a JSON file."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read training config ({exc})") from exc
-    try:
-        return from_dict(TrainConfig, data)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-
-
 @dataclass(frozen=True)
 class TransferConfig:
     """Adapting a trained model to a new camera with unlabelled target photographs (``drgnet adapt``)."""
@@ -126,6 +121,9 @@ class TransferConfig:
     steps: int = 200  # optimisation steps; each sees one source and one target batch
     batch_size: int = 8
     lr: float = 1e-4  # the model's learning rate (small: it is already trained)
+    encoder_lr_scale: float = 1.0  # the encoder must move too: the camera shift is in its low-level features
+    weight_decay: float = 1e-4
+    loss: LossConfig = field(default_factory=LossConfig)  # the supervised loss on source batches
     wasserstein_weight: float = 0.1  # minibatch optimal transport between pooled source and target features
     wasserstein_method: str = "emd"  # "emd" (exact, ot.emd2) or "sliced" (for large batches)
     sliced_projections: int = 64
@@ -136,3 +134,106 @@ class TransferConfig:
     augment: str = "light"
     seed: int = 0
     workers: int = 0
+
+
+# ----------------------------------------------------------------------------------- files and --set options
+
+
+def load_config(cls: type[T], path: Path) -> T:
+    """A config dataclass from a JSON or TOML file (by suffix); errors name the file and the bad key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (OSError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read {cls.__name__} ({exc})") from exc
+    try:
+        return from_dict(cls, data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """Read a training config from a JSON (or TOML) file."""
+    return load_config(TrainConfig, path)
+
+
+def _field_hint(cls: type, path: str) -> Any:
+    """The type of the field ``path`` (``"loss.grade_weight"``) of ``cls``; unknown names are refused."""
+    hint: Any = cls
+    walked: list[str] = []
+    for part in path.split("."):
+        if not dataclasses.is_dataclass(hint):
+            raise ValueError(f"{path}: {'.'.join(walked)} is a single setting, it has no {part!r}")
+        hints = typing.get_type_hints(hint)
+        names = [f.name for f in dataclasses.fields(hint)]
+        if part not in names:
+            where = ".".join(walked) or hint.__name__
+            raise ValueError(f"unknown setting {path!r} ({where} has no {part!r}); valid: {', '.join(names)}")
+        hint = hints[part]
+        walked.append(part)
+    return hint
+
+
+def _parse_text(hint: Any, text: str, where: str) -> Any:
+    """A ``--set`` value typed by its field: ``true``/``false``, numbers, ``null`` for optional, lists as JSON."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if text.strip().lower() in ("null", "none") and len(options) < len(typing.get_args(hint)):
+            return None
+        return _parse_text(options[0], text, where)
+    try:
+        if hint is bool:
+            lowered = text.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return lowered in ("true", "1", "yes", "on")
+        if hint in (int, float):
+            return hint(text)
+        if hint is str:
+            return text
+        return json.loads(text)  # tuples (JSON lists) and nested groups (JSON objects)
+    except ValueError as exc:
+        name = getattr(hint, "__name__", str(hint))
+        raise ValueError(f"{where}: {text!r} is not a valid {name}") from exc
+
+
+def parse_settings(pairs: Iterable[str], cls: type) -> dict[str, Any]:
+    """``--set key.path=value`` options as ``{key.path: typed value}``, checked against the fields of ``cls``.
+
+    Raises:
+        ValueError: a pair without ``=``, an unknown key (the valid ones listed) or a value of the wrong type.
+    """
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: write KEY=VALUE, e.g. --set lr=0.001 or --set loss.grade_weight=2")
+        settings[key] = _parse_text(_field_hint(cls, key), text, key)
+    return settings
+
+
+def override(config: T, settings: Mapping[str, Any]) -> T:
+    """``config`` with the fields named by dotted paths replaced (values coerced and checked by field type)."""
+    for path, value in settings.items():
+        hint = _field_hint(type(config), path)
+        if isinstance(value, str) and hint is not str:
+            value = _parse_text(hint, value, path)
+        config = _replace_path(config, path.split("."), _coerce(hint, value, path))
+    return config
+
+
+def _replace_path(config: Any, parts: list[str], value: Any) -> Any:
+    head = parts[0]
+    if len(parts) > 1:
+        value = _replace_path(getattr(config, head), parts[1:], value)
+    return dataclasses.replace(config, **{head: value})
+
+
+def build_config(base: T, path: Path | None = None, settings: Iterable[str] = ()) -> T:
+    """What a command runs with: ``base`` (a preset or the defaults), or the file ``path``, then ``--set`` pairs."""
+    cls = type(base)
+    config = load_config(cls, path) if path is not None else base
+    return override(config, parse_settings(settings, cls))

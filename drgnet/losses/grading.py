@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-GRADE_LOSSES = ("ce", "ordinal")
+from drgnet.losses.robust import generalized_cross_entropy
+
+GRADE_LOSSES = ("ce", "ordinal", "gce")
 
 
 def grade_loss(
@@ -15,12 +17,14 @@ def grade_loss(
     ordinal_weight: float = 0.5,
     label_smoothing: float = 0.0,
     sample_weights: torch.Tensor | None = None,
+    gce_q: float = 0.7,
 ) -> torch.Tensor:
     """Loss of grade logits against ICDR grades; ``grades == -1`` marks images without a grade.
 
     ``"ordinal"`` adds the squared distance between the expected grade (under the predicted distribution) and
     the true grade, scaled to [0, 1]: predicting 3 for a 0 costs more than predicting 1, as in the quadratic
-    weighted kappa we report.
+    weighted kappa we report. ``"gce"`` is the noise-robust generalised cross-entropy (``gce_q``), for grades that
+    may be wrong (clinician corrections).
     """
     if kind not in GRADE_LOSSES:
         raise ValueError(f"unknown grade loss {kind!r}; choose one of {', '.join(GRADE_LOSSES)}")
@@ -28,7 +32,10 @@ def grade_loss(
     if not bool(known.any()):
         return logits.sum() * 0.0
     logits, target = logits[known], grades[known]
-    loss = F.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
+    if kind == "gce":
+        loss = generalized_cross_entropy(logits, target, q=gce_q)
+    else:
+        loss = F.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
     if kind == "ordinal":
         num = logits.shape[1]
         levels = torch.arange(num, device=logits.device, dtype=logits.dtype)

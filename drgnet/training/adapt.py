@@ -22,6 +22,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from drgnet.config import LossConfig, TransferConfig, to_dict
+from drgnet.data.readers import open_dataset
+from drgnet.data.transforms import train_transforms
 from drgnet.losses.transfer import (
     LesionDiscriminator,
     adversarial_loss,
@@ -30,23 +32,36 @@ from drgnet.losses.transfer import (
     self_information,
     wasserstein_distance,
 )
+from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
+from drgnet.training.data import FundusDataset
+from drgnet.training.engine import bar_callback, forever, make_optimizer, run_steps, seed_everything
 from drgnet.training.task import JointTask
 
 
 class AdaptTask(nn.Module):
-    """Supervised source loss plus the weighted transfer terms on a target batch."""
+    """Supervised source loss plus the weighted transfer terms on a target batch.
+
+    A batch is a labelled source batch (the keys of :mod:`drgnet.training.task`) plus ``target_image``, the
+    unlabelled target photographs. The discriminator is frozen during the network step and trained right after it
+    on the detached self-information maps (its own optimiser; ``discriminator_optimizer = None`` skips that).
+    """
 
     def __init__(self, model: nn.Module, transfer: TransferConfig, loss: LossConfig | None = None) -> None:
         super().__init__()
         self.model = model
-        self.joint = JointTask(model, loss)
+        self.joint = JointTask(model, loss if loss is not None else transfer.loss)
         self.transfer = transfer
         self.discriminator = LesionDiscriminator() if transfer.adversarial_weight > 0 else None
+        self.discriminator_optimizer = (
+            torch.optim.Adam(self.discriminator.parameters(), lr=transfer.discriminator_lr, betas=(0.5, 0.999))
+            if self.discriminator is not None
+            else None
+        )
+        self.step = 0  # of the loop, for the warm-up ramp of the transfer weights
 
-    def forward(
-        self, source: dict[str, torch.Tensor], target_images: torch.Tensor, step: int = 0
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.transfer
+        source = {k: v for k, v in batch.items() if k != "target_image"}
         out_s = self.model(source["image"])
         losses = {f"source_{k}": v for k, v in self.joint.losses(out_s, source).items()}
         losses["_info_source"] = self_information(out_s.lesion_logits)
@@ -54,12 +69,12 @@ class AdaptTask(nn.Module):
             # Every transfer weight is 0: plain source fine-tuning, the baseline of the transfer benchmark.
             losses["loss"] = losses["source_loss"]
             return losses
-        out_t = self.model(target_images)
-        ramp = min(1.0, (step + 1) / max(cfg.ramp_steps, 1))
+        out_t = self.model(batch["target_image"])
+        ramp = min(1.0, (self.step + 1) / max(cfg.ramp_steps, 1))
         total = losses["source_loss"]
         if cfg.wasserstein_weight > 0:
             losses["wasserstein"] = wasserstein_distance(
-                out_s.pooled, out_t.pooled, cfg.wasserstein_method, cfg.sliced_projections, seed=step
+                out_s.pooled, out_t.pooled, cfg.wasserstein_method, cfg.sliced_projections, seed=self.step
             )
             total = total + ramp * cfg.wasserstein_weight * losses["wasserstein"]
         if cfg.entropy_weight > 0:
@@ -78,39 +93,38 @@ class AdaptTask(nn.Module):
         cfg = self.transfer
         return cfg.wasserstein_weight > 0 or cfg.entropy_weight > 0 or cfg.adversarial_weight > 0
 
+    def before_step(self, step: int) -> None:
+        """The network step: the adversarial loss back-propagates through a frozen discriminator."""
+        self.step = step
+        if self.discriminator is not None:
+            self.discriminator.requires_grad_(False)
+
+    def after_step(self, losses: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        """The discriminator step, on detached maps (the network is untouched)."""
+        disc, opt = self.discriminator, self.discriminator_optimizer
+        if disc is None:
+            return {}
+        disc.requires_grad_(True)
+        if opt is None or "_info_target" not in losses:
+            return {}
+        d_loss = discriminator_loss(disc, losses["_info_source"], losses["_info_target"])
+        opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt.step()
+        return {"discriminator": float(d_loss.detach())}
+
 
 def adapt_step(
-    task: AdaptTask,
-    model_opt: torch.optim.Optimizer,
-    disc_opt: torch.optim.Optimizer | None,
-    source: dict[str, torch.Tensor],
-    target_images: torch.Tensor,
-    step: int,
+    task: AdaptTask, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], step: int
 ) -> dict[str, float]:
-    """One network step (discriminator frozen), then one discriminator step (network untouched)."""
-    disc = task.discriminator
-    if disc is not None:
-        disc.requires_grad_(False)
-    losses = task(source, target_images, step)
-    model_opt.zero_grad(set_to_none=True)
-    losses["loss"].backward()
-    torch.nn.utils.clip_grad_norm_(task.model.parameters(), 5.0)
-    model_opt.step()
-    logged = {k: float(v.detach()) for k, v in losses.items() if not k.startswith("_")}
-    if disc is not None:
-        disc.requires_grad_(True)
-    if disc is not None and disc_opt is not None:
-        d_loss = discriminator_loss(disc, losses["_info_source"], losses["_info_target"])
-        disc_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        disc_opt.step()
-        logged["discriminator"] = float(d_loss.detach())
-    return logged
+    """One step of the training loop on one batch: the network step, then the discriminator step."""
+    return run_steps(task, iter([batch]), optimizer, 1, first_step=step)
 
 
-def _forever(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    while True:
-        yield from loader
+def paired_batches(source: DataLoader, target: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless source batches, each with a target batch's photographs as ``target_image``."""
+    for src, tgt in zip(forever(source), forever(target), strict=False):
+        yield {**src, "target_image": tgt["image"]}
 
 
 @torch.inference_mode()
@@ -134,6 +148,43 @@ class AdaptResult:
     seconds: float
 
 
+@dataclass
+class _AdaptData:
+    source: DataLoader
+    target: DataLoader
+    target_eval: DataLoader  # the target photographs without augmentation, to measure grade entropy
+
+
+def _adapt_data(
+    source: str | Path,
+    target_images: str | Path,
+    size: int,
+    cfg: TransferConfig,
+    source_layout: str,
+    source_indices: list[int] | None,
+) -> _AdaptData:
+    augment = None if cfg.augment == "none" else cfg.augment
+    src_reader = open_dataset(source, layout=source_layout)
+    tgt_reader = open_dataset(target_images, layout="folder")
+    src_aug = train_transforms(size, augment, seed=cfg.seed) if augment else None
+    tgt_aug = train_transforms(size, augment, seed=cfg.seed + 1) if augment else None
+    src = FundusDataset(src_reader, size, src_aug, indices=source_indices)
+    tgt = FundusDataset(tgt_reader, size, tgt_aug)
+    if len(src) < cfg.batch_size or len(tgt) < 2:
+        raise ValueError(
+            f"adapt needs at least {cfg.batch_size} source and 2 target photographs "
+            f"(got {len(src)} in {source}, {len(tgt)} in {target_images})"
+        )
+    g = torch.Generator().manual_seed(cfg.seed)
+    return _AdaptData(
+        DataLoader(src, cfg.batch_size, shuffle=True, drop_last=True, generator=g, num_workers=cfg.workers),
+        DataLoader(
+            tgt, min(cfg.batch_size, len(tgt)), shuffle=True, drop_last=True, generator=g, num_workers=cfg.workers
+        ),
+        DataLoader(FundusDataset(tgt_reader, size, None), cfg.batch_size, num_workers=cfg.workers),
+    )
+
+
 def adapt(
     checkpoint: Path,
     source: str | Path,
@@ -154,15 +205,14 @@ def adapt(
         source: Labelled source dataset folder (any layout ``open_dataset`` reads).
         target_images: Folder of unlabelled photographs from the new camera (sub-folders included).
         out: Checkpoint folder to write; ``drgnet predict`` and the app load it unchanged.
+        cfg: Budget, optimiser and the weights of the transfer terms.
+        source_layout: Layout of ``source``.
+        progress: Show a progress bar.
+        log: Where the summary line goes.
+        device: Where to train.
         model: Start from this in-memory model instead of loading ``checkpoint`` (benchmarks).
         source_indices: Use only these source samples (e.g. the training split).
     """
-    from drgnet.data.readers import open_dataset
-    from drgnet.data.transforms import train_transforms
-    from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
-    from drgnet.training.data import FundusDataset
-    from drgnet.training.loop import seed_everything
-
     cfg = cfg or TransferConfig()
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
@@ -170,49 +220,22 @@ def adapt(
     if model is None:
         model, meta = load_checkpoint(Path(checkpoint))
     model.to(device)
-    size = model.config.input_size
-    src_reader = open_dataset(source, layout=source_layout)
-    tgt_reader = open_dataset(target_images, layout="folder")
-    augment = None if cfg.augment == "none" else cfg.augment
-    src = FundusDataset(
-        src_reader,
-        size,
-        train_transforms(size, augment, seed=cfg.seed) if augment else None,
-        indices=source_indices,
-    )
-    tgt = FundusDataset(tgt_reader, size, train_transforms(size, augment, seed=cfg.seed + 1) if augment else None)
-    tgt_eval = FundusDataset(tgt_reader, size, None)
-    if len(src) < cfg.batch_size or len(tgt) < 2:
-        raise ValueError(
-            f"adapt needs at least {cfg.batch_size} source and 2 target photographs "
-            f"(got {len(src)} in {source}, {len(tgt)} in {target_images})"
-        )
-    g = torch.Generator().manual_seed(cfg.seed)
-    src_loader = DataLoader(src, cfg.batch_size, shuffle=True, drop_last=True, generator=g, num_workers=cfg.workers)
-    tgt_loader = DataLoader(
-        tgt, min(cfg.batch_size, len(tgt)), shuffle=True, drop_last=True, generator=g, num_workers=cfg.workers
-    )
-    eval_loader = DataLoader(tgt_eval, cfg.batch_size, num_workers=cfg.workers)
-    before = mean_prediction_entropy(model, eval_loader, device)
-
+    data = _adapt_data(source, target_images, model.config.input_size, cfg, source_layout, source_indices)
+    before = mean_prediction_entropy(model, data.target_eval, device)
     task = AdaptTask(model, cfg).to(device)
-    model_opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    disc_opt = (
-        torch.optim.Adam(task.discriminator.parameters(), lr=cfg.discriminator_lr, betas=(0.5, 0.999))
-        if task.discriminator is not None
-        else None
-    )
+    optimizer = make_optimizer(model, cfg.lr, cfg.encoder_lr_scale, cfg.weight_decay)
     history: list[dict[str, float]] = []
-    src_iter, tgt_iter = _forever(src_loader), _forever(tgt_loader)
-    bar = tqdm(range(cfg.steps), desc="adapt", disable=not progress)
-    for step in bar:
-        model.train()
-        source_batch = {k: v.to(device, non_blocking=True) for k, v in next(src_iter).items()}
-        target_batch = next(tgt_iter)["image"].to(device, non_blocking=True)
-        logged = adapt_step(task, model_opt, disc_opt, source_batch, target_batch, step)
+    bar = tqdm(total=cfg.steps, desc="adapt", disable=not progress)
+    show = bar_callback(bar)
+
+    def on_step(step: int, logged: dict[str, float]) -> None:
         history.append(logged)
-        bar.set_postfix(loss=f"{logged['loss']:.3f}")
-    after = mean_prediction_entropy(model, eval_loader, device)
+        show(step, logged)
+
+    model.train()
+    run_steps(task, paired_batches(data.source, data.target), optimizer, cfg.steps, device=device, on_step=on_step)
+    bar.close()
+    after = mean_prediction_entropy(model, data.target_eval, device)
     seconds = time.perf_counter() - t0
     log(f"target grade entropy: {before:.3f} before, {after:.3f} after adaptation ({seconds:.0f} s)")
     last = {k: float(np.mean([h[k] for h in history[-20:] if k in h])) for k in history[-1]} if history else {}

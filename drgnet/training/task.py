@@ -51,6 +51,7 @@ class JointTask(nn.Module):
             ordinal_weight=cfg.ordinal_weight,
             label_smoothing=cfg.label_smoothing,
             sample_weights=sample_weight,
+            gce_q=cfg.gce_q,
         )
         out = {
             "lesion_dice": seg["dice"],

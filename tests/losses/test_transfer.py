@@ -87,17 +87,30 @@ def test_adapt_step_updates_the_network_and_the_discriminator_each_only_by_its_o
         "grade": torch.tensor([0, 2]),
     }
     target = torch.rand(2, 3, 64, 64)
+    batch = {**source, "target_image": target}
 
     # Network step alone: the discriminator is frozen while the adversarial loss back-propagates through it.
     model_opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for g in model_opt.param_groups:
+        g["initial_lr"] = g["lr"]
+    own_disc_opt, task.discriminator_optimizer = task.discriminator_optimizer, None
     disc_before, model_before = _snapshot(task.discriminator), _snapshot(model)
-    adapt_step(task, model_opt, None, source, target, step=100)
+    adapt_step(task, model_opt, batch, step=100)
     assert not _changed(disc_before, task.discriminator)
     assert _changed(model_before, model)
 
+    # The loop's step with the task's own discriminator optimiser moves both, each by its own loss.
+    task.discriminator_optimizer = own_disc_opt
+    disc_before = _snapshot(task.discriminator)
+    logged = adapt_step(task, model_opt, batch, step=101)
+    assert _changed(disc_before, task.discriminator)
+    assert "discriminator" in logged and "adversarial" in logged
+
     # A discriminator step changes the discriminator and leaves the network as it is.
     disc_opt = torch.optim.SGD(task.discriminator.parameters(), lr=0.1)
-    losses = task(source, target, step=100)
+    task.before_step(100)
+    task.discriminator.requires_grad_(True)
+    losses = task(batch)
     model_before, disc_before = _snapshot(model), _snapshot(task.discriminator)
     d = discriminator_loss(task.discriminator, losses["_info_source"], losses["_info_target"])
     disc_opt.zero_grad()
@@ -113,6 +126,7 @@ def test_adapt_step_updates_the_network_and_the_discriminator_each_only_by_its_o
     only_adv = AdaptTask(
         DRGNet(TINY), TransferConfig(adversarial_weight=1.0, entropy_weight=0.0, wasserstein_weight=0.0)
     )
-    losses = only_adv(source, target, step=100)
+    only_adv.before_step(100)
+    losses = only_adv(batch)
     losses["adversarial"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in only_adv.model.lesion_head.parameters())
