@@ -72,20 +72,22 @@ def _database(url: str | None, data_dir: Path | None = None) -> Iterator[session
 
 
 def _params(pairs: list[str], config: Path | None) -> dict[str, Any]:
+    """Retraining settings from a JSON file and ``--set key.path=value`` pairs (drgnet's one parser)."""
+    from drgnet.config import parse_settings
+    from feedback.retrain.config import LEGACY_LOSS_NAMES, RetrainConfig
+
     params: dict[str, Any] = {}
     if config is not None:
         try:
             params.update(json.loads(Path(config).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             _fail(f"{config}: cannot read retraining parameters ({exc})")
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            _fail(f"--set {pair!r}: write KEY=VALUE, e.g. --set steps=100")
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value  # a bare string such as a path
+    # Loss weights were flat settings once: `--set grade_loss=ce` still means `--set loss.grade_loss=ce`.
+    pairs = [f"loss.{p}" if p.partition("=")[0].strip() in LEGACY_LOSS_NAMES else p for p in pairs]
+    try:
+        params.update(parse_settings(pairs, RetrainConfig))
+    except ValueError as exc:
+        _fail(str(exc))
     return params
 
 
@@ -101,7 +103,9 @@ def worker(
     config: Path | None = typer.Option(
         None, "--config", help="JSON file of retraining settings (e.g. holdout, steps); job params override it."
     ),
-    settings: list[str] = typer.Option([], "--set", help="A retraining setting KEY=VALUE (repeatable)."),
+    settings: list[str] = typer.Option(
+        [], "--set", help="A retraining setting KEY.PATH=VALUE (repeatable), e.g. steps=100 or loss.gce_q=0.5."
+    ),
     worker_id: str | None = typer.Option(None, "--id", help="Worker name in the jobs table (default host:pid)."),
     url: str | None = typer.Option(None, "--url", help=URL_HELP),
     data_dir: Path | None = typer.Option(None, "--data-dir", envvar="DRGNET_DATA_DIR", help=DATA_HELP),
@@ -134,7 +138,9 @@ def worker(
 
 def retrain(
     config: Path | None = typer.Option(None, "--config", help="JSON file of retraining parameters."),
-    settings: list[str] = typer.Option([], "--set", help="A retraining parameter KEY=VALUE (repeatable)."),
+    settings: list[str] = typer.Option(
+        [], "--set", help="A retraining setting KEY.PATH=VALUE (repeatable), e.g. steps=100 or loss.gce_q=0.5."
+    ),
     url: str | None = typer.Option(None, "--url", help=URL_HELP),
 ) -> None:
     """Queue a retraining job on all corrections (a worker runs it: drgnet worker)."""

@@ -85,7 +85,7 @@ def test_worse_candidate_is_rejected_and_kept_with_metrics(
     def never_referable(model, corrections, replay, cfg, progress=None, healthy=None):
         return _always(model, 0)  # misses every referable eye
 
-    monkeypatch.setattr(retrain, "finetune", never_referable)
+    monkeypatch.setattr(retrain.run, "finetune", never_referable)
     result = run_retraining(db.Session, PARAMS, data_dir=db.data_dir)
     assert result["promoted"] is False and result["status"] == "rejected"
     with db.Session() as s:

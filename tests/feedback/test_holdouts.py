@@ -103,7 +103,7 @@ def test_a_corrected_holdout_photograph_is_never_trained_on(
         trained.extend(item.sha256 for item in corrections.items)
         return model
 
-    monkeypatch.setattr(retrain, "finetune", spy)
+    monkeypatch.setattr(retrain.run, "finetune", spy)
     params = {"steps": 0, "holdout_fraction": 0.0, "replay_per_batch": 0, "min_holdout_images": 5}
     retrain.run_retraining(db.Session, params, data_dir=db.data_dir)
     assert len(trained) == len(db.image_ids) and leaked not in trained
