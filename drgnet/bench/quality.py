@@ -15,29 +15,41 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
-from drgnet.config import LossConfig, ModelConfig, TrainConfig
+from drgnet.config import ModelConfig, TrainConfig
+from drgnet.data import synthetic
+from drgnet.data.readers import open_dataset, split_indices
+from drgnet.data.transforms import train_transforms
 from drgnet.labels import LESIONS
+from drgnet.model import DRGNet
+from drgnet.model.reference import ReferenceConfig, ReferenceModel
+from drgnet.training.data import FundusDataset
+from drgnet.training.engine import fit, seed_everything
+from drgnet.training.evaluate import evaluate
+from drgnet.training.task import JointTask
+
+
+def _budget() -> TrainConfig:
+    return TrainConfig(epochs=6, max_steps_per_epoch=50, batch_size=8, lr=1e-3, augment="light")
 
 
 @dataclass(frozen=True)
 class QualityBenchConfig:
+    """``drgnet bench quality``: the cohort, the variants and the one training budget they all get."""
+
     n: int = 600  # synthetic photographs (70 / 15 / 15 split)
     image_size: int = 384  # generated photograph side
     input_size: int = 256  # network input side
     style: str = "default"
-    epochs: int = 6
-    steps_per_epoch: int = 50
-    batch_size: int = 8
-    lr: float = 1e-3
-    seed: int = 0
-    workers: int = 0
+    # Epochs, steps per epoch (max_steps_per_epoch), batch, lr, seed (also of the cohort and the split), workers.
+    # Its model and data fields are not used: each variant builds its own network on the benchmark's cohort.
+    train: TrainConfig = field(default_factory=_budget)
     device: str = "cpu"
     latency_runs: int = 10
     variants: tuple[str, ...] = (  # most important comparisons first: a cut-short run still answers them
@@ -52,16 +64,12 @@ class QualityBenchConfig:
 
 def _drgnet(**changes: Any) -> Callable[[int], torch.nn.Module]:
     def build(size: int) -> torch.nn.Module:
-        from drgnet.model import DRGNet
-
         return DRGNet(ModelConfig(input_size=size, **changes))
 
     return build
 
 
 def _reference(size: int) -> torch.nn.Module:
-    from drgnet.model.reference import ReferenceConfig, ReferenceModel
-
     return ReferenceModel(ReferenceConfig(input_size=size))
 
 
@@ -76,11 +84,11 @@ VARIANTS: dict[str, tuple[str, Callable[[int], torch.nn.Module]]] = {
 
 
 def _cohort(cfg: QualityBenchConfig, root: Path) -> Path:
-    from drgnet.data import synthetic
-
-    cohort = root / f"cohort-{cfg.style}-{cfg.n}-{cfg.image_size}-{cfg.seed}"
+    cohort = root / f"cohort-{cfg.style}-{cfg.n}-{cfg.image_size}-{cfg.train.seed}"
     if not (cohort / "manifest.json").is_file():
-        synthetic.generate_cohort(cohort, n=cfg.n, size=cfg.image_size, style=cfg.style, seed=cfg.seed, progress=True)
+        synthetic.generate_cohort(
+            cohort, n=cfg.n, size=cfg.image_size, style=cfg.style, seed=cfg.train.seed, progress=True
+        )
     return cohort
 
 
@@ -101,47 +109,36 @@ def cpu_latencies_ms(models: dict[str, torch.nn.Module], size: int, runs: int = 
 
 def run(cfg: QualityBenchConfig, out: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Train and score every variant; writes ``out/quality.md`` and ``out/quality.json``."""
-    from drgnet.data.readers import open_dataset, split_indices
-    from drgnet.data.transforms import train_transforms
-    from drgnet.training.data import FundusDataset
-    from drgnet.training.evaluate import evaluate
-    from drgnet.training.loop import fit, seed_everything
-    from drgnet.training.task import JointTask
-
     unknown = [v for v in cfg.variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reader = open_dataset(_cohort(cfg, out), layout="synthetic")
-    train_idx, val_idx, test_idx = split_indices(reader.grades, (0.7, 0.15, 0.15), seed=cfg.seed)
+    train_idx, val_idx, test_idx = split_indices(reader.grades, (0.7, 0.15, 0.15), seed=cfg.train.seed)
     size = cfg.input_size
-    train_set = FundusDataset(reader, size, train_transforms(size, "light", seed=cfg.seed), indices=train_idx)
+    train_set = FundusDataset(
+        reader, size, train_transforms(size, cfg.train.augment, seed=cfg.train.seed), indices=train_idx
+    )
     val_set = FundusDataset(reader, size, None, indices=val_idx)
     test_set = FundusDataset(reader, size, None, indices=test_idx)
     log(f"split: train {len(train_set)}, val {len(val_set)}, test {len(test_set)}; device {cfg.device}")
-    train_cfg = TrainConfig(
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
-        workers=cfg.workers,
-        max_steps_per_epoch=cfg.steps_per_epoch,
-        augment="light",
-    )
+    train_cfg = cfg.train
     rows, models = [], {}
     for name in cfg.variants:
         label, build = VARIANTS[name]
-        seed_everything(cfg.seed)
+        seed_everything(cfg.train.seed)
         model = build(size)
         params = sum(p.numel() for p in model.parameters())
         log(f"== {label}: {params / 1e6:.1f} M parameters")
-        task = JointTask(model, LossConfig())
+        task = JointTask(model, train_cfg.loss)
         result = fit(
             task, train_set, val_set, train_cfg, out / "runs" / name, progress=True, log=log, device=cfg.device
         )
         model.load_state_dict(result.best_state)
-        metrics = evaluate(model, DataLoader(test_set, cfg.batch_size, num_workers=cfg.workers), device=cfg.device)
+        metrics = evaluate(
+            model, DataLoader(test_set, train_cfg.batch_size, num_workers=train_cfg.workers), device=cfg.device
+        )
         models[name] = model.cpu().eval()
         rows.append(
             {
@@ -173,6 +170,7 @@ def _f(v: float, digits: int = 3) -> str:
 
 
 def markdown(cfg: QualityBenchConfig, rows: list[dict[str, Any]]) -> str:
+    t = cfg.train
     base = next((r for r in rows if r["variant"] == "drgnet"), rows[0] if rows else None)
     head = (
         "| variant | QWK | accuracy | referable AUC | "
@@ -183,8 +181,8 @@ def markdown(cfg: QualityBenchConfig, rows: list[dict[str, Any]]) -> str:
         f"# Quality benchmark ({cfg.n} synthetic images '{cfg.style}', {cfg.image_size} px generated, "
         f"{cfg.input_size} px input)",
         "",
-        f"Budget per variant: {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x batch {cfg.batch_size}, "
-        f"lr {cfg.lr}, seed {cfg.seed}, trained on {cfg.device}; CPU latency on {platform.machine()} with "
+        f"Budget per variant: {t.epochs} epochs x {t.max_steps_per_epoch} steps x batch {t.batch_size}, "
+        f"lr {t.lr}, seed {t.seed}, trained on {cfg.device}; CPU latency on {platform.machine()} with "
         f"{torch.get_num_threads()} threads ({os.cpu_count()} cores). Test split scored with the best "
         "validation-QWK weights.",
         "",

@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,30 @@ import torch
 from torch.utils.data import DataLoader
 
 from drgnet.config import ModelConfig, TrainConfig, TransferConfig
+from drgnet.data import synthetic
+from drgnet.data.readers import open_dataset, split_indices
+from drgnet.data.transforms import train_transforms
+from drgnet.model import DRGNet
+from drgnet.model.checkpoint import load_checkpoint
+from drgnet.training.adapt import adapt, mean_prediction_entropy, with_terms
+from drgnet.training.data import FundusDataset
+from drgnet.training.engine import fit, seed_everything
+from drgnet.training.evaluate import evaluate
+from drgnet.training.task import JointTask
+
+
+def _source_budget() -> TrainConfig:
+    return TrainConfig(epochs=6, max_steps_per_epoch=40, augment="light")
+
+
+def _adapt_budget() -> TransferConfig:
+    return TransferConfig(steps=150)
 
 
 @dataclass(frozen=True)
 class TransferBenchConfig:
+    """``drgnet bench transfer``: cohorts per camera style, the source model's training and the adaptation runs."""
+
     n_source: int = 400
     n_target_pool: int = 150  # unlabelled photographs per target style, seen by adaptation
     n_target_test: int = 120  # labelled photographs per target style, never seen in training
@@ -33,12 +53,11 @@ class TransferBenchConfig:
     input_size: int = 256
     source_style: str = "default"
     target_styles: tuple[str, ...] = ("clinic_b", "smartphone")
-    source_epochs: int = 6
-    source_steps_per_epoch: int = 40
-    adapt_steps: int = 150
-    batch_size: int = 8
-    seed: int = 0
-    workers: int = 0
+    # Training of the source model (epochs, max_steps_per_epoch, batch, seed of the cohorts and split, workers);
+    # its model and data fields are not used.
+    source: TrainConfig = field(default_factory=_source_budget)
+    # Every adaptation row starts from this; the rows switch the Wasserstein and entropy terms on and off.
+    adapt: TransferConfig = field(default_factory=_adapt_budget)
     device: str = "cpu"
     source_checkpoint: str = ""  # reuse a trained source model (e.g. OUT/source-run/best) instead of training one
 
@@ -52,8 +71,6 @@ ROWS: dict[str, tuple[str, bool, bool]] = {
 
 
 def _cohort(root: Path, n: int, size: int, style: str, seed: int) -> Path:
-    from drgnet.data import synthetic
-
     path = root / f"{style}-{n}-{size}-{seed}"
     if not (path / "manifest.json").is_file():
         synthetic.generate_cohort(path, n=n, size=size, style=style, seed=seed, progress=True)
@@ -61,43 +78,27 @@ def _cohort(root: Path, n: int, size: int, style: str, seed: int) -> Path:
 
 
 def run(cfg: TransferBenchConfig, out: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    from drgnet.data.readers import open_dataset, split_indices
-    from drgnet.data.transforms import train_transforms
-    from drgnet.model import DRGNet
-    from drgnet.training.data import FundusDataset
-    from drgnet.training.loop import fit, seed_everything
-    from drgnet.training.task import JointTask
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     size = cfg.input_size
-    source = _cohort(out / "data", cfg.n_source, cfg.image_size, cfg.source_style, cfg.seed)
+    seed = cfg.source.seed
+    source = _cohort(out / "data", cfg.n_source, cfg.image_size, cfg.source_style, seed)
     reader = open_dataset(source, layout="synthetic")
-    train_idx, val_idx, _ = split_indices(reader.grades, (0.8, 0.2, 0.0), seed=cfg.seed)
-    seed_everything(cfg.seed)
+    train_idx, val_idx, _ = split_indices(reader.grades, (0.8, 0.2, 0.0), seed=seed)
+    seed_everything(seed)
     if cfg.source_checkpoint:
-        from drgnet.model.checkpoint import load_checkpoint
-
         model, _ = load_checkpoint(Path(cfg.source_checkpoint))
         if model.config.input_size != size:
             raise ValueError(f"{cfg.source_checkpoint}: input size {model.config.input_size}, benchmark uses {size}")
         log(f"reusing the source model {cfg.source_checkpoint}")
         return _adapt_rows(cfg, out, model, source, train_idx, log)
     model = DRGNet(ModelConfig(input_size=size))
-    train_cfg = TrainConfig(
-        epochs=cfg.source_epochs,
-        max_steps_per_epoch=cfg.source_steps_per_epoch,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        workers=cfg.workers,
-        augment="light",
-    )
     log(f"training the source model on '{cfg.source_style}' ({len(train_idx)} photographs)")
     result = fit(
-        JointTask(model),
-        FundusDataset(reader, size, train_transforms(size, "light", seed=cfg.seed), indices=train_idx),
+        JointTask(model, cfg.source.loss),
+        FundusDataset(reader, size, train_transforms(size, cfg.source.augment, seed=seed), indices=train_idx),
         FundusDataset(reader, size, None, indices=val_idx),
-        train_cfg,
+        cfg.source,
         out / "source-run",
         log=log,
         device=cfg.device,
@@ -114,21 +115,17 @@ def _adapt_rows(
     train_idx: list[int],
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    from drgnet.data import synthetic
-    from drgnet.data.readers import open_dataset
-    from drgnet.training.adapt import adapt, with_terms
-    from drgnet.training.data import FundusDataset
 
     size = cfg.input_size
     source_state = copy.deepcopy(model.state_dict())
-    base = TransferConfig(steps=cfg.adapt_steps, batch_size=cfg.batch_size, seed=cfg.seed, workers=cfg.workers)
+    base = cfg.adapt
 
     rows: list[dict[str, Any]] = []
     for t, style in enumerate(cfg.target_styles):
-        pool = _cohort(out / "data", cfg.n_target_pool, cfg.image_size, style, cfg.seed + 100 + t)
-        test_dir = _cohort(out / "data", cfg.n_target_test, cfg.image_size, style, cfg.seed + 200 + t)
+        pool = _cohort(out / "data", cfg.n_target_pool, cfg.image_size, style, cfg.source.seed + 100 + t)
+        test_dir = _cohort(out / "data", cfg.n_target_test, cfg.image_size, style, cfg.source.seed + 200 + t)
         test = FundusDataset(open_dataset(test_dir, layout="synthetic"), size, None)
-        loader = DataLoader(test, cfg.batch_size, num_workers=cfg.workers)
+        loader = DataLoader(test, base.batch_size, num_workers=base.workers)
 
         model.load_state_dict(source_state)
         rows.append(_score(model, loader, style, "source_only", "source only (no adaptation)", 0.0, 0, cfg.device, log))
@@ -149,7 +146,7 @@ def _adapt_rows(
                 source_indices=train_idx,
             )
             rows.append(
-                _score(model, loader, style, name, label, time.perf_counter() - t0, cfg.adapt_steps, cfg.device, log)
+                _score(model, loader, style, name, label, time.perf_counter() - t0, base.steps, cfg.device, log)
             )
         (out / "transfer.json").write_text(
             json.dumps({"config": dataclasses.asdict(cfg), "rows": rows}, indent=2, default=float)
@@ -169,8 +166,6 @@ def _score(
     device: str,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    from drgnet.training.adapt import mean_prediction_entropy
-    from drgnet.training.evaluate import evaluate
 
     metrics = evaluate(model, loader, device=device)
     log(f"   {style:12s} {label:40s} QWK {metrics['qwk']:.3f}  AUPR {metrics['lesion_aupr_mean']:.3f}")
@@ -196,16 +191,15 @@ def markdown(cfg: TransferBenchConfig, rows: list[dict[str, Any]]) -> str:
     if cfg.source_checkpoint:
         source_line = f"Source: {cfg.n_source} photographs, model reused from {cfg.source_checkpoint}. Per target: "
     else:
-        source_line = (
-            f"Source: {cfg.n_source} photographs, {cfg.source_epochs}x{cfg.source_steps_per_epoch} steps. Per target: "
-        )
+        budget = f"{cfg.source.epochs}x{cfg.source.max_steps_per_epoch}"
+        source_line = f"Source: {cfg.n_source} photographs, {budget} steps. Per target: "
     lines = [
         f"# Transfer benchmark: source '{cfg.source_style}' -> {', '.join(cfg.target_styles)}",
         "",
         source_line
         + f"{cfg.n_target_pool} unlabelled photographs for adaptation, {cfg.n_target_test} labelled test photographs "
-        f"of other eyes. {cfg.adapt_steps} adaptation steps, batch {cfg.batch_size}, {cfg.input_size} px, "
-        f"seed {cfg.seed}, device {cfg.device}.",
+        f"of other eyes. {cfg.adapt.steps} adaptation steps, batch {cfg.adapt.batch_size}, {cfg.input_size} px, "
+        f"seed {cfg.adapt.seed}, device {cfg.device}.",
         "",
         "| target | method | QWK | accuracy | referable AUC | mean lesion AUPR | mean entropy | s/step | overhead |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -13,9 +13,12 @@ from torch.utils.data import DataLoader
 from drgnet.config import TrainConfig
 from drgnet.data.readers import open_dataset, split_indices
 from drgnet.data.transforms import eval_transforms, train_transforms
+from drgnet.model import DRGNet
+from drgnet.model.checkpoint import load_checkpoint
+from drgnet.training import distributed
 from drgnet.training.data import FundusDataset
+from drgnet.training.engine import FitResult, fit, seed_everything
 from drgnet.training.evaluate import evaluate
-from drgnet.training.loop import FitResult, fit, seed_everything
 from drgnet.training.task import JointTask
 
 SPLITS = ("train", "val", "test", "all")
@@ -80,16 +83,14 @@ def train(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> tuple[FitResult, dict[str, Any]]:
     """Train DRGNet on ``cfg``; returns the fit result and the best checkpoint's test-split metrics.
 
     Under torchrun every rank trains; rank 0 alone logs, writes and scores the test split (other ranks return
-    empty test metrics).
+    empty test metrics). ``device``: "cpu" or "cuda" (under torchrun, this rank's GPU).
     """
-    from drgnet.model import DRGNet
-    from drgnet.training import distributed
-
-    if not distributed.setup().is_main:
+    if not distributed.setup(device).is_main:
         progress = False
 
         def log(_: str) -> None:
@@ -110,12 +111,11 @@ def train(
         progress=progress,
         log=log,
         extra_meta={"data": splits.description},
+        device=device,
     )
     test_metrics: dict[str, Any] = {}
     if len(splits.test) and distributed.current().is_main:
-        from drgnet.model.checkpoint import load_checkpoint
-
         best, _ = load_checkpoint(result.best)
-        test_metrics = evaluate(best, DataLoader(splits.test, cfg.batch_size), progress=progress)
+        test_metrics = evaluate(best.to(device), DataLoader(splits.test, cfg.batch_size), progress, device=device)
         (Path(out) / "test_metrics.json").write_text(json.dumps(test_metrics, indent=2, default=float) + "\n")
     return result, test_metrics

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from drgnet.bench import quality
+from drgnet.config import TrainConfig, TransferConfig
 
 
 def test_quality_bench_scores_every_variant_on_the_same_split(tmp_path):
@@ -15,9 +16,7 @@ def test_quality_bench_scores_every_variant_on_the_same_split(tmp_path):
         n=24,
         image_size=128,
         input_size=64,
-        epochs=1,
-        steps_per_epoch=1,
-        batch_size=4,
+        train=TrainConfig(epochs=1, max_steps_per_epoch=1, batch_size=4, augment="light"),
         latency_runs=2,
         variants=("drgnet", "no_constraint", "reference"),
     )
@@ -47,10 +46,8 @@ def test_transfer_bench_reports_every_method_for_a_target(tmp_path):
         image_size=128,
         input_size=64,
         target_styles=("smartphone",),
-        source_epochs=1,
-        source_steps_per_epoch=1,
-        adapt_steps=1,
-        batch_size=4,
+        source=TrainConfig(epochs=1, max_steps_per_epoch=1, batch_size=4, augment="light"),
+        adapt=TransferConfig(steps=1, batch_size=4),
     )
     rows = transfer.run(cfg, tmp_path, log=lambda _: None)
     methods = ["source_only", "source_finetune", "wasserstein", "entropy", "both"]

@@ -143,10 +143,10 @@ def test_adapt_to_a_new_camera_writes_a_loadable_checkpoint_and_lowers_target_en
             "--source", str(cohort),
             "--target-images", str(photos),
             "--out", str(out),
-            "--steps", "8",
-            "--batch-size", "4",
-            "--lr", "1e-3",
-            "--entropy", "1.0",
+            "--set", "steps=8",
+            "--set", "batch_size=4",
+            "--set", "lr=1e-3",
+            "--set", "entropy_weight=1.0",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

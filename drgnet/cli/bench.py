@@ -1,0 +1,141 @@
+"""``drgnet bench ...``: each benchmark reports ratios against a baseline measured in the same run.
+
+The quality and transfer benchmarks train, so they take ``--config FILE`` / ``--set key.path=value`` like
+``drgnet train``; the others measure speed or realism and keep plain options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import typer
+
+from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, settings_of
+
+
+def bench_synth(
+    n: int = typer.Option(500, "--n", min=1),
+    size: int = typer.Option(512, "--size", min=64),
+    workers: int = typer.Option(0, "--workers", min=0, help="0: one per core."),
+    out: Path = typer.Option(Path("runs/bench/synth.md"), "--out", help="Markdown report."),
+) -> None:
+    """Synthetic cohort generation speed against a serial baseline."""
+    from drgnet.bench import synth as bench
+
+    result = bench.run(n=n, size=size, workers=workers or None)
+    report = result.markdown()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report + "\n")
+    typer.echo(report)
+    typer.echo(f"\nwrote {out}")
+
+
+def bench_quality(
+    config: Path | None = typer.Option(
+        None, "--config", help=CONFIG_HELP + " (drgnet.bench.quality.QualityBenchConfig)"
+    ),
+    settings: list[str] = typer.Option([], "--set", help=SET_HELP.replace("epochs=20", "train.epochs=6")),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (training only; latency is always CPU)."),
+    out: Path = typer.Option(Path("runs/bench/quality"), "--out"),
+) -> None:
+    """DRGNet vs its ablations vs the reference structure, same data and budget.
+
+    E.g. --set n=300 --set train.epochs=4 --set train.max_steps_per_epoch=25 --set 'variants=["drgnet","reference"]'.
+    """
+    from drgnet.bench import quality
+
+    cfg = settings_of(quality.QualityBenchConfig(), config, settings)
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
+    try:
+        rows = quality.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(quality.markdown(cfg, rows))
+    typer.echo(f"wrote {out / 'quality.md'}")
+
+
+def bench_speed(
+    size: int = typer.Option(512, "--size", min=32, help="Network input side (multiple of 32)."),
+    batches: str = typer.Option("1,8", "--batches", help="Comma-separated batch sizes."),
+    engines: str = typer.Option("", "--engines", help="Comma-separated subset (default: all)."),
+    min_iterations: int = typer.Option(2, "--min-iterations", min=1, help="Timed passes per row (after warm-up)."),
+    min_seconds: float = typer.Option(3.0, "--min-seconds", min=0.0, help="Minimum timed seconds per row."),
+    threads: int = typer.Option(0, "--threads", min=0, help="Intra-op threads (0: one per core)."),
+    out: Path = typer.Option(Path("runs/bench"), "--out", help="Folder for speed.md and speed.json."),
+) -> None:
+    """Images/s, peak memory and achieved GFLOP/s: reference vs DRGNet eager, channels-last and ONNX Runtime."""
+    from drgnet.bench import speed
+
+    try:
+        cfg = speed.SpeedBenchConfig(
+            size=size,
+            batches=tuple(int(b) for b in batches.split(",") if b.strip()),
+            min_iterations=min_iterations,
+            min_seconds=min_seconds,
+            threads=threads,
+            **({"engines": tuple(e.strip() for e in engines.split(",") if e.strip())} if engines else {}),
+        )
+        result = speed.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(speed.markdown(result))
+    typer.echo(f"wrote {out / 'speed.md'}")
+
+
+def bench_transfer(
+    config: Path | None = typer.Option(
+        None, "--config", help=CONFIG_HELP + " (drgnet.bench.transfer.TransferBenchConfig)"
+    ),
+    settings: list[str] = typer.Option([], "--set", help=SET_HELP.replace("epochs=20", "adapt.steps=150")),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
+    out: Path = typer.Option(Path("runs/bench/transfer"), "--out"),
+) -> None:
+    """Source-only vs + Wasserstein vs + entropy vs both, on labelled photographs of new camera styles.
+
+    E.g. --set n_source=300 --set source.epochs=4 --set adapt.steps=100 --set 'target_styles=["smartphone"]'.
+    """
+    from drgnet.bench import transfer
+
+    cfg = settings_of(transfer.TransferBenchConfig(), config, settings)
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
+    try:
+        rows = transfer.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(transfer.markdown(cfg, rows))
+    typer.echo(f"wrote {out / 'transfer.md'}")
+
+
+def bench_realism(
+    counts: str = typer.Option("16,48", "--counts", help="Comma-separated synthetic photographs per classifier."),
+    image_size: int = typer.Option(512, "--image-size", min=64, help="Side of the synthetic photographs."),
+    input_size: int = typer.Option(384, "--input-size", min=32, help="Network input (multiple of 32)."),
+    generators: str = typer.Option("v1,v2", "--generators", help="Generator versions to compare (v1: old)."),
+    folds: int = typer.Option(5, "--folds", min=2),
+    repeats: int = typer.Option(10, "--repeats", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    real: list[Path] = typer.Option([], "--real", help="Real photographs (default: every one found, see README)."),
+    out: Path = typer.Option(Path("runs/bench/realism"), "--out"),
+) -> None:
+    """How well a linear classifier on ImageNet features tells our photographs from real ones (AUC; 0.5 = not)."""
+    from drgnet.bench import realism
+
+    try:
+        cfg = realism.RealismBenchConfig(
+            synthetic_counts=tuple(int(c) for c in counts.split(",") if c.strip()),
+            image_size=image_size,
+            input_size=input_size,
+            generators=tuple(g.strip() for g in generators.split(",") if g.strip()),
+            folds=folds,
+            repeats=repeats,
+            seed=seed,
+            real_paths=tuple(str(p) for p in real),
+        )
+        rows = realism.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(realism.markdown(cfg, rows))
+    typer.echo(f"wrote {out / 'realism.md'}")
