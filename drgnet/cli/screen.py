@@ -119,23 +119,12 @@ def screen(
         channels_last=channels_last,
     )
     options = _options(threshold, masks, max_file_mb)
+    run = dict(batch_size=batch_size, progress=progress, sink=sink)
     try:
         if ray is not None:
-            summary = screen_ray(
-                inputs,
-                out,
-                spec,
-                options,
-                address=ray,
-                concurrency=concurrency,
-                batch_size=batch_size,
-                progress=progress,
-                sink=sink,
-            )
+            summary = screen_ray(inputs, out, spec, options, address=ray, concurrency=concurrency, **run)
         else:
-            summary = run_screen(
-                inputs, out, spec.build(), options, batch_size=batch_size, workers=workers, progress=progress, sink=sink
-            )
+            summary = run_screen(inputs, out, spec.build(), options, workers=workers, **run)
     except ValueError as exc:
         fail(str(exc))
     except SinkError as exc:

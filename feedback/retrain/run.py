@@ -111,10 +111,20 @@ def _read_inputs(Session: sessionmaker[Session], cfg: RetrainConfig, data: Path,
     )
 
 
+def _eval_sets(inputs: _Inputs, model: DRGNet) -> dict[str, Dataset]:
+    """The registered hold-out (gated) and the correction hold-out (reported) at the model's input size."""
+    size = int(model.config.input_size)
+    sets: dict[str, Dataset] = {"holdout": FundusDataset(inputs.holdout_set, size, check_fundus=False)}
+    if inputs.held_items:
+        sets["corrections_holdout"] = CorrectionDataset(inputs.held_items, size)
+    return sets
+
+
 def _replay_sets(
-    cfg: RetrainConfig, inputs: _Inputs, size: int, data: Path
+    cfg: RetrainConfig, inputs: _Inputs, model: DRGNet, data: Path
 ) -> tuple[str, Dataset | None, Dataset | None]:
     """The replay folder's path, its dataset and the healthy replay dataset (None where switched off or absent)."""
+    size = int(model.config.input_size)
     replay_path = cfg.replay_data or str(inputs.parent.config.get("replay_data") or "")
     replay = None
     if cfg.replay_per_batch > 0 and replay_path:
@@ -196,6 +206,26 @@ def _register(
     return result
 
 
+def _save_candidate(
+    folder: Path,
+    candidate: DRGNet,
+    cfg: RetrainConfig,
+    parent: _Snapshot,
+    replay_path: str,
+    holdout: dict[str, Any],
+    data: Path,
+) -> None:
+    """Write the candidate's checkpoint (built beside ``folder`` and renamed: never half-written)."""
+    remove_stale_staging(models_dir(data))
+    meta = {
+        "version_name": folder.name,
+        "parent": parent.name,
+        "retrain_config": dataclasses.asdict(cfg),
+        "train_config": {"data": replay_path},
+    }
+    save_checkpoint(folder, candidate, candidate.config, metrics={"holdout": holdout}, extra=meta)
+
+
 def _candidate_name(parent: _Snapshot, job_tag: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{parent.name.split('+')[0][:60]}+ft-{stamp}" + (f"-{job_tag}" if job_tag else "")
@@ -242,11 +272,9 @@ def run_retraining(
             "wait for more corrections"
         )
     model = load_version_model(inputs.parent, data)
+    eval_sets = _eval_sets(inputs, model)
+    replay_path, replay, healthy = _replay_sets(cfg, inputs, model, data)
     size = int(model.config.input_size)
-    eval_sets: dict[str, Dataset] = {"holdout": FundusDataset(inputs.holdout_set, size, check_fundus=False)}
-    if inputs.held_items:
-        eval_sets["corrections_holdout"] = CorrectionDataset(inputs.held_items, size)
-    replay_path, replay, healthy = _replay_sets(cfg, inputs, size, data)
 
     report(0.05, f"evaluating the active version {inputs.parent.name!r}")
     before = holdout_metrics(model, eval_sets, cfg.eval_batch_size, progress=lambda f, m: report(0.05 + 0.05 * f, m))
@@ -264,14 +292,7 @@ def run_retraining(
 
     folder = models_dir(data) / _candidate_name(inputs.parent, job_tag)
     report(0.95, f"saving candidate {folder.name!r}")
-    remove_stale_staging(models_dir(data))
-    meta = {
-        "version_name": folder.name,
-        "parent": inputs.parent.name,
-        "retrain_config": dataclasses.asdict(cfg),
-        "train_config": {"data": replay_path},
-    }
-    save_checkpoint(folder, candidate, candidate.config, metrics={"holdout": after}, extra=meta)  # temp + rename
+    _save_candidate(folder, candidate, cfg, inputs.parent, replay_path, after, data)
     metrics = {
         "holdout": after,
         "parent_holdout": before,
