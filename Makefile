@@ -37,10 +37,11 @@ bench: $(STAMP)
 	$(BIN)/drgnet bench realism --counts 16,48 --repeats 10
 	$(BIN)/drgnet bench speed --size 512 --batches 1,8
 	# CPU-sized budget (about 40 minutes on 2 cores); docs/benchmarks.md has the larger GPU run.
-	$(BIN)/drgnet bench quality --n 300 --image-size 384 --input-size 224 --epochs 4 --steps-per-epoch 25 \
-		--batch-size 8 --device $(BENCH_DEVICE)
-	$(BIN)/drgnet bench transfer --n-source 300 --n-target-pool 100 --n-target-test 100 --image-size 320 \
-		--input-size 192 --source-epochs 5 --source-steps-per-epoch 30 --adapt-steps 40 --device $(BENCH_DEVICE)
+	$(BIN)/drgnet bench quality --set n=300 --set image_size=384 --set input_size=224 --set train.epochs=4 \
+		--set train.max_steps_per_epoch=25 --set train.batch_size=8 --device $(BENCH_DEVICE)
+	$(BIN)/drgnet bench transfer --set n_source=300 --set n_target_pool=100 --set n_target_test=100 \
+		--set image_size=320 --set input_size=192 --set source.epochs=5 --set source.max_steps_per_epoch=30 \
+		--set adapt.steps=40 --device $(BENCH_DEVICE)
 	$(BIN)/drgnet bench feedback
 	$(BIN)/drgnet bench review --n 8
 	# Screening with --db (needs the demo model; PostgreSQL too when DRGNET_TEST_POSTGRES_URL is set).

@@ -10,7 +10,7 @@ import typer
 T = TypeVar("T")
 
 CONFIG_HELP = "Settings file (JSON, or TOML by suffix) with any fields of the command's config; --set overrides it."
-SET_HELP = "One setting KEY.PATH=VALUE (repeatable), e.g. --set epochs=20 --set loss.grade_weight=2."
+SET_HELP = "One setting KEY=VALUE (repeatable); nested settings by dots, e.g. --set loss.grade_weight=2."
 
 
 def fail(message: str) -> NoReturn:

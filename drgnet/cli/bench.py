@@ -7,6 +7,8 @@ The quality and transfer benchmarks train, so they take ``--config FILE`` / ``--
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -29,31 +31,6 @@ def bench_synth(
     out.write_text(report + "\n")
     typer.echo(report)
     typer.echo(f"\nwrote {out}")
-
-
-def bench_quality(
-    config: Path | None = typer.Option(
-        None, "--config", help=CONFIG_HELP + " (drgnet.bench.quality.QualityBenchConfig)"
-    ),
-    settings: list[str] = typer.Option([], "--set", help=SET_HELP.replace("epochs=20", "train.epochs=6")),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda (training only; latency is always CPU)."),
-    out: Path = typer.Option(Path("runs/bench/quality"), "--out"),
-) -> None:
-    """DRGNet vs its ablations vs the reference structure, same data and budget.
-
-    E.g. --set n=300 --set train.epochs=4 --set train.max_steps_per_epoch=25 --set 'variants=["drgnet","reference"]'.
-    """
-    from drgnet.bench import quality
-
-    cfg = settings_of(quality.QualityBenchConfig(), config, settings)
-    if device is not None:
-        cfg = dataclasses.replace(cfg, device=device)
-    try:
-        rows = quality.run(cfg, out, log=typer.echo)
-    except ValueError as exc:
-        fail(str(exc))
-    typer.echo(quality.markdown(cfg, rows))
-    typer.echo(f"wrote {out / 'quality.md'}")
 
 
 def bench_speed(
@@ -82,31 +59,6 @@ def bench_speed(
         fail(str(exc))
     typer.echo(speed.markdown(result))
     typer.echo(f"wrote {out / 'speed.md'}")
-
-
-def bench_transfer(
-    config: Path | None = typer.Option(
-        None, "--config", help=CONFIG_HELP + " (drgnet.bench.transfer.TransferBenchConfig)"
-    ),
-    settings: list[str] = typer.Option([], "--set", help=SET_HELP.replace("epochs=20", "adapt.steps=150")),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
-    out: Path = typer.Option(Path("runs/bench/transfer"), "--out"),
-) -> None:
-    """Source-only vs + Wasserstein vs + entropy vs both, on labelled photographs of new camera styles.
-
-    E.g. --set n_source=300 --set source.epochs=4 --set adapt.steps=100 --set 'target_styles=["smartphone"]'.
-    """
-    from drgnet.bench import transfer
-
-    cfg = settings_of(transfer.TransferBenchConfig(), config, settings)
-    if device is not None:
-        cfg = dataclasses.replace(cfg, device=device)
-    try:
-        rows = transfer.run(cfg, out, log=typer.echo)
-    except ValueError as exc:
-        fail(str(exc))
-    typer.echo(transfer.markdown(cfg, rows))
-    typer.echo(f"wrote {out / 'transfer.md'}")
 
 
 def bench_realism(
@@ -139,3 +91,47 @@ def bench_realism(
         fail(str(exc))
     typer.echo(realism.markdown(cfg, rows))
     typer.echo(f"wrote {out / 'realism.md'}")
+
+
+def _training_bench(module: str, config_class: str, summary: str) -> Callable[..., None]:
+    """The command of a benchmark that trains: ``drgnet.bench.<module>.run`` on its config and ``--set`` pairs."""
+
+    def command(
+        config: Path | None = typer.Option(
+            None, "--config", help=f"{CONFIG_HELP} (drgnet.bench.{module}.{config_class})"
+        ),
+        settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+        device: str | None = typer.Option(None, "--device", help="cpu or cuda (training; latency is always CPU)."),
+        out: Path = typer.Option(Path(f"runs/bench/{module}"), "--out", help=f"Folder for {module}.md and .json."),
+    ) -> None:
+        bench = importlib.import_module(f"drgnet.bench.{module}")
+        cfg = settings_of(getattr(bench, config_class)(), config, settings)
+        if device is not None:
+            cfg = dataclasses.replace(cfg, device=device)
+        try:
+            rows = bench.run(cfg, out, log=typer.echo)
+        except ValueError as exc:
+            fail(str(exc))
+        typer.echo(bench.markdown(cfg, rows))
+        typer.echo(f"wrote {out / f'{module}.md'}")
+
+    command.__doc__ = summary
+    return command
+
+
+bench_quality = _training_bench(
+    "quality",
+    "QualityBenchConfig",
+    """DRGNet vs its ablations vs the reference structure, same data and budget.
+
+    E.g. --set n=300 --set train.epochs=4 --set train.max_steps_per_epoch=25 --set 'variants=["drgnet","reference"]'.
+    """,
+)
+bench_transfer = _training_bench(
+    "transfer",
+    "TransferBenchConfig",
+    """Source-only vs + Wasserstein vs + entropy vs both, on labelled photographs of new camera styles.
+
+    E.g. --set n_source=300 --set source.epochs=4 --set adapt.steps=100 --set 'target_styles=["smartphone"]'.
+    """,
+)

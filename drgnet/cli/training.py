@@ -122,7 +122,7 @@ def adapt(
     target_images: Path = typer.Option(..., "--target-images", help="Folder of the new camera's photographs."),
     out: Path = typer.Option(..., "--out", help="Adapted checkpoint folder to write."),
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP + " (drgnet.config.TransferConfig)"),
-    settings: list[str] = typer.Option([], "--set", help=SET_HELP.replace("epochs=20", "steps=400")),
+    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Adapt a model to a new clinic's camera with unlabelled photographs (Wasserstein + adversarial entropy).

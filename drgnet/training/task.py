@@ -21,6 +21,23 @@ from drgnet.losses import attention_coverage_loss, grade_loss, lesion_loss, symm
 from drgnet.model import DRGNet, ModelOutput
 
 
+def lesion_terms(
+    output: ModelOutput, batch: dict[str, torch.Tensor], cfg: LossConfig, dice_pairs: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Dice and focal terms of the lesion maps against ``masks``, pixels weighted by ``mask_weights``.
+
+    ``dice_pairs``: ``(B, K)`` booleans, the (image, lesion) pairs the Dice term counts (default: all).
+    """
+    return lesion_loss(
+        output.lesion_logits,
+        batch["masks"],
+        batch["mask_weights"],
+        gamma=cfg.lesion_focal_gamma,
+        pos_weight=cfg.lesion_pos_weight,
+        dice_pairs=dice_pairs,
+    )
+
+
 class JointTask(nn.Module):
     """Lesion segmentation + grading + the lesion-grade constraint."""
 
@@ -35,13 +52,7 @@ class JointTask(nn.Module):
 
     def losses(self, output: ModelOutput, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.loss_config
-        seg = lesion_loss(
-            output.lesion_logits,
-            batch["masks"],
-            batch["mask_weights"],
-            gamma=cfg.lesion_focal_gamma,
-            pos_weight=cfg.lesion_pos_weight,
-        )
+        seg = lesion_terms(output, batch, cfg)
         grades = batch["grade"]
         sample_weight = batch.get("sample_weight")
         grade = grade_loss(

@@ -19,13 +19,13 @@ from drgnet.losses import (
     attention_coverage_loss,
     cross_entropy_per_sample,
     generalized_cross_entropy,
-    lesion_loss,
     small_loss_weights,
     soft_target_kl,
     symmetric_kl,
 )
 from drgnet.model import DRGNet, ModelOutput
 from drgnet.training.engine import make_optimizer, run_steps
+from drgnet.training.task import lesion_terms
 from feedback.retrain.config import RetrainConfig
 from feedback.retrain.data import mixed_batches
 
@@ -99,14 +99,7 @@ class FeedbackTask(torch.nn.Module):
             # Fully labelled: every pixel of the field of view has weight (pairs of replayed images included).
             inside = batch["fov"][:, None] > 0
             dice_pairs = ((batch["mask_weights"] > 0) | ~inside).all(dim=-1).all(dim=-1)
-        seg = lesion_loss(
-            output.lesion_logits,
-            batch["masks"],
-            batch["mask_weights"],
-            gamma=weights.lesion_focal_gamma,
-            pos_weight=weights.lesion_pos_weight,
-            dice_pairs=dice_pairs,
-        )
+        seg = lesion_terms(output, batch, weights, dice_pairs)
         constraint = symmetric_kl(output.grade_logits, output.lesion_grade_logits)
         attention = attention_coverage_loss(output.attention, batch["masks"], batch["mask_weights"])
         total = (
