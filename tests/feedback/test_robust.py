@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
+import pytest
 import torch
 from fb_support import TINY
+from torch import nn
 
-from drgnet.config import ModelConfig
+from drgnet.config import LossConfig, ModelConfig
 from drgnet.losses import cross_entropy_per_sample, generalized_cross_entropy, small_loss_weights, soft_target_kl
 from drgnet.model import DRGNet
 from feedback.retrain import CorrectedImage, CorrectionDataset, FeedbackTask, RetrainConfig
+from feedback.retrain.task import EMA_WARMUP_STEPS, make_teacher
 from feedback.weak_labels import Vote, combine_votes
 
 
@@ -135,3 +139,30 @@ def test_strokes_are_left_out_of_dice_unless_asked() -> None:
     batch["masks"][:, 2, 10:20, 10:20] = 1
     assert FeedbackTask(model, RetrainConfig()).losses(output, batch)["lesion_dice"] > 0
     assert RetrainConfig().naive().partial_dice  # the plain fine-tuning baseline is unchanged
+
+
+def test_the_feedback_teacher_is_an_exponential_moving_average_with_a_warm_up() -> None:
+    torch.manual_seed(0)
+    student = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    assert make_teacher(student, 0.0) is None
+    teacher = make_teacher(student, decay=0.99)
+    assert not any(p.requires_grad for p in teacher.module.parameters())
+    start = student[0].weight.detach().clone()
+    with torch.no_grad():
+        student[0].weight.add_(1.0)
+        student[1].running_mean.fill_(5.0)
+    teacher.update(student, step=4)  # decay 3 / (10 + 3): the warm-up, not 0.99
+    decay = 3 / (EMA_WARMUP_STEPS + 3)
+    expected = decay * start + (1 - decay) * student[0].weight
+    assert torch.allclose(teacher.module[0].weight, expected)
+    assert torch.equal(teacher.module[1].running_mean, student[1].running_mean)  # statistics are copied
+
+
+def test_retraining_settings_nest_the_loss_and_still_read_old_flat_names() -> None:
+    default = RetrainConfig()
+    assert default.loss == LossConfig(grade_loss="gce")  # the joint loss's weights, written once
+    cfg = RetrainConfig.from_params({"grade_loss": "ce", "loss.gce_q": 0.5, "steps": "3", "trigger": "manual"})
+    assert (cfg.loss.grade_loss, cfg.loss.gce_q, cfg.steps) == ("ce", 0.5, 3)
+    with pytest.raises(ValueError, match="loss.grade_loss must be 'gce' or 'ce'"):
+        RetrainConfig.from_params({"loss.grade_loss": "ordinal"})
+    assert math.isclose(default.naive().loss.lesion_focal_gamma, 0.0)
