@@ -43,12 +43,7 @@ def method_config(method: str, robust: Any) -> tuple[Any, bool]:
     if name not in ("ours", "naive"):
         raise ValueError(f"unknown method {method!r}; choose {', '.join(METHODS)}, optionally with :FIELD=VALUE+...")
     base = robust if name == "ours" else robust.naive()
-    params = {}
-    for pair in filter(None, overrides.split("+")):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"method {method!r}: write FIELD=VALUE, e.g. ours:tolerance_px=0")
-        params[key.strip()] = json.loads(value)
+    params = RetrainConfig.parse_settings(filter(None, overrides.split("+")))
     cfg = RetrainConfig.from_params(params, base=base)
     return cfg, name == "ours" and cfg.replay_per_batch > 0
 
@@ -98,7 +93,7 @@ def run(cfg: FeedbackBenchConfig, out: Path, log: Callable[[str], None] = print)
     from drgnet.inference import Predictor
     from drgnet.model import DRGNet
     from drgnet.training.data import FundusDataset
-    from drgnet.training.loop import fit, seed_everything
+    from drgnet.training.engine import fit, seed_everything
     from drgnet.training.task import JointTask
     from feedback.retrain import CorrectedImage, CorrectionDataset, ReplayDataset, RetrainConfig, finetune
     from feedback.simulate import ExpertNoise, SimulatedExpert

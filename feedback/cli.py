@@ -73,8 +73,7 @@ def _database(url: str | None, data_dir: Path | None = None) -> Iterator[session
 
 def _params(pairs: list[str], config: Path | None) -> dict[str, Any]:
     """Retraining settings from a JSON file and ``--set key.path=value`` pairs (drgnet's one parser)."""
-    from drgnet.config import parse_settings
-    from feedback.retrain.config import LEGACY_LOSS_NAMES, RetrainConfig
+    from feedback.retrain import RetrainConfig
 
     params: dict[str, Any] = {}
     if config is not None:
@@ -82,10 +81,8 @@ def _params(pairs: list[str], config: Path | None) -> dict[str, Any]:
             params.update(json.loads(Path(config).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             _fail(f"{config}: cannot read retraining parameters ({exc})")
-    # Loss weights were flat settings once: `--set grade_loss=ce` still means `--set loss.grade_loss=ce`.
-    pairs = [f"loss.{p}" if p.partition("=")[0].strip() in LEGACY_LOSS_NAMES else p for p in pairs]
     try:
-        params.update(parse_settings(pairs, RetrainConfig))
+        params.update(RetrainConfig.parse_settings(pairs))
     except ValueError as exc:
         _fail(str(exc))
     return params

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from drgnet.data import Sample
 from drgnet.data.preprocess import preprocess_sample
+from drgnet.data.transforms import apply_transforms
 from drgnet.labels import NUM_LESIONS
 
 
@@ -82,8 +83,6 @@ class FundusDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         sample = self.prepared(i)
         if self.transform is not None:
-            from drgnet.data.transforms import apply_transforms
-
             sample = apply_transforms(self.transform, sample)
         return sample_to_item(sample)
 

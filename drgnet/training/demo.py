@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from drgnet.config import to_dict
+from drgnet.data import synthetic
+from drgnet.training.pipeline import train
 from drgnet.training.presets import get_preset
 
 #: What the demo trains on and for how long. Part of the cache key.
@@ -34,9 +36,6 @@ def ensure_demo_model(
     data_dir: Path, retrain: bool = False, log: Callable[[str], None] = print
 ) -> tuple[Path, dict[str, Any]]:
     """Return ``(checkpoint folder, test metrics)`` of the demo model, training it first if needed."""
-    from drgnet.data import synthetic
-    from drgnet.training.pipeline import train
-
     data_dir = Path(data_dir)
     cohort = data_dir / "demo-cohort"
     run = data_dir / "demo-model"

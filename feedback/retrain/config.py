@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from drgnet.config import LossConfig, override
+from drgnet.config import LossConfig, override, parse_settings
 from feedback.weak_labels import DEFAULT_TOLERANCE_PX
 
 JOB_KIND = "retrain"
@@ -88,6 +88,12 @@ class RetrainConfig:
         cfg = override(base or cls(), params)
         cfg.check()
         return cfg
+
+    @staticmethod
+    def parse_settings(pairs: Iterable[str]) -> dict[str, Any]:
+        """``key.path=value`` pairs (``--set``) as typed job params; old flat loss names mean ``loss.<name>``."""
+        pairs = [f"loss.{p}" if p.partition("=")[0].strip() in LEGACY_LOSS_NAMES else p for p in pairs]
+        return parse_settings(pairs, RetrainConfig)
 
     def check(self) -> None:
         """Refuse settings a run cannot use; the ValueError names the setting."""
