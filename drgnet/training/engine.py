@@ -262,49 +262,52 @@ def _ddp_runner(task: nn.Module, ctx: Any, device: Any) -> nn.Module:
     return DistributedDataParallel(task, device_ids=ids, static_graph=True)
 
 
-def _end_epoch(
-    model: nn.Module,
-    state: _FitState,
-    record: dict[str, Any],
-    val_set: FundusDataset | None,
-    cfg: TrainConfig,
-    out: Path,
-    meta: dict[str, Any],
-    optimizer: torch.optim.Optimizer,
-    progress: bool,
-    log: Callable[[str], None],
-    device: Any,
-) -> None:
-    """Rank 0 after an epoch: evaluate, keep the best checkpoint, write the resumable last one and the history."""
-    epoch = record["epoch"]
-    if val_set is not None and len(val_set):
-        metrics = evaluate(model, DataLoader(val_set, cfg.batch_size, num_workers=cfg.workers), progress, device=device)
-    else:
-        metrics = {"qwk": -record["train"].get("loss", 0.0)}
-    record["val"] = metrics
-    state.history.append(record)
-    log(
-        f"epoch {epoch + 1}: loss {record['train'].get('loss', float('nan')):.3f}  "
-        f"val QWK {metrics.get('qwk', float('nan')):.3f}  acc {metrics.get('accuracy', float('nan')):.3f}  "
-        f"lesion AUPR {metrics.get('lesion_aupr_mean', float('nan')):.3f}"
-    )
-    best, last = out / "best", out / "last"
-    if score(metrics) > state.best_score or not best.exists():
-        state.best_score, state.best_metrics = score(metrics), {"epoch": epoch, **metrics}
-        save_checkpoint(best, model, model.config, metrics=state.best_metrics, extra=meta)
-        distributed.trace("checkpoint", path=str(best), epoch=epoch)
-        state.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    save_checkpoint(
-        last,
-        model,
-        model.config,
-        metrics=metrics,
-        extra=meta,
-        optimizer=optimizer,
-        trainer_state=state.trainer_state(epoch),
-    )
-    distributed.trace("checkpoint", path=str(last), epoch=epoch)
-    (out / "history.json").write_text(json.dumps(state.history, indent=2, default=float) + "\n")
+@dataclass
+class _Writer:
+    """What rank 0 needs after each epoch to evaluate and write checkpoints."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    val_set: FundusDataset | None
+    cfg: TrainConfig
+    out: Path
+    meta: dict[str, Any]
+    progress: bool
+    log: Callable[[str], None]
+    device: Any
+
+    def end_epoch(self, state: _FitState, record: dict[str, Any]) -> None:
+        """Evaluate, keep the best checkpoint, write the resumable last one and the history."""
+        model, cfg, epoch = self.model, self.cfg, record["epoch"]
+        if self.val_set is not None and len(self.val_set):
+            loader = DataLoader(self.val_set, cfg.batch_size, num_workers=cfg.workers)
+            metrics = evaluate(model, loader, self.progress, device=self.device)
+        else:
+            metrics = {"qwk": -record["train"].get("loss", 0.0)}
+        record["val"] = metrics
+        state.history.append(record)
+        self.log(
+            f"epoch {epoch + 1}: loss {record['train'].get('loss', float('nan')):.3f}  "
+            f"val QWK {metrics.get('qwk', float('nan')):.3f}  acc {metrics.get('accuracy', float('nan')):.3f}  "
+            f"lesion AUPR {metrics.get('lesion_aupr_mean', float('nan')):.3f}"
+        )
+        best, last = self.out / "best", self.out / "last"
+        if score(metrics) > state.best_score or not best.exists():
+            state.best_score, state.best_metrics = score(metrics), {"epoch": epoch, **metrics}
+            save_checkpoint(best, model, model.config, metrics=state.best_metrics, extra=self.meta)
+            distributed.trace("checkpoint", path=str(best), epoch=epoch)
+            state.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        save_checkpoint(
+            last,
+            model,
+            model.config,
+            metrics=metrics,
+            extra=self.meta,
+            optimizer=self.optimizer,
+            trainer_state=state.trainer_state(epoch),
+        )
+        distributed.trace("checkpoint", path=str(last), epoch=epoch)
+        (self.out / "history.json").write_text(json.dumps(state.history, indent=2, default=float) + "\n")
 
 
 def fit(
@@ -360,6 +363,7 @@ def fit(
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     meta = {"train_config": to_dict(cfg), **(extra_meta or {})}
+    writer = _Writer(model, optimizer, val_set, cfg, out, meta, progress, log, device)
     for epoch in range(state.epoch, cfg.epochs):
         model.train()
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress)
@@ -378,7 +382,7 @@ def fit(
         bar.close()
         record: dict[str, Any] = {"epoch": epoch, "train": distributed.mean_across_ranks(means)}
         if ctx.is_main:
-            _end_epoch(model, state, record, val_set, cfg, out, meta, optimizer, progress, log, device)
+            writer.end_epoch(state, record)
         else:
             state.history.append(record)  # rank 0 evaluates and writes; the others wait for it
         distributed.barrier()
