@@ -176,13 +176,18 @@ def _field_hint(cls: type, path: str) -> Any:
 
 
 def _parse_text(hint: Any, text: str, where: str) -> Any:
-    """A ``--set`` value typed by its field: ``true``/``false``, numbers, ``null`` for optional, lists as JSON."""
+    """A ``--set`` value typed by its field: ``true``/``false``, numbers, ``null`` for optional, lists as JSON
+    or comma-separated."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         if text.strip().lower() in ("null", "none") and len(options) < len(typing.get_args(hint)):
             return None
         return _parse_text(options[0], text, where)
+    if typing.get_origin(hint) is tuple and not text.lstrip().startswith("["):
+        # A bare comma-separated list, e.g. --set target_styles=clinic_b,smartphone
+        item = typing.get_args(hint)[0] if typing.get_args(hint) else str
+        return tuple(_parse_text(item, part.strip(), where) for part in text.split(",") if part.strip())
     try:
         if hint is bool:
             lowered = text.strip().lower()

@@ -108,6 +108,8 @@ def test_settings_are_typed_by_their_field_and_unknown_keys_are_named(tmp_path) 
     with pytest.raises(ValueError, match="write KEY=VALUE"):
         build_config(TrainConfig(), None, ["epochs"])
     assert override(TransferConfig(), {"loss.constraint_weight": 1}).loss == LossConfig(constraint_weight=1.0)
+    fractions = build_config(TrainConfig(), None, ["split_fractions=0.6, 0.2,0.2"]).split_fractions
+    assert fractions == (0.6, 0.2, 0.2)
 
 
 def test_commands_refuse_an_unknown_setting_by_name() -> None:
