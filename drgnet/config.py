@@ -29,6 +29,7 @@ class ModelConfig:
     encoder: str = "tf_efficientnet_lite0"  # any timm model with features_only support
     encoder_weights: str | None = "imagenet"  # "imagenet" (shipped lite0/1/2 weights), a .safetensors path, or None
     input_size: int = 512  # side of the square network input, pixels
+    lesion_fov_px: int = 1024  # side of the FOV square where lesion maps are made by tiles (0: global view only)
     decoder_channels: tuple[int, ...] = (128, 64, 32, 24, 16)  # U-Net decoder width per stage, deepest first
     embed_dim: int = 128  # width of lesion / global descriptors in the high-level attention
     low_level_attention: bool = True  # lesion-driven spatial gates on stride-4 and stride-8 features

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ import numpy as np
 import torch
 
 from drgnet.data.preprocess import Preprocessed, load_rgb, preprocess, to_rgb_uint8
+from drgnet.engines import Engine, TorchEngine
 from drgnet.labels import GRADE_NAMES, LESION_COLOURS, LESIONS, NUM_GRADES, REFERABLE_MIN_GRADE
+from drgnet.tiling import TILE_OVERLAP, TileGrid, attach_lesion_view, lesion_side, lesion_view
 
 #: Largest derivative (probability maps, overlays) drawn by default: 16 megapixels, a 4K screen's worth and more.
 DRAW_MAX_PIXELS = 16_000_000
@@ -172,6 +175,75 @@ def model_maps(
         )
 
 
+@dataclass(frozen=True)
+class PhotoInput:
+    """What the engine sees of one photograph.
+
+    Attributes:
+        image: ``(S, S, 3)`` uint8 global view (grade and attention come from it).
+        lesion: The lesion view (:func:`drgnet.tiling.lesion_view`), or None: lesion maps from the global view.
+    """
+
+    image: np.ndarray
+    lesion: Preprocessed | None = None
+
+
+@dataclass(frozen=True)
+class PhotoMaps:
+    """One photograph's model outputs as probabilities (numpy, float32).
+
+    Attributes:
+        grade_probs: ``(5,)`` from the global view.
+        lesion_probs: ``(4, L, L)`` at the lesion view's side ``L`` (the input size ``S`` without a lesion view).
+        attention: ``(S, S)`` from the global view.
+    """
+
+    grade_probs: np.ndarray
+    lesion_probs: np.ndarray
+    attention: np.ndarray
+
+
+def engine_maps(
+    engine: Engine, photos: Sequence[PhotoInput], *, overlap: float = TILE_OVERLAP, batch_size: int = 8
+) -> list[PhotoMaps]:
+    """Run photographs through any engine: global views for the grade, overlapping tiles for the lesion maps.
+
+    The one inference path of ``predict``, ``screen``, the app and ONNX Runtime. Global views and tiles have the
+    same side (the model's input size), so they share the engine's batches; the grade head also runs on every
+    tile and is thrown away there, which costs under 1% of the FLOPs of a pass (``FlopCounterMode``, 224 and
+    512 px): cheaper than keeping a second, lesion-only network in step with the first.
+
+    Args:
+        engine: ``(B, S, S, 3) uint8 -> EngineOutput`` (``TorchEngine``, ``OnnxEngine``).
+        photos: Global view and optional lesion view of each photograph.
+        overlap: Share of a tile's side shared with each neighbour.
+        batch_size: Pictures (global views and tiles) per engine call.
+    """
+    size = engine.input_size
+    grids = [TileGrid.plan(p.lesion.size, size, overlap, p.lesion.fov_mask) if p.lesion else None for p in photos]
+    pictures = [np.stack([p.image for p in photos])] if photos else []
+    pictures += [g.cut(p.lesion.image) for g, p in zip(grids, photos, strict=True) if g is not None]
+    batch = np.concatenate(pictures) if pictures else np.zeros((0, size, size, 3), np.uint8)
+    outs = [engine(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+    n = len(photos)
+    lesion_logits = np.concatenate([o.lesion_logits for o in outs]) if outs else np.zeros((0, 4, size, size))
+    maps = model_maps(
+        np.concatenate([o.grade_logits for o in outs])[:n] if outs else np.zeros((0, NUM_GRADES)),
+        lesion_logits[:n],
+        np.concatenate([o.attention for o in outs])[:n] if outs else np.zeros((0, 1, 1, 1)),
+        size,
+    )
+    result, start = [], n
+    for i, grid in enumerate(grids):
+        lesion = maps.lesion_probs[i]
+        if grid is not None:
+            tiles = lesion_logits[start : start + len(grid)]
+            start += len(grid)
+            lesion = grid.blend(torch.sigmoid(torch.from_numpy(tiles).float()).numpy())
+        result.append(PhotoMaps(maps.grade_probs[i], lesion, maps.attention[i]))
+    return result
+
+
 def referable_probability(probs: np.ndarray) -> float:
     """P(grade >= 2): the probability mass of the referable grades."""
     return float(np.asarray(probs)[REFERABLE_MIN_GRADE:NUM_GRADES].sum())
@@ -192,27 +264,30 @@ def prediction_at_full_resolution(
     model_version: str = "",
     max_pixels: int | None = None,
 ) -> Prediction:
-    """One photograph's model outputs (at the input size ``S``) as a Prediction at the photograph's resolution.
+    """One photograph's model outputs as a Prediction at the photograph's resolution.
 
     Args:
         pre: The photograph's preprocessing (its geometry maps the ``S x S`` input back onto the photograph).
         grade_probs: ``(5,)`` grade probabilities.
-        lesion_probs: ``(4, S, S)`` lesion probabilities; outside the field of view they are zeroed here.
+        lesion_probs: ``(4, L, L)`` lesion probabilities over the same square as ``pre`` (``L = S`` from the
+            global view, larger from a lesion view); outside the field of view they are zeroed here.
         attention: ``(S, S)`` attention; zeroed outside the field of view and scaled to a peak of 1.
 
-    The lesion summary is measured at the model's resolution, as ``drgnet screen`` reports it. With
+    The lesion summary is measured at the lesion maps' resolution, as ``drgnet screen`` reports it. With
     ``max_pixels`` the maps are drawn on a downscaled copy of the photograph with at most that many pixels
     (:func:`draw_shape`), so their cost does not grow with the camera's resolution.
     """
     probs = np.asarray(grade_probs)
-    lp = lesion_probs * pre.fov_mask[None]
+    side = lesion_probs.shape[-1]
+    geometry = pre if side == pre.size else lesion_view(pre, None, side)
+    lp = lesion_probs * geometry.fov_mask[None]
     att = attention * pre.fov_mask
     att = att / att.max() if att.max() > 0 else att
     fov = pre.fov.mask
     shape = draw_shape(pre.original_shape, max_pixels)
     if shape != tuple(fov.shape):
         fov = cv2.resize(fov.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
-    lesion_maps = pre.unproject_mask(lp.astype(np.float32), out_shape=shape)
+    lesion_maps = geometry.unproject_mask(lp.astype(np.float32), out_shape=shape)
     lesion_maps *= fov[None]  # in place: a second full-size copy is what made big photographs expensive
     attention_map = pre.unproject_mask(att.astype(np.float32), out_shape=shape)
     attention_map *= fov
@@ -223,7 +298,7 @@ def prediction_at_full_resolution(
         uncertainty=normalised_entropy(probs),
         lesion_probs=lesion_maps,
         attention=attention_map,
-        lesions=summarise_lesions(lp, pre.fov_mask, threshold),
+        lesions=summarise_lesions(lp, geometry.fov_mask, threshold),
         fov_mask=fov,
         model_version=model_version,
         threshold=threshold,
@@ -234,20 +309,34 @@ class Predictor:
     """Loads a checkpoint once and predicts photographs.
 
     ``Predictor.from_checkpoint(path).predict(image)`` with ``image`` a path or an RGB array.
+
+    Args:
+        model: A DRGNet (run by a ``TorchEngine``) or any engine (``OnnxEngine``).
+        model_version: Identifier written beside each result (default: the engine's).
+        threshold: Probability at which a pixel counts as lesion.
+        map_max_pixels: Pixel limit of the maps (:func:`draw_shape`); None: the photograph's resolution.
+        lesion_fov_px: Side of the lesion view (:mod:`drgnet.tiling`); None: what the model was made for
+            (``ModelConfig.lesion_fov_px``); 0: lesion maps from the global view.
     """
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | Engine,
         model_version: str = "",
         threshold: float = 0.5,
         map_max_pixels: int | None = None,
+        lesion_fov_px: int | None = None,
     ) -> None:
-        self.model = model.eval()
-        self.size = int(model.config.input_size)
-        self.model_version = model_version
+        if isinstance(model, torch.nn.Module):
+            self.model: torch.nn.Module | None = model.eval()
+            self.engine: Engine = TorchEngine(model, model_version, channels_last=False)
+        else:
+            self.model, self.engine = None, model
+        self.size = int(self.engine.input_size)
+        self.model_version = model_version or self.engine.model_version
         self.threshold = threshold
         self.map_max_pixels = map_max_pixels  # None: maps at the photograph's resolution
+        self.lesion_fov_px = self.engine.lesion_fov_px if lesion_fov_px is None else int(lesion_fov_px)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, threshold: float = 0.5, map_max_pixels: int | None = None) -> Predictor:
@@ -258,33 +347,35 @@ class Predictor:
         return cls(model, model_version=version, threshold=threshold, map_max_pixels=map_max_pixels)
 
     def prepare(self, image: np.ndarray | str | Path, source: str | None = None) -> tuple[Preprocessed, str]:
+        """Decode and preprocess a photograph; the result carries its lesion view when the model has one."""
         if isinstance(image, (str, Path)):
             name = source or str(image)
             array = load_rgb(image)
         else:
             name = source or "image"
             array = to_rgb_uint8(np.asarray(image))
-        return preprocess(array, self.size, source=name), name
+        pre = preprocess(array, self.size, source=name)
+        side = lesion_side(pre, self.lesion_fov_px) if self.lesion_fov_px else 0
+        if side:
+            pre = attach_lesion_view(pre, lesion_view(pre, array, side))
+        return pre, name
 
-    @torch.inference_mode()
     def predict_prepared(self, batch: list[Preprocessed]) -> list[Prediction]:
-        """Predict already preprocessed photographs in one forward pass."""
-        x = torch.from_numpy(np.stack([p.image for p in batch])).permute(0, 3, 1, 2).float().div_(255.0)
-        out = self.model(x)
-        maps = model_maps(out.grade_logits, out.lesion_logits, out.attention, self.size)
-        return [self.prediction_from_maps(pre, maps, i) for i, pre in enumerate(batch)]
-
-    def prediction_from_maps(self, pre: Preprocessed, maps: ModelMaps, i: int) -> Prediction:
-        """The ``i``-th photograph of a batch's maps as a Prediction at the photograph's resolution."""
-        return prediction_at_full_resolution(
-            pre,
-            maps.grade_probs[i],
-            maps.lesion_probs[i],
-            maps.attention[i],
-            threshold=self.threshold,
-            model_version=self.model_version,
-            max_pixels=self.map_max_pixels,
-        )
+        """Predict photographs made ready by :meth:`prepare` (their lesion views are tiled, when they have one)."""
+        photos = [PhotoInput(p.image, getattr(p, "lesion", None)) for p in batch]
+        maps = engine_maps(self.engine, photos)
+        return [
+            prediction_at_full_resolution(
+                pre,
+                m.grade_probs,
+                m.lesion_probs,
+                m.attention,
+                threshold=self.threshold,
+                model_version=self.model_version,
+                max_pixels=self.map_max_pixels,
+            )
+            for pre, m in zip(batch, maps, strict=True)
+        ]
 
     def predict(self, image: np.ndarray | str | Path, source: str | None = None) -> Prediction:
         pre, _ = self.prepare(image, source)
