@@ -219,20 +219,18 @@ def engine_maps(
         overlap: Share of a tile's side shared with each neighbour.
         batch_size: Pictures (global views and tiles) per engine call.
     """
+    if not photos:
+        return []
     size = engine.input_size
     grids = [TileGrid.plan(p.lesion.size, size, overlap, p.lesion.fov_mask) if p.lesion else None for p in photos]
-    pictures = [np.stack([p.image for p in photos])] if photos else []
+    pictures = [np.stack([p.image for p in photos])]
     pictures += [g.cut(p.lesion.image) for g, p in zip(grids, photos, strict=True) if g is not None]
-    batch = np.concatenate(pictures) if pictures else np.zeros((0, size, size, 3), np.uint8)
+    batch = np.concatenate(pictures)
     outs = [engine(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
     n = len(photos)
-    lesion_logits = np.concatenate([o.lesion_logits for o in outs]) if outs else np.zeros((0, 4, size, size))
-    maps = model_maps(
-        np.concatenate([o.grade_logits for o in outs])[:n] if outs else np.zeros((0, NUM_GRADES)),
-        lesion_logits[:n],
-        np.concatenate([o.attention for o in outs])[:n] if outs else np.zeros((0, 1, 1, 1)),
-        size,
-    )
+    lesion_logits = np.concatenate([o.lesion_logits for o in outs])
+    grade_logits = np.concatenate([o.grade_logits for o in outs])[:n]
+    maps = model_maps(grade_logits, lesion_logits[:n], np.concatenate([o.attention for o in outs])[:n], size)
     result, start = [], n
     for i, grid in enumerate(grids):
         lesion = maps.lesion_probs[i]

@@ -48,6 +48,7 @@ import numpy as np
 from drgnet.data.preprocess import NotFundusError, Preprocessed, load_rgb, preprocess
 from drgnet.data.quality import NO_FIELD_OF_VIEW, ImageQuality, QualityThresholds, assess_quality
 from drgnet.labels import GRADE_NAMES, LESIONS, NUM_GRADES, REFERABLE_MIN_GRADE
+from drgnet.tiling import lesion_side, lesion_view
 
 #: Files a folder search picks up (explicit paths and CSV lists take any file).
 IMAGE_SUFFIXES = frozenset(
@@ -166,6 +167,7 @@ class ScreenItem:
     fov_mask: np.ndarray | None = field(default=None, repr=False)  # (S, S) bool
     pre: Preprocessed | None = field(default=None, repr=False)  # only when kept (masks or a sink)
     original: np.ndarray | None = field(default=None, repr=False)  # only when kept
+    lesion: Preprocessed | None = field(default=None, repr=False)  # lesion view (drgnet.tiling), None: global view
     data: bytes | None = field(default=None, repr=False)  # the file's bytes, only when kept
 
     @property
@@ -230,8 +232,12 @@ def prepare_item(
     keep_original: bool = False,
     thresholds: QualityThresholds | None = None,
     max_bytes: int = MAX_FILE_BYTES,
+    lesion_fov_px: int = 0,
 ) -> ScreenItem:
-    """Read, hash, decode, preprocess and quality-check one photograph. Never raises: failures are items."""
+    """Read, hash, decode, preprocess and quality-check one photograph. Never raises: failures are items.
+
+    With ``lesion_fov_px`` the item also carries its lesion view (:func:`drgnet.tiling.lesion_view`).
+    """
     try:
         data = read_photo_file(path, max_bytes)
     except FileNotFoundError:
@@ -249,6 +255,8 @@ def prepare_item(
         image = load_rgb(buffer)
         pre = preprocess(image, size, source=path)
         quality = assess_quality(image, pre.fov, thresholds)
+        side = lesion_side(pre, lesion_fov_px) if lesion_fov_px else 0
+        lesion = lesion_view(pre, image, side) if side else None
     except NotFundusError as exc:
         return ScreenItem(path, sha, error=_one_line(str(exc)), quality=NO_FIELD_OF_VIEW)
     except (ValueError, OSError, MemoryError) as exc:
@@ -264,6 +272,7 @@ def prepare_item(
         pre=pre if keep_original else None,
         original=image if keep_original else None,
         data=data if keep_original else None,
+        lesion=lesion,
     )
 
 
@@ -278,8 +287,10 @@ class ScreeningDataset:
         keep_original: bool = False,
         thresholds: QualityThresholds | None = None,
         max_bytes: int = MAX_FILE_BYTES,
+        lesion_fov_px: int = 0,
     ) -> None:
         self.paths = list(paths)
+        self.lesion_fov_px = lesion_fov_px
         self.size = size
         self.skip = frozenset(skip)
         self.keep_original = keep_original
@@ -291,7 +302,13 @@ class ScreeningDataset:
 
     def __getitem__(self, i: int) -> ScreenItem:
         return prepare_item(
-            self.paths[i], self.size, self.skip, self.keep_original, self.thresholds, max_bytes=self.max_bytes
+            self.paths[i],
+            self.size,
+            self.skip,
+            self.keep_original,
+            self.thresholds,
+            max_bytes=self.max_bytes,
+            lesion_fov_px=self.lesion_fov_px,
         )
 
 
@@ -379,13 +396,15 @@ class ScreenSink(Protocol):
         lesion_probs: np.ndarray,
         attention: np.ndarray,
     ) -> None:
-        """Keep one photograph: ``item`` holds its bytes and preprocessing; the maps are at the model's input size.
+        """Keep one photograph: ``item`` holds its bytes and preprocessing; grade and attention come from the global
+        view, the lesion maps from the lesion view when the model has one.
 
         Args:
             item: The prepared photograph (``data``, ``pre`` and ``original`` are set).
             row: Its output row (status ok).
             grade_probs: ``(5,)`` grade probabilities.
-            lesion_probs: ``(4, S, S)`` lesion probabilities.
+            lesion_probs: ``(4, L, L)`` lesion probabilities over the global view's square (``L = S``, or the
+                side of the lesion view).
             attention: ``(S, S)`` high-level attention.
         """
         ...
@@ -423,7 +442,8 @@ def score_batch(
     scored photograph is handed to it (its items must have been prepared with ``keep_original``).
     """
     from drgnet.inference import (
-        model_maps,
+        PhotoInput,
+        engine_maps,
         normalised_entropy,
         prediction_at_full_resolution,
         referable_probability,
@@ -431,10 +451,7 @@ def score_batch(
     )
 
     ready = [i for i, it in enumerate(items) if it.ready]
-    maps = None
-    if ready:
-        out = engine(np.stack([items[i].image for i in ready]))
-        maps = model_maps(out.grade_logits, out.lesion_logits, out.attention, engine.input_size)
+    maps = engine_maps(engine, [PhotoInput(items[i].image, items[i].lesion) for i in ready])
     position = {i: k for k, i in enumerate(ready)}
     rows: list[dict[str, Any] | None] = []
     for i, item in enumerate(items):
@@ -444,10 +461,10 @@ def score_batch(
         if not item.ready:
             rows.append(error_row(item, engine.name, engine.model_version))
             continue
-        k = position[i]
-        probs = maps.grade_probs[k].astype(np.float64)
-        lesion_probs = maps.lesion_probs[k] * item.fov_mask[None]
-        lesions = summarise_lesions(lesion_probs, item.fov_mask, options.threshold)
+        m = maps[position[i]]
+        probs = m.grade_probs.astype(np.float64)
+        fov = item.lesion.fov_mask if item.lesion is not None else item.fov_mask
+        lesions = summarise_lesions(m.lesion_probs * fov[None], fov, options.threshold)
         grade = int(probs.argmax())
         row: dict[str, Any] = dict.fromkeys(COLUMNS)
         row.update(
@@ -475,15 +492,15 @@ def score_batch(
             full = prediction_at_full_resolution(
                 item.pre,
                 probs,
-                maps.lesion_probs[k],
-                maps.attention[k],
+                m.lesion_probs,
+                m.attention,
                 threshold=options.threshold,
                 max_pixels=options.draw_max_pixels,
             )
             row["overlay"] = write_masks(item, full.lesion_probs, full.attention, options)
         if sink is not None:
             try:
-                sink.store(item, row, maps.grade_probs[k], maps.lesion_probs[k], maps.attention[k])
+                sink.store(item, row, m.grade_probs, m.lesion_probs, m.attention)
             except ValueError as exc:
                 item.error = _one_line(f"not stored: {exc}")
                 row = error_row(item, engine.name, engine.model_version)
@@ -771,7 +788,13 @@ def screen(
         summary = ScreenSummary(Path(out), images=len(paths), dropped_partial_line=writer.dropped_partial_line)
         keep = options.masks_dir is not None or sink is not None
         dataset = ScreeningDataset(
-            paths, engine.input_size, writer.done, keep, options.thresholds, max_bytes=options.max_file_bytes
+            paths,
+            engine.input_size,
+            writer.done,
+            keep,
+            options.thresholds,
+            max_bytes=options.max_file_bytes,
+            lesion_fov_px=engine.lesion_fov_px,
         )
         loader = DataLoader(
             dataset,
@@ -888,7 +911,13 @@ class RayScreener:
         keep = self.options.masks_dir is not None
         items = [
             prepare_item(
-                str(p), self.engine.input_size, self.skip, keep, self.options.thresholds, self.options.max_file_bytes
+                str(p),
+                self.engine.input_size,
+                self.skip,
+                keep,
+                self.options.thresholds,
+                self.options.max_file_bytes,
+                self.engine.lesion_fov_px,
             )
             for p in batch["path"]
         ]
@@ -929,7 +958,7 @@ def _store_from_actor(row: dict[str, Any], maps: bytes, sink: ScreenSink, option
         probs, lesion_probs, attention = (z[k].astype(np.float32) for k in ("grade_probs", "lesion_probs", "attention"))
     item = prepare_item(
         row["path"],
-        lesion_probs.shape[-1],
+        attention.shape[-1],  # the global view's side (lesion maps may come from a larger lesion view)
         keep_original=True,
         thresholds=options.thresholds,
         max_bytes=options.max_file_bytes,

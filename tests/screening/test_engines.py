@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from drgnet.cli import app
 from drgnet.data.preprocess import load_rgb, preprocess
 from drgnet.engines import ONNX_OUTPUTS, OnnxEngine, TorchEngine, export_onnx
-from drgnet.inference import model_maps
+from drgnet.inference import Predictor, model_maps
 from drgnet.screening import read_results, screen
 
 runner = CliRunner()
@@ -94,6 +94,33 @@ def test_screening_with_onnx_gives_the_rows_of_pytorch(exported, tiny_checkpoint
         for g in range(5):
             assert rb[f"p_grade_{g}"] == pytest.approx(ra[f"p_grade_{g}"], abs=1e-4)
         assert rb["SE_area_fraction"] == pytest.approx(ra["SE_area_fraction"], abs=1e-3)
+
+
+class CountingEngine:
+    """An engine that remembers the batch sizes it was called with."""
+
+    def __init__(self, engine):
+        self.engine, self.batches = engine, []
+        self.name, self.input_size = engine.name, engine.input_size
+        self.model_version, self.lesion_fov_px = engine.model_version, engine.lesion_fov_px
+
+    def __call__(self, images):
+        self.batches.append(len(images))
+        return self.engine(images)
+
+
+def test_tiled_lesion_maps_agree_between_onnx_runtime_and_pytorch(exported, tiny_checkpoint, photos):
+    """One inference path: both engines see the same global view and the same tiles of the lesion view."""
+    path = sorted(photos.rglob("*.jpg"))[0]
+    onnx_engine = CountingEngine(OnnxEngine(exported))
+    torch_engine = TorchEngine.from_checkpoint(tiny_checkpoint, channels_last=False)
+    assert onnx_engine.lesion_fov_px == torch_engine.lesion_fov_px == 1024  # the model config's, via the metadata
+    by_torch = Predictor(torch_engine).predict(path)
+    by_onnx = Predictor(onnx_engine).predict(path)
+    assert sum(onnx_engine.batches) > 1  # the global view and the tiles of the 128 px lesion view
+    assert by_onnx.lesion_probs.shape == by_torch.lesion_probs.shape == (4, 128, 128)
+    np.testing.assert_allclose(by_onnx.lesion_probs, by_torch.lesion_probs, atol=1e-3)
+    np.testing.assert_allclose(by_onnx.probs, by_torch.probs, atol=1e-4)
 
 
 def test_export_refuses_old_opsets_and_onnx_engine_checks_its_file(tiny_checkpoint, tmp_path):
