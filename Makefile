@@ -36,6 +36,7 @@ bench: $(STAMP)
 	# Real photographs: ../shared (DRGNET_SHARED_DIR) and scripts/fetch_real_samples.sh (DRGNET_SAMPLES_DIR).
 	$(BIN)/drgnet bench realism --counts 16,48 --repeats 10
 	$(BIN)/drgnet bench speed --size 512 --batches 1,8
+	$(BIN)/drgnet bench tiles --input-size 512 --lesion-fov-px 1024
 	# CPU-sized budget (about 40 minutes on 2 cores); docs/benchmarks.md has the larger GPU run.
 	$(BIN)/drgnet bench quality --set n=300 --set image_size=384 --set input_size=224 --set train.epochs=4 \
 		--set train.max_steps_per_epoch=25 --set train.batch_size=8 --device $(BENCH_DEVICE)

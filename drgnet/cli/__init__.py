@@ -40,6 +40,7 @@ app.add_typer(bench_app, name="bench")
 bench_app.command("synth")(bench.bench_synth)
 bench_app.command("quality")(bench.bench_quality)
 bench_app.command("speed")(bench.bench_speed)
+bench_app.command("tiles")(bench.bench_tiles)
 bench_app.command("transfer")(bench.bench_transfer)
 bench_app.command("realism")(bench.bench_realism)
 

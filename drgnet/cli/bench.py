@@ -61,6 +61,30 @@ def bench_speed(
     typer.echo(f"wrote {out / 'speed.md'}")
 
 
+def bench_tiles(
+    input_size: int = typer.Option(512, "--input-size", min=32, help="Network input = tile side (multiple of 32)."),
+    lesion_fov_px: str = typer.Option("1024", "--lesion-fov-px", help="Side(s) of the lesion view, comma-separated."),
+    engines: str = typer.Option("torch,onnx", "--engines", help="Comma-separated: torch, onnx."),
+    threads: int = typer.Option(2, "--threads", min=1, help="Intra-op threads of both engines."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per row (median reported)."),
+    out: Path = typer.Option(Path("runs/bench"), "--out", help="Folder for tiles.md and tiles.json."),
+) -> None:
+    """Seconds per 12-megapixel photograph for full-resolution lesion maps: tiled vs the global view."""
+    from drgnet.bench import tiles
+    from drgnet.config import ModelConfig
+
+    names = tuple(e.strip() for e in engines.split(",") if e.strip())
+    first, *more = (int(s) for s in lesion_fov_px.split(",") if s.strip())
+    model = ModelConfig(encoder_weights=None, input_size=input_size, lesion_fov_px=first)
+    cfg = tiles.TileBenchConfig(model, tuple(more), engines=names, threads=threads, repeats=repeats)
+    try:
+        result = tiles.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(tiles.markdown(result))
+    typer.echo(f"wrote {out / 'tiles.md'}")
+
+
 def bench_realism(
     counts: str = typer.Option("16,48", "--counts", help="Comma-separated synthetic photographs per classifier."),
     image_size: int = typer.Option(512, "--image-size", min=64, help="Side of the synthetic photographs."),

@@ -1,0 +1,187 @@
+"""Seconds per 12-megapixel photograph for full-resolution lesion maps: tiled lesion view vs the global view.
+
+One synthetic photograph (a 2848 px field of view on a 4288 x 2848 frame, saved as a JPEG) goes through the
+whole prediction path of ``drgnet predict`` in this process, once per (engine, path): decode, field-of-view
+detection and the global view, the lesion view, the network passes (global view + tiles, batched), blending,
+and the maps drawn back at the photograph's 12 megapixels. Each stage is timed separately; the baseline is the
+global-view path of the same engine in the same run (``lesion_fov_px = 0``: the lesion maps of the
+``input_size`` view, upsampled). The weights are random: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drgnet.bench.speed import _machine
+
+STAGES = ("decode", "preprocess", "lesion_view", "network", "blend", "full_resolution")
+ENGINES = {"torch": "PyTorch (channels-last)", "onnx": "ONNX Runtime"}
+
+
+@dataclass(frozen=True)
+class TileBenchConfig:
+    input_size: int = 512  # network input side = tile side (the default ModelConfig)
+    lesion_fov_px: int = 1024  # side of the lesion view (ModelConfig's default)
+    width: int = 4288  # the photograph: 12.2 megapixels, as a Nikon D3 fundus camera back writes
+    height: int = 2848
+    engines: tuple[str, ...] = ("torch", "onnx")
+    threads: int = 2
+    batch_size: int = 8  # pictures (global views and tiles) per network call
+    repeats: int = 3  # timed runs per row after one warm-up; the median is reported
+    seed: int = 0
+
+
+class _TimedEngine:
+    """Passes calls through to an engine and adds up the seconds spent in them."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine, self.seconds, self.pictures = engine, 0.0, 0
+        self.name, self.input_size, self.model_version = engine.name, engine.input_size, engine.model_version
+        self.lesion_fov_px = engine.lesion_fov_px
+
+    def __call__(self, images: np.ndarray) -> Any:
+        t0 = time.perf_counter()
+        out = self.engine(images)
+        self.seconds += time.perf_counter() - t0
+        self.pictures += len(images)
+        return out
+
+
+def photograph(path: Path, width: int, height: int, seed: int) -> Path:
+    """A synthetic grade-2 photograph whose field of view fills the frame's height, written as a JPEG."""
+    import cv2
+
+    from drgnet.data.synthetic import generate_fundus
+
+    fundus = generate_fundus(2, size=1024, seed=seed).image
+    side = min(width, height)
+    frame = np.zeros((height, width, 3), np.uint8)
+    y0, x0 = (height - side) // 2, (width - side) // 2
+    frame[y0 : y0 + side, x0 : x0 + side] = cv2.resize(fundus, (side, side), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return path
+
+
+def time_prediction(engine: Any, path: Path, lesion_fov_px: int, batch_size: int) -> dict[str, float]:
+    """Seconds of each stage of one prediction (``STAGES``), the number of pictures the network saw."""
+    from drgnet.data.preprocess import load_rgb, preprocess
+    from drgnet.inference import PhotoInput, engine_maps, prediction_at_full_resolution
+    from drgnet.tiling import lesion_side, lesion_view
+
+    timed = _TimedEngine(engine)
+    cpu0 = time.process_time()
+    marks = [time.perf_counter()]
+    rgb = load_rgb(path)
+    marks.append(time.perf_counter())
+    pre = preprocess(rgb, engine.input_size, source=str(path))
+    marks.append(time.perf_counter())
+    side = lesion_side(pre, lesion_fov_px) if lesion_fov_px else 0
+    view = lesion_view(pre, rgb, side) if side else None
+    marks.append(time.perf_counter())
+    (maps,) = engine_maps(timed, [PhotoInput(pre.image, view)], batch_size=batch_size)
+    marks.append(time.perf_counter())
+    prediction = prediction_at_full_resolution(pre, maps.grade_probs, maps.lesion_probs, maps.attention)
+    marks.append(time.perf_counter())
+    if prediction.lesion_probs.shape[1:] != rgb.shape[:2]:
+        raise RuntimeError(f"lesion maps are {prediction.lesion_probs.shape}, not at the photograph's resolution")
+    seconds = dict(zip(("decode", "preprocess", "lesion_view", "maps", "full_resolution"), np.diff(marks), strict=True))
+    network = timed.seconds
+    row = {name: float(seconds[name]) for name in ("decode", "preprocess", "lesion_view", "full_resolution")}
+    row.update(network=network, blend=float(seconds["maps"]) - network, pictures=float(timed.pictures))
+    row["lesion_side"] = float(side or engine.input_size)
+    row["total"] = float(sum(row[s] for s in STAGES))
+    row["cpu"] = time.process_time() - cpu0  # all threads: on a loaded machine wall time overstates the work
+    return row
+
+
+def _engines(cfg: TileBenchConfig, tmp: Path) -> dict[str, Any]:
+    import torch
+
+    from drgnet.config import ModelConfig
+    from drgnet.engines import OnnxEngine, TorchEngine, export_onnx
+    from drgnet.model import DRGNet
+    from drgnet.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    model_cfg = ModelConfig(encoder_weights=None, input_size=cfg.input_size, lesion_fov_px=cfg.lesion_fov_px)
+    model = DRGNet(model_cfg).eval()
+    engines: dict[str, Any] = {}
+    if "torch" in cfg.engines:
+        engines["torch"] = TorchEngine(model, "bench", channels_last=True)
+    if "onnx" in cfg.engines:
+        checkpoint = save_checkpoint(tmp / "ckpt", DRGNet(model_cfg).eval(), model_cfg)
+        engines["onnx"] = OnnxEngine(export_onnx(checkpoint, tmp / "drgnet.onnx").path, threads=cfg.threads)
+    return engines
+
+
+def run(cfg: TileBenchConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Time every engine on the tiled and the global-view path; writes ``out/tiles.md`` and ``out/tiles.json``."""
+    unknown = [e for e in cfg.engines if e not in ENGINES]
+    if unknown:
+        raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
+    if cfg.input_size % 32:
+        raise ValueError(f"input size must be a multiple of 32, got {cfg.input_size}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = _machine()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="drgnet-bench-tiles-") as tmp:
+        photo = photograph(Path(tmp) / "photo.jpg", cfg.width, cfg.height, cfg.seed)
+        for name, engine in _engines(cfg, Path(tmp)).items():
+            for path, fov_px in (("global view (baseline)", 0), ("tiled lesion view", cfg.lesion_fov_px)):
+                time_prediction(engine, photo, fov_px, cfg.batch_size)  # warm-up: allocators, kernel caches
+                runs = [time_prediction(engine, photo, fov_px, cfg.batch_size) for _ in range(cfg.repeats)]
+                row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                row.update(engine=name, path=path, runs=[r["total"] for r in runs])
+                rows.append(row)
+                log(f"{ENGINES[name]:24s} {path:24s} {row['total']:.2f} s/photograph")
+    result = {"config": dataclasses.asdict(cfg), "machine": machine, "rows": rows}
+    (out / "tiles.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "tiles.md").write_text(markdown(result))
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    cfg, m = result["config"], result["machine"]
+    megapixels = cfg["width"] * cfg["height"] / 1e6
+    lines = [
+        f"# Full-resolution lesion maps of a {megapixels:.1f}-megapixel photograph ({cfg['width']} x {cfg['height']})",
+        "",
+        f"{m['processor']}, {m['cores']} cores, {cfg['threads']} threads, torch {m['torch']}, ONNX Runtime "
+        f"{m['onnxruntime']}; load average {m['load_average']:.1f} when it started (1 min, {os.cpu_count()} cores). "
+        f"Network input / tile {cfg['input_size']} px, lesion view {cfg['lesion_fov_px']} px, "
+        f"{cfg['batch_size']} pictures per call; median of {cfg['repeats']} runs after a warm-up.",
+        "",
+        "| engine | path | lesion maps made at | pictures | "
+        + " | ".join(STAGES)
+        + " | total s | vs baseline | CPU s (all threads) |",
+        "|---|---|---:|---:|" + "---:|" * len(STAGES) + "---:|---:|---:|",
+    ]
+    base = {r["engine"]: r["total"] for r in result["rows"] if r["path"].startswith("global")}
+    for r in result["rows"]:
+        side = int(r["lesion_side"])
+        lines.append(
+            f"| {ENGINES[r['engine']]} | {r['path']} | {side} x {side} | {int(r['pictures'])} | "
+            + " | ".join(f"{r[s]:.3f}" for s in STAGES)
+            + f" | **{r['total']:.2f}** | {r['total'] / base[r['engine']]:.2f}x | {r['cpu']:.2f} |"
+        )
+    lines += [
+        "",
+        "Stages: JPEG decode; field-of-view detection and the global view; the lesion view (crop and resample);",
+        "network passes (global view and tiles); blending and probabilities; the maps drawn at the photograph's",
+        "resolution (4 lesion maps and the attention, float32). Seconds are wall-clock; the CPU column adds up",
+        "every thread's time, which a busy shared machine inflates less.",
+    ]
+    return "\n".join(lines) + "\n"
