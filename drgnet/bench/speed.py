@@ -165,14 +165,7 @@ def run(cfg: SpeedBenchConfig, out: Path, log: Callable[[str], None] = print) ->
     from drgnet.model.reference import ReferenceConfig, ReferenceModel
     from drgnet.training.checkpoint import save_checkpoint
 
-    unknown = [e for e in cfg.engines if e not in ENGINES]
-    if unknown:
-        raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
-    if cfg.size % 32:
-        raise ValueError(f"input size must be a multiple of 32, got {cfg.size}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    machine = _machine()
+    out, machine = start_run(cfg.engines, ENGINES, cfg.size, out)
     engines = list(dict.fromkeys((BASELINE[0], *cfg.engines)))  # the baseline is always measured
     batches = list(dict.fromkeys((BASELINE[1], *cfg.batches)))
     with tempfile.TemporaryDirectory(prefix="drgnet-bench-speed-") as tmp:
@@ -227,6 +220,22 @@ def run(cfg: SpeedBenchConfig, out: Path, log: Callable[[str], None] = print) ->
     (out / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "speed.md").write_text(markdown(result))
     return result
+
+
+def start_run(engines: tuple[str, ...], known: dict[str, str], size: int, out: Path) -> tuple[Path, dict[str, Any]]:
+    """Check a speed benchmark's engines and input size, make its output folder, describe the machine.
+
+    Raises:
+        ValueError: An unknown engine, or a size the network cannot take.
+    """
+    unknown = [e for e in engines if e not in known]
+    if unknown:
+        raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    if size % 32:
+        raise ValueError(f"input size must be a multiple of 32, got {size}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, _machine()
 
 
 def _machine() -> dict[str, Any]:

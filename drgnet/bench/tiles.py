@@ -17,13 +17,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from drgnet.bench.speed import _machine
+from drgnet.bench.speed import start_run
+from drgnet.config import ModelConfig
 
 STAGES = ("decode", "preprocess", "lesion_view", "network", "blend", "full_resolution")
 ENGINES = {"torch": "PyTorch (channels-last)", "onnx": "ONNX Runtime"}
@@ -31,8 +32,8 @@ ENGINES = {"torch": "PyTorch (channels-last)", "onnx": "ONNX Runtime"}
 
 @dataclass(frozen=True)
 class TileBenchConfig:
-    input_size: int = 512  # network input side = tile side (the default ModelConfig)
-    lesion_fov_px: int = 1024  # side of the lesion view (ModelConfig's default)
+    # The network (random weights): its input size is the tile side, its lesion_fov_px the lesion view's side.
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(encoder_weights=None))
     width: int = 4288  # the photograph: 12.2 megapixels, as a Nikon D3 fundus camera back writes
     height: int = 2848
     engines: tuple[str, ...] = ("torch", "onnx")
@@ -64,8 +65,8 @@ def photograph(path: Path, width: int, height: int, seed: int) -> Path:
 
     from drgnet.data.synthetic import generate_fundus
 
-    fundus = generate_fundus(2, size=1024, seed=seed).image
     side = min(width, height)
+    fundus = generate_fundus(2, size=min(side, 1024), seed=seed).image
     frame = np.zeros((height, width, 3), np.uint8)
     y0, x0 = (height - side) // 2, (width - side) // 2
     frame[y0 : y0 + side, x0 : x0 + side] = cv2.resize(fundus, (side, side), interpolation=cv2.INTER_CUBIC)
@@ -108,46 +109,38 @@ def time_prediction(engine: Any, path: Path, lesion_fov_px: int, batch_size: int
 def _engines(cfg: TileBenchConfig, tmp: Path) -> dict[str, Any]:
     import torch
 
-    from drgnet.config import ModelConfig
     from drgnet.engines import OnnxEngine, TorchEngine, export_onnx
     from drgnet.model import DRGNet
     from drgnet.training.checkpoint import save_checkpoint
 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    model_cfg = ModelConfig(encoder_weights=None, input_size=cfg.input_size, lesion_fov_px=cfg.lesion_fov_px)
+    model_cfg = cfg.model
     model = DRGNet(model_cfg).eval()
     engines: dict[str, Any] = {}
     if "torch" in cfg.engines:
         engines["torch"] = TorchEngine(model, "bench", channels_last=True)
     if "onnx" in cfg.engines:
-        checkpoint = save_checkpoint(tmp / "ckpt", DRGNet(model_cfg).eval(), model_cfg)
+        checkpoint = save_checkpoint(tmp / "ckpt", model, model_cfg)
         engines["onnx"] = OnnxEngine(export_onnx(checkpoint, tmp / "drgnet.onnx").path, threads=cfg.threads)
     return engines
 
 
 def run(cfg: TileBenchConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Time every engine on the tiled and the global-view path; writes ``out/tiles.md`` and ``out/tiles.json``."""
-    unknown = [e for e in cfg.engines if e not in ENGINES]
-    if unknown:
-        raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
-    if cfg.input_size % 32:
-        raise ValueError(f"input size must be a multiple of 32, got {cfg.input_size}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    machine = _machine()
+    out, machine = start_run(cfg.engines, ENGINES, cfg.model.input_size, out)
     rows = []
     with tempfile.TemporaryDirectory(prefix="drgnet-bench-tiles-") as tmp:
         photo = photograph(Path(tmp) / "photo.jpg", cfg.width, cfg.height, cfg.seed)
         for name, engine in _engines(cfg, Path(tmp)).items():
-            for path, fov_px in (("global view (baseline)", 0), ("tiled lesion view", cfg.lesion_fov_px)):
+            for path, fov_px in (("global view (baseline)", 0), ("tiled lesion view", cfg.model.lesion_fov_px)):
                 time_prediction(engine, photo, fov_px, cfg.batch_size)  # warm-up: allocators, kernel caches
                 runs = [time_prediction(engine, photo, fov_px, cfg.batch_size) for _ in range(cfg.repeats)]
                 row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                 row.update(engine=name, path=path, runs=[r["total"] for r in runs])
                 rows.append(row)
                 log(f"{ENGINES[name]:24s} {path:24s} {row['total']:.2f} s/photograph")
-    result = {"config": dataclasses.asdict(cfg), "machine": machine, "rows": rows}
+    result = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "machine": machine, "rows": rows}
     (out / "tiles.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "tiles.md").write_text(markdown(result))
     return result
@@ -161,7 +154,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{m['processor']}, {m['cores']} cores, {cfg['threads']} threads, torch {m['torch']}, ONNX Runtime "
         f"{m['onnxruntime']}; load average {m['load_average']:.1f} when it started (1 min, {os.cpu_count()} cores). "
-        f"Network input / tile {cfg['input_size']} px, lesion view {cfg['lesion_fov_px']} px, "
+        f"Network input / tile {cfg['model']['input_size']} px, lesion view {cfg['model']['lesion_fov_px']} px, "
         f"{cfg['batch_size']} pictures per call; median of {cfg['repeats']} runs after a warm-up.",
         "",
         "| engine | path | lesion maps made at | pictures | "

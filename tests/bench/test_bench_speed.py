@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drgnet.bench import speed
+from drgnet.config import ModelConfig
 
 
 def test_speed_bench_measures_baseline_and_onnx_with_memory_and_flops(tmp_path):
@@ -29,3 +30,24 @@ def test_speed_bench_rejects_unknown_engines_and_sizes(tmp_path):
         speed.run(speed.SpeedBenchConfig(engines=("tensorrt",)), tmp_path)
     with pytest.raises(ValueError, match="multiple of 32"):
         speed.run(speed.SpeedBenchConfig(size=100), tmp_path)
+
+
+def test_tile_bench_times_every_stage_of_the_tiled_and_the_global_path(tmp_path):
+    from drgnet.bench import tiles
+
+    tiny = ModelConfig(
+        encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32, lesion_fov_px=192
+    )
+    cfg = tiles.TileBenchConfig(tiny, width=360, height=240, engines=("onnx",), threads=1, repeats=1)
+    result = tiles.run(cfg, tmp_path, log=lambda _: None)
+    rows = {(r["engine"], r["path"].split()[0]): r for r in result["rows"]}
+    assert set(rows) == {("onnx", "global"), ("onnx", "tiled")}  # PyTorch's rows are the same code, slower
+    for (_, path), r in rows.items():
+        assert r["total"] == pytest.approx(sum(r[s] for s in tiles.STAGES))
+        assert all(r[s] >= 0 for s in tiles.STAGES) and r["network"] > 0 and r["cpu"] > 0
+        # The field of view is 240 px high, so the 192 px lesion view is cut into 64 px tiles (with the global view).
+        assert (r["lesion_side"], r["pictures"] > 1) == ((64, False) if path == "global" else (192, True))
+    report = (tmp_path / "tiles.md").read_text()
+    assert "tiled lesion view" in report and "vs baseline" in report and "load average" in report
+    with pytest.raises(ValueError, match="unknown engine"):
+        tiles.run(tiles.TileBenchConfig(engines=("tensorrt",)), tmp_path)
