@@ -24,7 +24,14 @@ import torch
 from drgnet.data.preprocess import Preprocessed, load_rgb, preprocess, to_rgb_uint8
 from drgnet.engines import Engine, TorchEngine
 from drgnet.labels import GRADE_NAMES, LESION_COLOURS, LESIONS, NUM_GRADES, REFERABLE_MIN_GRADE
-from drgnet.tiling import TILE_OVERLAP, TileGrid, attach_lesion_view, lesion_side, lesion_view
+from drgnet.tiling import (
+    TILE_OVERLAP,
+    TileGrid,
+    attach_lesion_view,
+    draw_on_photograph,
+    lesion_side,
+    lesion_view,
+)
 
 #: Largest derivative (probability maps, overlays) drawn by default: 16 megapixels, a 4K screen's worth and more.
 DRAW_MAX_PIXELS = 16_000_000
@@ -285,10 +292,14 @@ def prediction_at_full_resolution(
     shape = draw_shape(pre.original_shape, max_pixels)
     if shape != tuple(fov.shape):
         fov = cv2.resize(fov.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
-    lesion_maps = geometry.unproject_mask(lp.astype(np.float32), out_shape=shape)
-    lesion_maps *= fov[None]  # in place: a second full-size copy is what made big photographs expensive
-    attention_map = pre.unproject_mask(att.astype(np.float32), out_shape=shape)
-    attention_map *= fov
+    if shape == tuple(pre.original_shape):
+        lesion_maps = draw_on_photograph(geometry, lp, fov)
+        attention_map = draw_on_photograph(pre, att[None], fov)[0]
+    else:
+        lesion_maps = geometry.unproject_mask(lp.astype(np.float32), out_shape=shape)
+        lesion_maps *= fov[None]  # in place: a second full-size copy is what made big photographs expensive
+        attention_map = pre.unproject_mask(att.astype(np.float32), out_shape=shape)
+        attention_map *= fov
     return Prediction(
         grade=int(probs.argmax()),
         probs=probs,

@@ -178,3 +178,24 @@ def test_tiny_drgnet_predicts_through_tiles_end_to_end():
     np.testing.assert_allclose(tiled.probs, untiled.probs, atol=1e-6)  # the grade: the same global view
     assert np.isfinite(tiled.lesion_probs).all() and 0 <= tiled.lesion_probs.min() <= tiled.lesion_probs.max() <= 1
     assert not np.allclose(tiled.lesion_probs, untiled.lesion_probs)  # the maps come from the lesion view
+
+
+@pytest.mark.parametrize("frame", [(300, 420), (420, 300), (250, 300)])
+def test_maps_drawn_on_the_photograph_match_the_warped_maps_inside_the_field_of_view(frame):
+    from drgnet.data.preprocess import preprocess
+    from drgnet.tiling import draw_on_photograph, lesion_view
+
+    fundus = generate_fundus(0, size=300, seed=4).image
+    photo = np.zeros((*frame, 3), np.uint8)  # wider, taller, or cutting the field of view at top and bottom
+    (h, w), y, x = frame, (frame[0] - 300) // 2, (frame[1] - 300) // 2
+    photo[max(y, 0) : max(y, 0) + min(h, 300), max(x, 0) : max(x, 0) + min(w, 300)] = fundus[
+        max(-y, 0) : max(-y, 0) + min(h, 300), max(-x, 0) : max(-x, 0) + min(w, 300)
+    ]
+    pre = preprocess(photo, TILE)
+    view = lesion_view(pre, photo, 160)
+    maps = np.random.default_rng(0).random((4, 160, 160), dtype=np.float32)
+    fov = pre.fov.mask
+    drawn = draw_on_photograph(view, maps, fov)
+    warped = view.unproject_mask(maps) * fov[None]
+    assert drawn.shape == warped.shape == (4, *frame) and drawn.dtype == np.float32
+    np.testing.assert_allclose(drawn, warped, atol=1e-5)
