@@ -26,6 +26,8 @@ import numpy as np
 from drgnet.bench.speed import start_run
 from drgnet.config import ModelConfig
 
+#: Median diameter of a real microaneurysm as a share of the field of view's diameter (issue 14's measurement).
+MEDIAN_MA_FRACTION = 0.0052
 STAGES = ("decode", "preprocess", "lesion_view", "network", "blend", "full_resolution")
 ENGINES = {"torch": "PyTorch (channels-last)", "onnx": "ONNX Runtime"}
 
@@ -34,6 +36,7 @@ ENGINES = {"torch": "PyTorch (channels-last)", "onnx": "ONNX Runtime"}
 class TileBenchConfig:
     # The network (random weights): its input size is the tile side, its lesion_fov_px the lesion view's side.
     model: ModelConfig = field(default_factory=lambda: ModelConfig(encoder_weights=None))
+    also_lesion_fov_px: tuple[int, ...] = ()  # further lesion-view sides to time (the resolution-speed trade)
     width: int = 4288  # the photograph: 12.2 megapixels, as a Nikon D3 fundus camera back writes
     height: int = 2848
     engines: tuple[str, ...] = ("torch", "onnx")
@@ -138,7 +141,8 @@ def run(cfg: TileBenchConfig, out: Path, log: Callable[[str], None] = print) -> 
     with tempfile.TemporaryDirectory(prefix="drgnet-bench-tiles-") as tmp:
         photo = photograph(Path(tmp) / "photo.jpg", cfg.width, cfg.height, cfg.seed)
         for name, engine in _engines(cfg, Path(tmp)).items():
-            for path, fov_px in (("global view (baseline)", 0), ("tiled lesion view", cfg.model.lesion_fov_px)):
+            sides = (cfg.model.lesion_fov_px, *cfg.also_lesion_fov_px)
+            for path, fov_px in (("global view (baseline)", 0), *((f"tiled, lesion view {s}", s) for s in sides)):
                 time_prediction(engine, photo, fov_px, cfg.batch_size)  # warm-up: allocators, kernel caches
                 runs = [time_prediction(engine, photo, fov_px, cfg.batch_size) for _ in range(cfg.repeats)]
                 row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -151,6 +155,13 @@ def run(cfg: TileBenchConfig, out: Path, log: Callable[[str], None] = print) -> 
     return result
 
 
+def _microaneurysm_px(side: int) -> float:
+    """Pixels across a median microaneurysm on a view whose side is ``side`` (the FOV plus its margin)."""
+    from drgnet.data.preprocess import FOV_MARGIN
+
+    return MEDIAN_MA_FRACTION * side / (1.0 + FOV_MARGIN)
+
+
 def markdown(result: dict[str, Any]) -> str:
     cfg, m = result["config"], result["machine"]
     megapixels = cfg["width"] * cfg["height"] / 1e6
@@ -159,24 +170,27 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{m['processor']}, {m['cores']} cores, {cfg['threads']} threads, torch {m['torch']}, ONNX Runtime "
         f"{m['onnxruntime']}; load average {m['load_average']:.1f} when it started (1 min, {os.cpu_count()} cores). "
-        f"Network input / tile {cfg['model']['input_size']} px, lesion view {cfg['model']['lesion_fov_px']} px, "
+        f"Network input / tile {cfg['model']['input_size']} px, "
         f"{cfg['batch_size']} pictures per call; median of {cfg['repeats']} runs after a warm-up.",
         "",
-        "| engine | path | lesion maps made at | pictures | "
+        "| engine | path | lesion maps made at | median MA (px) | pictures | "
         + " | ".join(STAGES)
         + " | total s | vs baseline | CPU s (all threads) |",
-        "|---|---|---:|---:|" + "---:|" * len(STAGES) + "---:|---:|---:|",
+        "|---|---|---:|---:|---:|" + "---:|" * len(STAGES) + "---:|---:|---:|",
     ]
     base = {r["engine"]: r["total"] for r in result["rows"] if r["path"].startswith("global")}
     for r in result["rows"]:
         side = int(r["lesion_side"])
         lines.append(
-            f"| {ENGINES[r['engine']]} | {r['path']} | {side} x {side} | {int(r['pictures'])} | "
+            f"| {ENGINES[r['engine']]} | {r['path']} | {side} x {side} | {_microaneurysm_px(side):.1f} | "
+            f"{int(r['pictures'])} | "
             + " | ".join(f"{r[s]:.2f} ({r[s + '_cpu']:.2f})" for s in STAGES)
             + f" | **{r['total']:.2f}** | {r['total'] / base[r['engine']]:.2f}x | {r['cpu']:.2f} |"
         )
     lines += [
         "",
+        f"Median MA: the median real microaneurysm ({1000 * MEDIAN_MA_FRACTION:.1f} per mille of the field of view's "
+        "diameter, measured on the four real IDRiD photographs) in pixels of the map it is found on.",
         "Stages: JPEG decode; field-of-view detection and the global view; the lesion view (crop and resample);",
         "network passes (global view and tiles); blending and probabilities; the maps drawn at the photograph's",
         "resolution (4 lesion maps and the attention, float32). Seconds are wall-clock (in brackets: CPU seconds",
