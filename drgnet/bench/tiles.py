@@ -119,7 +119,7 @@ def _engines(cfg: TileBenchConfig, tmp: Path) -> dict[str, Any]:
 
     from drgnet.engines import OnnxEngine, TorchEngine, export_onnx
     from drgnet.model import DRGNet
-    from drgnet.training.checkpoint import save_checkpoint
+    from drgnet.model.checkpoint import save_checkpoint
 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
