@@ -2,11 +2,11 @@
 
 A median microaneurysm spans about 0.5% of the field of view's diameter, so at a 224 or 512 px global view it is
 one or two pixels. The lesion maps are therefore computed on a *lesion view*: the same square around the field
-of view as the global view (same ``box``), resampled so its side is ``lesion_fov_px`` (about 1024 px: a median
-microaneurysm then spans 4-5 px), cut into overlapping tiles of the model's input size. Each tile's maps are
-weighted by a smooth window that falls towards the tile's edges (where the network sees the least context) and
-the weighted maps are divided by the sum of the weights, so the blend is a partition of unity: a constant
-input gives a constant output whatever the tile layout, and tiles that overlap agree where they can.
+of view as the global view (same ``box``), resampled so its side is ``ModelConfig.lesion_fov_px`` (1024 px by
+default: a median microaneurysm then spans about 5 px), cut into overlapping tiles of the model's input size.
+Each tile's maps are weighted by a smooth window that falls towards the tile's edges (where the network sees
+the least context) and the weighted maps are divided by the sum of the weights, so the blend is a partition of
+unity: a constant input gives a constant output whatever the tile layout, and overlapping tiles agree.
 
 Nothing here knows which engine runs the tiles: :class:`TileGrid` cuts tiles and blends maps, and
 :func:`tiled_maps` drives any callable ``(B, t, t, 3) uint8 -> (B, C, t, t)`` maps over them.
@@ -23,8 +23,6 @@ import numpy as np
 
 from drgnet.data.preprocess import Preprocessed, _cut_box, _project_fov
 
-#: Default side of the lesion view: a median microaneurysm (0.5% of the FOV diameter) spans about 5 px.
-LESION_FOV_PX = 1024
 #: Default share of a tile's side that it shares with each neighbour.
 TILE_OVERLAP = 0.25
 #: Weight of a tile's outermost pixels: never zero, so a pixel covered by one tile only keeps that tile's value.
@@ -228,7 +226,6 @@ def attach_lesion_view(pre: Preprocessed, lesion: Preprocessed | None) -> WithLe
 __all__ = [
     "WithLesionView",
     "attach_lesion_view",
-    "LESION_FOV_PX",
     "TILE_OVERLAP",
     "TileGrid",
     "blend_window",
