@@ -348,12 +348,18 @@ class Predictor:
         self.lesion_fov_px = self.engine.lesion_fov_px if lesion_fov_px is None else int(lesion_fov_px)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, threshold: float = 0.5, map_max_pixels: int | None = None) -> Predictor:
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        threshold: float = 0.5,
+        map_max_pixels: int | None = None,
+        lesion_fov_px: int | None = None,
+    ) -> Predictor:
         from drgnet.model.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(Path(path))
         version = str(meta.get("version_name") or meta.get("weights_sha256", "")[:12])
-        return cls(model, model_version=version, threshold=threshold, map_max_pixels=map_max_pixels)
+        return cls(model, version, threshold, map_max_pixels, lesion_fov_px)
 
     def prepare(self, image: np.ndarray | str | Path, source: str | None = None) -> tuple[Preprocessed, str]:
         """Decode and preprocess a photograph; the result carries its lesion view when the model has one."""

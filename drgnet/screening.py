@@ -730,6 +730,7 @@ class EngineSpec:
     onnx: str | None = None
     channels_last: bool = True
     threads: int = 0  # torch / ONNX Runtime intra-op threads (0: library default)
+    lesion_fov_px: int | None = None  # side of the lesion view; None: the model's, 0: the global view's maps
 
     def build(self) -> Any:
         from drgnet.engines import OnnxEngine, TorchEngine
@@ -741,12 +742,16 @@ class EngineSpec:
                 import torch
 
                 torch.set_num_threads(self.threads)
-            return TorchEngine.from_checkpoint(self.checkpoint, channels_last=self.channels_last)
-        if self.kind == "onnx":
+            engine = TorchEngine.from_checkpoint(self.checkpoint, channels_last=self.channels_last)
+        elif self.kind == "onnx":
             if not self.onnx:
                 raise ValueError("the onnx engine needs --onnx MODEL.onnx (write one with `drgnet export-onnx`)")
-            return OnnxEngine(self.onnx, threads=self.threads)
-        raise ValueError(f"unknown engine {self.kind!r}; choose torch or onnx")
+            engine = OnnxEngine(self.onnx, threads=self.threads)
+        else:
+            raise ValueError(f"unknown engine {self.kind!r}; choose torch or onnx")
+        if self.lesion_fov_px is not None:
+            engine.lesion_fov_px = self.lesion_fov_px
+        return engine
 
 
 def _progress(total: int, enabled: bool, desc: str):

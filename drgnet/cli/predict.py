@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from drgnet.cli._common import fail
+from drgnet.cli._common import LESION_FOV_HELP, fail
 
 
 def predict(
@@ -14,6 +14,7 @@ def predict(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint folder."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
     overlay: Path | None = typer.Option(None, "--overlay", help="Write lesion + attention overlays here."),
+    lesion_fov_px: int | None = typer.Option(None, "--lesion-fov-px", min=0, help=LESION_FOV_HELP),
 ) -> None:
     """Grade photographs and summarise their lesions."""
     import json
@@ -22,7 +23,7 @@ def predict(
 
     try:
         limit = draw_max_pixels()
-        predictor = Predictor.from_checkpoint(checkpoint, map_max_pixels=limit)
+        predictor = Predictor.from_checkpoint(checkpoint, map_max_pixels=limit, lesion_fov_px=lesion_fov_px)
     except ValueError as exc:
         fail(str(exc))
     failed = 0

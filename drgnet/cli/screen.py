@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from drgnet.cli._common import fail
+from drgnet.cli._common import LESION_FOV_HELP, fail
 
 
 def _open_sink(
@@ -80,6 +80,7 @@ def screen(
     ),
     concurrency: int = typer.Option(2, "--concurrency", min=1, help="Ray: model actors."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="torch memory format."),
+    lesion_fov_px: int | None = typer.Option(None, "--lesion-fov-px", min=0, help=LESION_FOV_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     db: bool = typer.Option(
         False, "--db", help="Also store photographs and predictions in the database, into the review worklist."
@@ -117,6 +118,7 @@ def screen(
         checkpoint=str(checkpoint) if checkpoint else None,
         onnx=str(onnx) if onnx else None,
         channels_last=channels_last,
+        lesion_fov_px=lesion_fov_px,
     )
     options = _options(threshold, masks, max_file_mb)
     run = dict(batch_size=batch_size, progress=progress, sink=sink)

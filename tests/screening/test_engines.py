@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -121,6 +123,22 @@ def test_tiled_lesion_maps_agree_between_onnx_runtime_and_pytorch(exported, tiny
     assert by_onnx.lesion_probs.shape == by_torch.lesion_probs.shape == (4, 128, 128)
     np.testing.assert_allclose(by_onnx.lesion_probs, by_torch.lesion_probs, atol=1e-3)
     np.testing.assert_allclose(by_onnx.probs, by_torch.probs, atol=1e-4)
+
+
+def test_lesion_view_side_can_be_overridden_for_predict_and_screen(exported, tiny_checkpoint, photos, tmp_path):
+    from drgnet.screening import EngineSpec
+
+    spec = EngineSpec(kind="onnx", onnx=str(exported), lesion_fov_px=0)
+    assert spec.build().lesion_fov_px == 0 and EngineSpec(kind="onnx", onnx=str(exported)).build().lesion_fov_px == 1024
+    path = str(sorted(photos.rglob("*.jpg"))[0])
+    counts = {}
+    for side in ("0", "96"):
+        result = runner.invoke(
+            app, ["predict", path, "--checkpoint", str(tiny_checkpoint), "--json", "--lesion-fov-px", side]
+        )
+        assert result.exit_code == 0, result.output
+        counts[side] = json.loads(result.output.strip().splitlines()[-1])["lesions"]["SE"]["area_fraction"]
+    assert counts["0"] > 0 and counts["96"] > 0  # the soft-exudate channel fires at either resolution
 
 
 def test_export_refuses_old_opsets_and_onnx_engine_checks_its_file(tiny_checkpoint, tmp_path):
