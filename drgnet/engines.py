@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from drgnet.config import ModelConfig, from_dict, to_dict
+
 #: Names of the ONNX model's input and outputs.
 ONNX_INPUT = "images"
 ONNX_OUTPUTS = ("grade_logits", "lesion_logits", "attention")
@@ -141,10 +143,11 @@ class OnnxEngine:
 
 
 def _lesion_fov_px(meta: dict[str, str], path: Path) -> int:
-    """The lesion-view side from an exported model's config (0 for exports made before lesion views)."""
+    """The lesion-view side of an exported model's config (a missing field takes ``ModelConfig``'s default, as a
+    checkpoint's does)."""
     try:
-        return int(json.loads(meta.get("model_config", "{}")).get("lesion_fov_px", 0))
-    except (ValueError, TypeError, AttributeError) as exc:
+        return from_dict(ModelConfig, json.loads(meta.get("model_config", "{}"))).lesion_fov_px
+    except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: the model config in its metadata is unreadable ({exc})") from exc
 
 
@@ -190,7 +193,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = ONNX_OPSET
     """
     import onnx
 
-    from drgnet.config import to_dict
     from drgnet.model.checkpoint import load_checkpoint
 
     if opset < 17:
