@@ -31,6 +31,7 @@ from drgnet.tiling import (
     draw_on_photograph,
     lesion_side,
     lesion_view,
+    view_geometry,
 )
 
 #: Largest derivative (probability maps, overlays) drawn by default: 16 megapixels, a 4K screen's worth and more.
@@ -283,8 +284,7 @@ def prediction_at_full_resolution(
     (:func:`draw_shape`), so their cost does not grow with the camera's resolution.
     """
     probs = np.asarray(grade_probs)
-    side = lesion_probs.shape[-1]
-    geometry = pre if side == pre.size else lesion_view(pre, None, side)
+    geometry = view_geometry(pre, lesion_probs.shape[-1])
     lp = lesion_probs * geometry.fov_mask[None]
     att = attention * pre.fov_mask
     att = att / att.max() if att.max() > 0 else att

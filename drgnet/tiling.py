@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 import cv2
 import numpy as np
 
-from drgnet.data.preprocess import Preprocessed, _cut_box, _project_fov
+from drgnet.data.preprocess import Preprocessed
 
 #: Default share of a tile's side that it shares with each neighbour.
 TILE_OVERLAP = 0.25
@@ -96,7 +96,7 @@ class TileGrid:
             raise ValueError(f"picture is {image.shape[:2]}, expected ({self.side}, {self.side})")
         t = self.tile
         if self.side < t:
-            image = _cut_box(image, (0, 0, t, t), 0)
+            image = np.pad(image, ((0, t - self.side), (0, t - self.side)) + ((0, 0),) * (image.ndim - 2))
         out = np.empty((len(self.origins), t, t, *image.shape[2:]), image.dtype)
         for k, (y, x) in enumerate(self.origins):
             out[k] = image[y : y + t, x : x + t]
@@ -169,16 +169,17 @@ def lesion_view(pre: Preprocessed, original: np.ndarray | None, side: int) -> Pr
         side: Side of the lesion view (:func:`lesion_side`).
     """
     box_side = pre.box[2] - pre.box[0]
-    scale = side / box_side
-    if original is None:
-        image = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (side, side, 3))
-    else:
+    image = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (side, side, 3))
+    geometry = replace(pre, image=image, masks=None, scale=side / box_side)
+    if original is not None:
         if original.shape[:2] != tuple(pre.original_shape):
             raise ValueError(f"photograph is {original.shape[:2]} but was preprocessed at {pre.original_shape}")
-        crop = _cut_box(original, pre.box, 0)
+        (x0, y0, x1, y1), (top, bottom, left, right) = pre.crop_box, pre.padding
+        crop = cv2.copyMakeBorder(original[y0:y1, x0:x1], top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
         interp = cv2.INTER_AREA if box_side > side else cv2.INTER_CUBIC
         image = np.ascontiguousarray(cv2.resize(crop, (side, side), interpolation=interp))
-    return replace(pre, image=image, fov_mask=_project_fov(pre.fov, pre.box, scale, side), masks=None, scale=scale)
+    # The field of view projected like a lesion mask: the rim where a tile is worth running, and what is zeroed.
+    return replace(geometry, image=image, fov_mask=geometry.project_mask(pre.fov.mask).astype(bool))
 
 
 def draw_on_photograph(geometry: Preprocessed, maps: np.ndarray, fov: np.ndarray) -> np.ndarray:
@@ -205,6 +206,15 @@ def draw_on_photograph(geometry: Preprocessed, maps: np.ndarray, fov: np.ndarray
         big = cv2.resize(m, (side, side), interpolation=cv2.INTER_LINEAR)
         np.multiply(big[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0], inside, out=out[k, cy0:cy1, cx0:cx1])
     return out
+
+
+def view_geometry(pre: Preprocessed, side: int) -> Preprocessed:
+    """The view of ``pre``'s square whose side is ``side``: ``pre`` itself, the lesion view it carries, or the
+    geometry of a lesion view of that side (made here)."""
+    if side == pre.size:
+        return pre
+    carried = getattr(pre, "lesion", None)
+    return carried if carried is not None and carried.size == side else lesion_view(pre, None, side)
 
 
 @dataclass(frozen=True)
@@ -234,4 +244,5 @@ __all__ = [
     "lesion_view",
     "tile_starts",
     "tiled_maps",
+    "view_geometry",
 ]

@@ -86,7 +86,7 @@ def time_prediction(engine: Any, path: Path, lesion_fov_px: int, batch_size: int
     """Seconds of each stage of one prediction (``STAGES``), the number of pictures the network saw."""
     from drgnet.data.preprocess import load_rgb, preprocess
     from drgnet.inference import PhotoInput, engine_maps, prediction_at_full_resolution
-    from drgnet.tiling import lesion_side, lesion_view
+    from drgnet.tiling import attach_lesion_view, lesion_side, lesion_view
 
     timed = _TimedEngine(engine)
     marks = [_clocks()]
@@ -96,6 +96,7 @@ def time_prediction(engine: Any, path: Path, lesion_fov_px: int, batch_size: int
     marks.append(_clocks())
     side = lesion_side(pre, lesion_fov_px) if lesion_fov_px else 0
     view = lesion_view(pre, rgb, side) if side else None
+    pre = attach_lesion_view(pre, view)  # as Predictor.prepare hands it on
     marks.append(_clocks())
     (maps,) = engine_maps(timed, [PhotoInput(pre.image, view)], batch_size=batch_size)
     marks.append(_clocks())
