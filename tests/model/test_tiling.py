@@ -199,3 +199,21 @@ def test_maps_drawn_on_the_photograph_match_the_warped_maps_inside_the_field_of_
     warped = view.unproject_mask(maps) * fov[None]
     assert drawn.shape == warped.shape == (4, *frame) and drawn.dtype == np.float32
     np.testing.assert_allclose(drawn, warped, atol=1e-5)
+
+
+def test_screening_scores_through_the_same_tiled_path(tmp_path):
+    from drgnet.screening import ScreenOptions, prepare_item, score_batch
+
+    centre, radius = (231, 187), 4
+    path = tmp_path / "spot.png"
+    cv2.imwrite(str(path), cv2.cvtColor(_photo_with_blue_spot(centre, radius), cv2.COLOR_RGB2BGR))
+    rows = {}
+    for side in (0, 256):
+        engine = SpotEngine(lesion_fov_px=side)
+        item = prepare_item(str(path), TILE, keep_original=True, lesion_fov_px=engine.lesion_fov_px)
+        assert (item.lesion is None) == (side == 0)
+        (rows[side],) = score_batch([item], engine, ScreenOptions())
+    assert rows[256]["MA_count"] == 1 and rows[0]["MA_count"] == 0  # the 64 px global view loses the 8 px spot
+    assert rows[256]["grade"] == rows[0]["grade"]  # the grade comes from the same global view
+    expected = np.pi * radius**2 / (np.pi * (200 * 0.98) ** 2)  # the spot over the 400 px photograph's disc
+    assert 0.5 < rows[256]["MA_area_fraction"] / expected < 2.0
