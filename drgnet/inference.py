@@ -234,11 +234,15 @@ def engine_maps(
     pictures = [np.stack([p.image for p in photos])]
     pictures += [g.cut(p.lesion.image) for g, p in zip(grids, photos, strict=True) if g is not None]
     batch = np.concatenate(pictures)
-    outs = [engine(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+    lesion_logits = np.empty((len(batch), len(LESIONS), size, size), np.float32)  # filled as the batches return
+    grade_logits, attention = [], []
+    for i in range(0, len(batch), batch_size):
+        out = engine(batch[i : i + batch_size])
+        lesion_logits[i : i + batch_size] = out.lesion_logits
+        grade_logits.append(out.grade_logits)
+        attention.append(out.attention)
     n = len(photos)
-    lesion_logits = np.concatenate([o.lesion_logits for o in outs])
-    grade_logits = np.concatenate([o.grade_logits for o in outs])[:n]
-    maps = model_maps(grade_logits, lesion_logits[:n], np.concatenate([o.attention for o in outs])[:n], size)
+    maps = model_maps(np.concatenate(grade_logits)[:n], lesion_logits[:n], np.concatenate(attention)[:n], size)
     result, start = [], n
     for i, grid in enumerate(grids):
         lesion = maps.lesion_probs[i]
