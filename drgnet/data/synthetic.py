@@ -20,11 +20,13 @@ Cohorts are written in the IDRiD layout that ``drgnet.data.readers`` reads::
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import multiprocessing
 import os
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -239,9 +241,34 @@ def generate_fundus(
     )
 
 
-def _generate_v1(grade: int, size: int, seed: int, cam: CameraStyle, index: int, draw: bool) -> SyntheticFundus:
-    from drgnet.data import _synth_v1
+#: Where the frozen v1 generator lives: outside the package (a near-copy of this one, not shipped in the wheel).
+V1_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "synth_v1"
+_V1_MODULE = "drgnet_benchmarks_synth_v1"
 
+
+def _load_v1():
+    """Import the frozen v1 generator from ``benchmarks/synth_v1`` of the source checkout (once per process)."""
+    if _V1_MODULE in sys.modules:
+        return sys.modules[_V1_MODULE]
+    init = V1_DIR / "__init__.py"
+    if not init.is_file():
+        raise ValueError(
+            f"generator v1 is not available: {init} is missing (it ships only with a source checkout, "
+            "in benchmarks/synth_v1); use generator v2"
+        )
+    spec = importlib.util.spec_from_file_location(_V1_MODULE, init, submodule_search_locations=[str(V1_DIR)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_V1_MODULE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[_V1_MODULE]
+        raise
+    return module
+
+
+def _generate_v1(grade: int, size: int, seed: int, cam: CameraStyle, index: int, draw: bool) -> SyntheticFundus:
+    _synth_v1 = _load_v1()
     if cam.name not in _synth_v1.STYLES:
         raise ValueError(f"generator v1 knows only the styles {', '.join(_synth_v1.STYLES)}, not {cam.name!r}")
     image, jpeg, masks, fov, findings, right = _synth_v1.render(

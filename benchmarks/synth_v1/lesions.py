@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from drgnet.data._synth_v1.anatomy import Eye, Raster, Vessel
+from .anatomy import Eye, Raster, Vessel
 from drgnet.labels import LESIONS
 
 #: Every finding the generator can record, in the order it reports them.

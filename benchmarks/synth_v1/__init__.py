@@ -1,7 +1,10 @@
 """The synthetic fundus generator as it was before its calibration to real photographs (issue 12), frozen.
 
 Kept only so that ``drgnet bench realism`` can measure the old and the new generator in one run and
-``drgnet synth --generator v1`` can reproduce old cohorts. Do not edit: fixes go to the current generator.
+``drgnet synth --generator v1`` can reproduce old cohorts. It lives outside the ``drgnet`` package on purpose: it
+is a near-copy of the current generator, frozen, not code anyone maintains, and it does not ship in the wheel.
+``drgnet.data.synthetic`` loads it from this folder by path when ``generator="v1"`` is asked for.
+Do not edit: fixes go to the current generator.
 Its lesions are 5-6x too contrasted and too few (see ``drgnet synth-stats``).
 """
 
@@ -9,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from drgnet.data._synth_v1.anatomy import Raster, illumination, plan_eye, render_background, render_vessels
-from drgnet.data._synth_v1.camera import STYLES, photograph, plan_capture
-from drgnet.data._synth_v1.lesions import plan_pathology, render_lesions, render_scars
+from .anatomy import Raster, illumination, plan_eye, render_background, render_vessels
+from .camera import STYLES, photograph, plan_capture
+from .lesions import plan_pathology, render_lesions, render_scars
 from drgnet.labels import NUM_LESIONS
 
 __all__ = ["STYLES", "render"]
