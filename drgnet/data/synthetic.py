@@ -35,9 +35,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from drgnet.data._synth_anatomy import Eye, Raster, illumination, plan_eye, render_background, render_vessels
+from drgnet.data._synth_anatomy import Eye, Raster, illumination, plan_eye, render_background
 from drgnet.data._synth_camera import STYLES, CameraStyle, photograph, plan_capture, resolve_style
 from drgnet.data._synth_lesions import FINDINGS, Pathology, plan_pathology, render_lesions, render_scars
+from drgnet.data._synth_vessels import grow_tree, render_vessels
 from drgnet.data.sample import Sample
 from drgnet.labels import GRADE_NAMES, LESION_COLOURS, LESIONS, NUM_LESIONS, check_grade
 
@@ -160,7 +161,9 @@ def _check_size(size: int) -> int:
 
 
 def _plan(grade: int, seed: int, index: int) -> tuple[Eye, Pathology]:
-    eye = plan_eye(_rng(seed, index, _STREAM_EYE))
+    rng_eye = _rng(seed, index, _STREAM_EYE)
+    eye = plan_eye(rng_eye)
+    eye.vessels = grow_tree(rng_eye, eye)
     return eye, plan_pathology(grade, eye, _rng(seed, index, _STREAM_LESIONS))
 
 
