@@ -37,7 +37,8 @@ import numpy as np
 
 from drgnet.data._synth_anatomy import Eye, Raster, illumination, plan_eye, render_background
 from drgnet.data._synth_camera import STYLES, CameraStyle, photograph, plan_capture, resolve_style
-from drgnet.data._synth_lesions import FINDINGS, Pathology, plan_pathology, render_lesions, render_scars
+from drgnet.data._synth_lesions import render_lesions, render_scars
+from drgnet.data._synth_pathology import FINDINGS, Pathology, plan_pathology
 from drgnet.data._synth_vessels import grow_tree, render_vessels
 from drgnet.data.sample import Sample
 from drgnet.labels import GRADE_NAMES, LESION_COLOURS, LESIONS, NUM_LESIONS, check_grade
