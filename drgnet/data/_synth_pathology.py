@@ -148,6 +148,98 @@ def _quadrant_point(rng: np.random.Generator, q: int) -> tuple[float, float]:
     return r * math.cos(a), r * math.sin(a)
 
 
+@dataclass
+class _Counts:
+    """How many of each finding one grade gets (drawn up front so the plan reads like the grading rules)."""
+
+    n_ma: int = 0
+    n_dot: int = 0
+    n_blot: int = 0
+    n_flame: int = 0
+    n_ex_clusters: int = 0
+    n_se: int = 0
+    per_quadrant: int = 0  # haemorrhages tried in each quadrant (the 4-2-1 rule's "all four quadrants")
+    beading: bool = False
+    irma: bool = False
+    nvd: bool = False
+    nve: bool = False
+    preretinal: bool = False
+    laser: bool = False
+
+
+def _grade_counts(grade: int, rng: np.random.Generator) -> _Counts:
+    c = _Counts()
+    # Real DR photographs (IDRiD segmentation set, grades 2-4) show a median of 22-30 microaneurysms, 14-18
+    # haemorrhages and over 100 exudate specks (drgnet synth-stats on ../shared/data/idrid-train4).
+    if grade == 1:
+        c.n_ma = int(rng.integers(2, 11))
+    elif grade == 2:
+        # Dozens of faint microaneurysms and a few small dot / blot haemorrhages.
+        c.n_ma = int(rng.integers(10, 40))
+        c.n_dot = int(rng.integers(3, 12))
+        c.n_blot = int(rng.integers(0, 4))
+        c.n_flame = int(rng.integers(1, 3)) if rng.random() < 0.25 else 0
+        c.n_ex_clusters = int(rng.integers(2, 5)) if rng.random() < 0.6 else 0
+        c.n_se = int(rng.integers(1, 3)) if rng.random() < 0.3 else 0
+    elif grade >= 3:
+        c.n_ma = int(rng.integers(15, 50))
+        haem_route = rng.random() < (0.75 if grade == 3 else 0.5)
+        if haem_route:
+            c.per_quadrant = int(rng.integers(5, 10))
+        c.n_dot = int(rng.integers(6, 16))
+        c.n_blot = int(rng.integers(1, 6))
+        c.n_flame = int(rng.integers(1, 4)) if rng.random() < 0.5 else 0
+        c.n_ex_clusters = int(rng.integers(2, 6)) if rng.random() < 0.75 else 0
+        c.n_se = int(rng.integers(1, 5)) if rng.random() < 0.6 else 0
+        c.beading = rng.random() < 0.35
+        c.irma = rng.random() < 0.35
+        if grade == 3 and not haem_route and not (c.beading or c.irma):
+            if rng.random() < 0.5:
+                c.beading = True
+            else:
+                c.irma = True
+        if grade == 4:
+            _proliferative(c, rng)
+    return c
+
+
+def _proliferative(c: _Counts, rng: np.random.Generator) -> None:
+    c.nvd = rng.random() < 0.55
+    c.nve = rng.random() < 0.5
+    c.preretinal = rng.random() < 0.35
+    if not (c.nvd or c.nve or c.preretinal):
+        pick = int(rng.integers(3))
+        c.nvd, c.nve, c.preretinal = pick == 0, pick == 1, pick == 2
+    c.laser = rng.random() < 0.25
+
+
+class _Plan:
+    """The lesions and findings of one eye as they are placed."""
+
+    def __init__(self, eye: Eye, rng: np.random.Generator):
+        self.eye = eye
+        self.rng = rng
+        self.placer = _Placer(eye, rng)
+        self.lesions: list[Lesion] = []
+        self.findings: list[str] = []
+
+    def add(self, les: Lesion | None) -> bool:
+        if les is not None:
+            self.lesions.append(les)
+            return True
+        return False
+
+    def note(self, name: str) -> None:
+        if name not in self.findings:
+            self.findings.append(name)
+
+    def place(self, propose, make, finding: str) -> Lesion | None:
+        les = _place(self.placer, propose, make)
+        if self.add(les):
+            self.note(finding)
+        return les
+
+
 def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
     """Decide the findings of ``eye`` at ICDR ``grade`` and lay them out.
 
@@ -155,157 +247,125 @@ def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
     cotton-wool spots, short of grade 3; 3 many haemorrhages in all four quadrants and/or venous beading and/or
     IRMA; 4 new vessels at the disc or elsewhere and/or pre-retinal haemorrhage on a grade-3-like background.
     """
-    placer = _Placer(eye, rng)
-    lesions: list[Lesion] = []
-    findings: list[str] = []
-    vessels = eye.vessels
-    new_vessels: list[Vessel] = []
-    scars: list[tuple[float, float, float, float]] = []
-    dd = eye.disc_diameter
-
-    def add(les: Lesion | None) -> bool:
-        if les is not None:
-            lesions.append(les)
-            return True
-        return False
-
-    def note(name: str) -> None:
-        if name not in findings:
-            findings.append(name)
-
-    # What this grade gets: counts are drawn up front so the plan reads like the grading rules.
-    n_ma = n_dot = n_blot = n_flame = n_ex_clusters = n_se = 0
-    per_quadrant = 0
-    beading = irma = nvd = nve = preretinal = laser = False
-    # Real DR photographs (IDRiD segmentation set, grades 2-4) show a median of 22-30 microaneurysms, 14-18
-    # haemorrhages and over 100 exudate specks (drgnet synth-stats on ../shared/data/idrid-train4).
-    if grade == 1:
-        n_ma = int(rng.integers(2, 11))
-    elif grade == 2:
-        # Dozens of faint microaneurysms and a few small dot / blot haemorrhages.
-        n_ma = int(rng.integers(10, 40))
-        n_dot = int(rng.integers(3, 12))
-        n_blot = int(rng.integers(0, 4))
-        n_flame = int(rng.integers(1, 3)) if rng.random() < 0.25 else 0
-        n_ex_clusters = int(rng.integers(2, 5)) if rng.random() < 0.6 else 0
-        n_se = int(rng.integers(1, 3)) if rng.random() < 0.3 else 0
-    elif grade >= 3:
-        n_ma = int(rng.integers(15, 50))
-        haem_route = rng.random() < (0.75 if grade == 3 else 0.5)
-        if haem_route:
-            per_quadrant = int(rng.integers(5, 10))
-        n_dot = int(rng.integers(6, 16))
-        n_blot = int(rng.integers(1, 6))
-        n_flame = int(rng.integers(1, 4)) if rng.random() < 0.5 else 0
-        n_ex_clusters = int(rng.integers(2, 6)) if rng.random() < 0.75 else 0
-        n_se = int(rng.integers(1, 5)) if rng.random() < 0.6 else 0
-        beading = rng.random() < 0.35
-        irma = rng.random() < 0.35
-        if grade == 3 and not haem_route and not (beading or irma):
-            if rng.random() < 0.5:
-                beading = True
-            else:
-                irma = True
-        if grade == 4:
-            nvd = rng.random() < 0.55
-            nve = rng.random() < 0.5
-            preretinal = rng.random() < 0.35
-            if not (nvd or nve or preretinal):
-                pick = int(rng.integers(3))
-                nvd, nve, preretinal = pick == 0, pick == 1, pick == 2
-            laser = rng.random() < 0.25
-
+    counts = _grade_counts(grade, rng)
+    plan = _Plan(eye, rng)
     # Big things first, so small ones fit around them.
-    if preretinal:
+    _place_large(plan, counts)
+    if counts.per_quadrant:
+        _place_quadrant_haemorrhages(plan, counts.per_quadrant)
+    _place_small(plan, counts)
+    vessels, new_vessels, scars = _vascular(plan, counts)
+    findings = tuple(f for f in FINDINGS if f in plan.findings)
+    return Pathology(plan.lesions, vessels, new_vessels, scars, findings)
+
+
+def _place_large(plan: _Plan, c: _Counts) -> None:
+    """Pre-retinal haemorrhage, cotton-wool spots and exudate clusters."""
+    rng, eye, placer = plan.rng, plan.eye, plan.placer
+    dd = eye.disc_diameter
+    if c.preretinal:
 
         def prop():
             x, y, _ = placer.near_vessel(0.012, 2.0 * dd, 4.0 * dd)
             return x + rng.normal(0, 0.03), y + rng.normal(0, 0.03)
 
-        if add(_place(placer, prop, lambda x, y: _make_preretinal(rng, x, y))):
-            note("preretinal_haemorrhage")
-    if n_se:
+        plan.place(prop, lambda x, y: _make_preretinal(rng, x, y), "preretinal_haemorrhage")
 
-        def prop_se():
-            # Cotton-wool spots sit in the thick nerve-fibre layer along the arcades, near the disc.
-            x, y, ang = placer.near_vessel(0.009, 1.0 * dd, 3.0 * dd)
-            off = rng.uniform(0.03, 0.08) * (1 if rng.random() < 0.5 else -1)
-            return x - off * math.sin(ang), y + off * math.cos(ang)
+    def prop_se():
+        # Cotton-wool spots sit in the thick nerve-fibre layer along the arcades, near the disc.
+        x, y, ang = placer.near_vessel(0.009, 1.0 * dd, 3.0 * dd)
+        off = rng.uniform(0.03, 0.08) * (1 if rng.random() < 0.5 else -1)
+        return x - off * math.sin(ang), y + off * math.cos(ang)
 
-        for _ in range(n_se):
-            if add(_place(placer, prop_se, lambda x, y: _make_cotton_wool(rng, eye, x, y))):
-                note("cotton_wool_spots")
-    for _ in range(n_ex_clusters):
-        drawn = _exudate_cluster(rng, eye, placer, lesions)
+    for _ in range(c.n_se):
+        plan.place(prop_se, lambda x, y: _make_cotton_wool(rng, eye, x, y), "cotton_wool_spots")
+    for _ in range(c.n_ex_clusters):
+        drawn = _exudate_cluster(rng, eye, placer, plan.lesions)
         if drawn:
-            note("hard_exudates")
+            plan.note("hard_exudates")
             if drawn == "ring":
-                note("circinate_exudates")
-    if per_quadrant:
-        ok_quadrants = 0
-        for q in range(4):
-            got = 0
-            last: list[Lesion] = []
-            for _ in range(per_quadrant):
-                big = rng.random() < 0.35
-                # Haemorrhages cluster: some grow beside one already there (in the same quadrant).
-                seed_les = last[int(rng.integers(len(last)))] if last and rng.random() < 0.4 else None
+                plan.note("circinate_exudates")
 
-                def prop_q(q=q, near=seed_les):
-                    if near is not None:
-                        x = near.centre[0] + rng.normal(0.0, 0.045)
-                        y = near.centre[1] + rng.normal(0.0, 0.045)
-                        a = math.atan2(y, x) % (2 * math.pi) - q * math.pi / 2
-                        if 0.1 < a < math.pi / 2 - 0.1 and x * x + y * y > 0.04:
-                            return x, y
-                    return _quadrant_point(rng, q)
 
-                les = _place(placer, prop_q, lambda x, y, big=big: _make_dot_blot(rng, x, y, big))
-                if add(les):
-                    got += 1
-                    last.append(les)
-            ok_quadrants += got > 0
-        if ok_quadrants == 4:
-            note("haemorrhages_4_quadrants")
-    for n, big in ((n_dot, False), (n_blot, True)):
+def _place_quadrant_haemorrhages(plan: _Plan, per_quadrant: int) -> None:
+    rng = plan.rng
+    ok_quadrants = 0
+    for q in range(4):
+        got = 0
+        last: list[Lesion] = []
+        for _ in range(per_quadrant):
+            big = rng.random() < 0.35
+            # Haemorrhages cluster: some grow beside one already there (in the same quadrant).
+            seed_les = last[int(rng.integers(len(last)))] if last and rng.random() < 0.4 else None
+
+            def prop_q(q=q, near=seed_les):
+                if near is not None:
+                    x = near.centre[0] + rng.normal(0.0, 0.045)
+                    y = near.centre[1] + rng.normal(0.0, 0.045)
+                    a = math.atan2(y, x) % (2 * math.pi) - q * math.pi / 2
+                    if 0.1 < a < math.pi / 2 - 0.1 and x * x + y * y > 0.04:
+                        return x, y
+                return _quadrant_point(rng, q)
+
+            les = _place(plan.placer, prop_q, lambda x, y, big=big: _make_dot_blot(rng, x, y, big))
+            if plan.add(les):
+                got += 1
+                last.append(les)
+        ok_quadrants += got > 0
+    if ok_quadrants == 4:
+        plan.note("haemorrhages_4_quadrants")
+
+
+def _place_small(plan: _Plan, c: _Counts) -> None:
+    """Dot and blot haemorrhages, flames and microaneurysms, around what is already there."""
+    rng, eye, placer = plan.rng, plan.eye, plan.placer
+    dd = eye.disc_diameter
+    for n, big in ((c.n_dot, False), (c.n_blot, True)):
         for _ in range(n):
-            if add(
-                _place(placer, lambda: _posterior(rng, eye, 0.38), lambda x, y, big=big: _make_dot_blot(rng, x, y, big))
-            ):
-                note("dot_blot_haemorrhages")
-    for _ in range(n_flame):
+            plan.place(
+                lambda: _posterior(rng, eye, 0.38),
+                lambda x, y, big=big: _make_dot_blot(rng, x, y, big),
+                "dot_blot_haemorrhages",
+            )
 
-        def prop_fl():
-            # Flames lie in the thick nerve-fibre layer: around the disc and along the arcades.
-            x, y, ang = placer.near_vessel(0.009, 0.7 * dd, 3.0 * dd)
-            off = rng.uniform(0.015, 0.04) * (1 if rng.random() < 0.5 else -1)
-            return x - off * math.sin(ang), y + off * math.cos(ang)
+    def prop_fl():
+        # Flames lie in the thick nerve-fibre layer: around the disc and along the arcades.
+        x, y, ang = placer.near_vessel(0.009, 0.7 * dd, 3.0 * dd)
+        off = rng.uniform(0.015, 0.04) * (1 if rng.random() < 0.5 else -1)
+        return x - off * math.sin(ang), y + off * math.cos(ang)
 
-        if add(_place(placer, prop_fl, lambda x, y: _make_flame(rng, eye, x, y))):
-            note("flame_haemorrhages")
-    for _ in range(n_ma):
+    for _ in range(c.n_flame):
+        plan.place(prop_fl, lambda x, y: _make_flame(rng, eye, x, y), "flame_haemorrhages")
+    for _ in range(c.n_ma):
         prop_ma = (lambda: _posterior(rng, eye, 0.32)) if rng.random() < 0.75 else (lambda: _uniform(rng))
-        if add(_place(placer, prop_ma, lambda x, y: _make_ma(rng, x, y))):
-            note("microaneurysms")
+        plan.place(prop_ma, lambda x, y: _make_ma(rng, x, y), "microaneurysms")
 
-    if beading:
+
+def _vascular(plan: _Plan, c: _Counts) -> tuple[list[Vessel], list[Vessel], list[tuple[float, float, float, float]]]:
+    """Venous beading, IRMA, new vessels and laser scars: the tree, the extra vessels and the scars."""
+    rng, eye, placer = plan.rng, plan.eye, plan.placer
+    dd = eye.disc_diameter
+    vessels = eye.vessels
+    new_vessels: list[Vessel] = []
+    scars: list[tuple[float, float, float, float]] = []
+    if c.beading:
         vessels = _bead_veins(rng, eye)
         if vessels is not eye.vessels:
-            note("venous_beading")
-    if irma:
+            plan.note("venous_beading")
+    if c.irma:
         new_vessels += _irma(rng, placer)
-        note("irma")
-    if nvd:
+        plan.note("irma")
+    if c.nvd:
         new_vessels += _new_vessel_fan(rng, eye.disc, eye.disc_radius * rng.uniform(1.0, 1.7), rng.integers(14, 30))
-        note("nvd")
-    if nve:
+        plan.note("nvd")
+    if c.nve:
         x, y, _ = placer.near_vessel(0.01, 2.5 * dd, 5.0 * dd)
         new_vessels += _new_vessel_fan(rng, np.array([x, y]), dd * rng.uniform(0.35, 0.7), rng.integers(10, 20))
-        note("nve")
-    if laser:
+        plan.note("nve")
+    if c.laser:
         scars = _laser_scars(rng, eye)
-        note("laser_scars")
-    return Pathology(lesions, vessels, new_vessels, scars, tuple(f for f in FINDINGS if f in findings))
+        plan.note("laser_scars")
+    return vessels, new_vessels, scars
 
 
 def _exudate_cluster(rng: np.random.Generator, eye: Eye, placer: _Placer, lesions: list[Lesion]) -> str:
