@@ -145,16 +145,8 @@ def _make_flame(rng: np.random.Generator, eye: Eye, x: float, y: float) -> Lesio
         polys.append(_rotate(np.concatenate([top, bot]), ang))
     ext = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in polys)
     d = rng.uniform(0.7, 1.3)
-    return Lesion(
-        "HE",
-        "flame",
-        (x, y),
-        ext,
-        polys,
-        (1.0 - 0.08 * d, 1.0 - 0.4 * d, 1.0 - 0.3 * d),
-        softness=0.1 * width,
-        seed=int(rng.integers(1 << 31)),
-    )
+    colour = (1.0 - 0.08 * d, 1.0 - 0.4 * d, 1.0 - 0.3 * d)
+    return Lesion("HE", "flame", (x, y), ext, polys, colour, softness=0.1 * width, seed=int(rng.integers(1 << 31)))
 
 
 def _make_preretinal(rng: np.random.Generator, x: float, y: float) -> Lesion:
@@ -205,17 +197,9 @@ def _make_cotton_wool(rng: np.random.Generator, eye: Eye, x: float, y: float) ->
     ext = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in polys) + 1.5 * soft
     # A whitish veil over the retina: a gain on the background (about +15 on the green channel).
     v = rng.uniform(0.7, 1.3)
-    return Lesion(
-        "SE",
-        "cotton_wool",
-        (x, y),
-        ext,
-        polys,
-        (1.0 + 0.08 * v, 1.0 + 0.30 * v, 1.0 + 0.34 * v),
-        opacity=rng.uniform(0.8, 1.0),
-        softness=soft,
-        seed=int(rng.integers(1 << 31)),
-    )
+    colour = (1.0 + 0.08 * v, 1.0 + 0.30 * v, 1.0 + 0.34 * v)
+    opacity = rng.uniform(0.8, 1.0)
+    return Lesion("SE", "cotton_wool", (x, y), ext, polys, colour, opacity, soft, int(rng.integers(1 << 31)))
 
 
 # --------------------------------------------------------------------------------------------- rendering

@@ -8,7 +8,7 @@ belong to no mask channel (new vessels, IRMA, venous beading, laser scars) are p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -150,21 +150,15 @@ def _quadrant_point(rng: np.random.Generator, q: int) -> tuple[float, float]:
 
 @dataclass
 class _Counts:
-    """How many of each finding one grade gets (drawn up front so the plan reads like the grading rules)."""
+    """What one grade gets, drawn up front so the plan reads like the grading rules."""
 
-    n_ma: int = 0
-    n_dot: int = 0
-    n_blot: int = 0
-    n_flame: int = 0
-    n_ex_clusters: int = 0
-    n_se: int = 0
+    # How many to place of each kind: "ma", "dot", "blot", "flame", "ex_clusters", "se".
+    lesions: dict[str, int] = field(default_factory=dict)
     per_quadrant: int = 0  # haemorrhages tried in each quadrant (the 4-2-1 rule's "all four quadrants")
-    beading: bool = False
-    irma: bool = False
-    nvd: bool = False
-    nve: bool = False
-    preretinal: bool = False
-    laser: bool = False
+    vascular: set[str] = field(default_factory=set)  # venous_beading, irma, nvd, nve, preretinal_haemorrhage, laser
+
+    def n(self, kind: str) -> int:
+        return self.lesions.get(kind, 0)
 
 
 def _grade_counts(grade: int, rng: np.random.Generator) -> _Counts:
@@ -172,45 +166,48 @@ def _grade_counts(grade: int, rng: np.random.Generator) -> _Counts:
     # Real DR photographs (IDRiD segmentation set, grades 2-4) show a median of 22-30 microaneurysms, 14-18
     # haemorrhages and over 100 exudate specks (drgnet synth-stats on ../shared/data/idrid-train4).
     if grade == 1:
-        c.n_ma = int(rng.integers(2, 11))
+        c.lesions["ma"] = int(rng.integers(2, 11))
     elif grade == 2:
         # Dozens of faint microaneurysms and a few small dot / blot haemorrhages.
-        c.n_ma = int(rng.integers(10, 40))
-        c.n_dot = int(rng.integers(3, 12))
-        c.n_blot = int(rng.integers(0, 4))
-        c.n_flame = int(rng.integers(1, 3)) if rng.random() < 0.25 else 0
-        c.n_ex_clusters = int(rng.integers(2, 5)) if rng.random() < 0.6 else 0
-        c.n_se = int(rng.integers(1, 3)) if rng.random() < 0.3 else 0
+        c.lesions["ma"] = int(rng.integers(10, 40))
+        c.lesions["dot"] = int(rng.integers(3, 12))
+        c.lesions["blot"] = int(rng.integers(0, 4))
+        c.lesions["flame"] = int(rng.integers(1, 3)) if rng.random() < 0.25 else 0
+        c.lesions["ex_clusters"] = int(rng.integers(2, 5)) if rng.random() < 0.6 else 0
+        c.lesions["se"] = int(rng.integers(1, 3)) if rng.random() < 0.3 else 0
     elif grade >= 3:
-        c.n_ma = int(rng.integers(15, 50))
+        c.lesions["ma"] = int(rng.integers(15, 50))
         haem_route = rng.random() < (0.75 if grade == 3 else 0.5)
         if haem_route:
             c.per_quadrant = int(rng.integers(5, 10))
-        c.n_dot = int(rng.integers(6, 16))
-        c.n_blot = int(rng.integers(1, 6))
-        c.n_flame = int(rng.integers(1, 4)) if rng.random() < 0.5 else 0
-        c.n_ex_clusters = int(rng.integers(2, 6)) if rng.random() < 0.75 else 0
-        c.n_se = int(rng.integers(1, 5)) if rng.random() < 0.6 else 0
-        c.beading = rng.random() < 0.35
-        c.irma = rng.random() < 0.35
-        if grade == 3 and not haem_route and not (c.beading or c.irma):
+        c.lesions["dot"] = int(rng.integers(6, 16))
+        c.lesions["blot"] = int(rng.integers(1, 6))
+        c.lesions["flame"] = int(rng.integers(1, 4)) if rng.random() < 0.5 else 0
+        c.lesions["ex_clusters"] = int(rng.integers(2, 6)) if rng.random() < 0.75 else 0
+        c.lesions["se"] = int(rng.integers(1, 5)) if rng.random() < 0.6 else 0
+        beading = rng.random() < 0.35
+        irma = rng.random() < 0.35
+        if grade == 3 and not haem_route and not (beading or irma):
             if rng.random() < 0.5:
-                c.beading = True
+                beading = True
             else:
-                c.irma = True
+                irma = True
+        c.vascular |= {name for name, on in (("venous_beading", beading), ("irma", irma)) if on}
         if grade == 4:
-            _proliferative(c, rng)
+            c.vascular |= _proliferative(rng)
     return c
 
 
-def _proliferative(c: _Counts, rng: np.random.Generator) -> None:
-    c.nvd = rng.random() < 0.55
-    c.nve = rng.random() < 0.5
-    c.preretinal = rng.random() < 0.35
-    if not (c.nvd or c.nve or c.preretinal):
+def _proliferative(rng: np.random.Generator) -> set[str]:
+    nvd = rng.random() < 0.55
+    nve = rng.random() < 0.5
+    preretinal = rng.random() < 0.35
+    if not (nvd or nve or preretinal):
         pick = int(rng.integers(3))
-        c.nvd, c.nve, c.preretinal = pick == 0, pick == 1, pick == 2
-    c.laser = rng.random() < 0.25
+        nvd, nve, preretinal = pick == 0, pick == 1, pick == 2
+    laser = rng.random() < 0.25
+    found = (("nvd", nvd), ("nve", nve), ("preretinal_haemorrhage", preretinal), ("laser_scars", laser))
+    return {name for name, on in found if on}
 
 
 class _Plan:
@@ -263,7 +260,7 @@ def _place_large(plan: _Plan, c: _Counts) -> None:
     """Pre-retinal haemorrhage, cotton-wool spots and exudate clusters."""
     rng, eye, placer = plan.rng, plan.eye, plan.placer
     dd = eye.disc_diameter
-    if c.preretinal:
+    if "preretinal_haemorrhage" in c.vascular:
 
         def prop():
             x, y, _ = placer.near_vessel(0.012, 2.0 * dd, 4.0 * dd)
@@ -271,20 +268,29 @@ def _place_large(plan: _Plan, c: _Counts) -> None:
 
         plan.place(prop, lambda x, y: _make_preretinal(rng, x, y), "preretinal_haemorrhage")
 
-    def prop_se():
-        # Cotton-wool spots sit in the thick nerve-fibre layer along the arcades, near the disc.
-        x, y, ang = placer.near_vessel(0.009, 1.0 * dd, 3.0 * dd)
-        off = rng.uniform(0.03, 0.08) * (1 if rng.random() < 0.5 else -1)
-        return x - off * math.sin(ang), y + off * math.cos(ang)
-
-    for _ in range(c.n_se):
+    # Cotton-wool spots sit in the thick nerve-fibre layer along the arcades, near the disc.
+    prop_se = _beside_vessel(placer, (1.0 * dd, 3.0 * dd), (0.03, 0.08))
+    for _ in range(c.n("se")):
         plan.place(prop_se, lambda x, y: _make_cotton_wool(rng, eye, x, y), "cotton_wool_spots")
-    for _ in range(c.n_ex_clusters):
+    for _ in range(c.n("ex_clusters")):
         drawn = _exudate_cluster(rng, eye, placer, plan.lesions)
         if drawn:
             plan.note("hard_exudates")
             if drawn == "ring":
                 plan.note("circinate_exudates")
+
+
+def _beside_vessel(placer: _Placer, from_disc: tuple[float, float], offset: tuple[float, float]):
+    """A proposal beside a vessel at least 0.009 wide, ``from_disc`` (min, max) away from the disc, offset to
+    a random side by ``offset`` (min, max): where the nerve-fibre layer is thick."""
+    rng = placer.rng
+
+    def propose() -> tuple[float, float]:
+        x, y, ang = placer.near_vessel(0.009, *from_disc)
+        off = rng.uniform(*offset) * (1 if rng.random() < 0.5 else -1)
+        return x - off * math.sin(ang), y + off * math.cos(ang)
+
+    return propose
 
 
 def _place_quadrant_haemorrhages(plan: _Plan, per_quadrant: int) -> None:
@@ -320,7 +326,7 @@ def _place_small(plan: _Plan, c: _Counts) -> None:
     """Dot and blot haemorrhages, flames and microaneurysms, around what is already there."""
     rng, eye, placer = plan.rng, plan.eye, plan.placer
     dd = eye.disc_diameter
-    for n, big in ((c.n_dot, False), (c.n_blot, True)):
+    for n, big in ((c.n("dot"), False), (c.n("blot"), True)):
         for _ in range(n):
             plan.place(
                 lambda: _posterior(rng, eye, 0.38),
@@ -328,15 +334,11 @@ def _place_small(plan: _Plan, c: _Counts) -> None:
                 "dot_blot_haemorrhages",
             )
 
-    def prop_fl():
-        # Flames lie in the thick nerve-fibre layer: around the disc and along the arcades.
-        x, y, ang = placer.near_vessel(0.009, 0.7 * dd, 3.0 * dd)
-        off = rng.uniform(0.015, 0.04) * (1 if rng.random() < 0.5 else -1)
-        return x - off * math.sin(ang), y + off * math.cos(ang)
-
-    for _ in range(c.n_flame):
+    # Flames lie in the thick nerve-fibre layer: around the disc and along the arcades.
+    prop_fl = _beside_vessel(placer, (0.7 * dd, 3.0 * dd), (0.015, 0.04))
+    for _ in range(c.n("flame")):
         plan.place(prop_fl, lambda x, y: _make_flame(rng, eye, x, y), "flame_haemorrhages")
-    for _ in range(c.n_ma):
+    for _ in range(c.n("ma")):
         prop_ma = (lambda: _posterior(rng, eye, 0.32)) if rng.random() < 0.75 else (lambda: _uniform(rng))
         plan.place(prop_ma, lambda x, y: _make_ma(rng, x, y), "microaneurysms")
 
@@ -348,21 +350,21 @@ def _vascular(plan: _Plan, c: _Counts) -> tuple[list[Vessel], list[Vessel], list
     vessels = eye.vessels
     new_vessels: list[Vessel] = []
     scars: list[tuple[float, float, float, float]] = []
-    if c.beading:
+    if "venous_beading" in c.vascular:
         vessels = _bead_veins(rng, eye)
         if vessels is not eye.vessels:
             plan.note("venous_beading")
-    if c.irma:
+    if "irma" in c.vascular:
         new_vessels += _irma(rng, placer)
         plan.note("irma")
-    if c.nvd:
+    if "nvd" in c.vascular:
         new_vessels += _new_vessel_fan(rng, eye.disc, eye.disc_radius * rng.uniform(1.0, 1.7), rng.integers(14, 30))
         plan.note("nvd")
-    if c.nve:
+    if "nve" in c.vascular:
         x, y, _ = placer.near_vessel(0.01, 2.5 * dd, 5.0 * dd)
         new_vessels += _new_vessel_fan(rng, np.array([x, y]), dd * rng.uniform(0.35, 0.7), rng.integers(10, 20))
         plan.note("nve")
-    if c.laser:
+    if "laser_scars" in c.vascular:
         scars = _laser_scars(rng, eye)
         plan.note("laser_scars")
     return vessels, new_vessels, scars

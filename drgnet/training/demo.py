@@ -28,8 +28,11 @@ RECIPE: dict[str, Any] = {
 
 
 def _recipe_key() -> dict[str, Any]:
+    from drgnet.data.synthetic import GENERATOR_REVISION
+
     cfg = get_preset(RECIPE["preset"])
-    return {"recipe": RECIPE, "config": to_dict(cfg)}
+    # A new generator revision paints other photographs from the same seeds: the cached model is then stale.
+    return {"recipe": RECIPE, "config": to_dict(cfg), "generator": GENERATOR_REVISION}
 
 
 def ensure_demo_model(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from drgnet.data import synthetic
+from drgnet.data import _synth_cohort, _synth_fundus, synthetic
 from drgnet.data.synthetic import (
     FINDINGS,
     GRADES_CSV,
@@ -68,10 +68,10 @@ def test_masks_are_exactly_the_drawn_lesions_on_the_retina(grade):
     # On the rendered retina (before the camera) a lesion changes a pixel only where its alpha is > 0; the
     # mask is alpha >= 0.5, so outside a thin soft rim around each mask nothing at all has changed.
     for index in range(3):
-        eye, path = synthetic._plan(grade, 11, index)
+        eye, path = _synth_fundus._plan(grade, 11, index)
         raster = synthetic.Raster(192, 0.46 * 192)
-        lit, alphas = synthetic._render_retina(eye, path, raster, draw_lesions=True)
-        bare, none = synthetic._render_retina(eye, path, raster, draw_lesions=False)
+        lit, alphas = _synth_fundus._render_retina(eye, path, raster, draw_lesions=True)
+        bare, none = _synth_fundus._render_retina(eye, path, raster, draw_lesions=False)
         assert not none.any()
         masks = alphas >= 0.5
         union = masks.any(axis=0)
@@ -175,8 +175,8 @@ def test_grade_4_has_a_proliferative_finding():
 
 def test_same_eye_whatever_the_grade():
     # The eye (its anatomy) comes from its own random stream, so grades can be compared on one eye.
-    a = synthetic._plan(0, 4, 9)[0]
-    b = synthetic._plan(4, 4, 9)[0]
+    a = _synth_fundus._plan(0, 4, 9)[0]
+    b = _synth_fundus._plan(4, 4, 9)[0]
     assert np.array_equal(a.disc, b.disc)
     assert len(a.vessels) == len(b.vessels)
 
@@ -284,6 +284,7 @@ def test_cohort_layout_and_csv(tmp_path):
         "size": 128,
         "style": "default",
         "seed": 3,
+        "generator_revision": synthetic.GENERATOR_REVISION,
     }
     assert not list(out.rglob("*.tmp"))
     # A smaller cohort in the same folder leaves no stale images behind.
@@ -295,10 +296,10 @@ def test_cohort_grades_follow_weights_and_explicit_grades(tmp_path):
     info = generate_cohort(tmp_path / "a", n=3, size=96, grades=[4, 0, 2], workers=1, progress=False)
     with open(info.grades_csv, newline="") as fh:
         assert [r["Retinopathy grade"] for r in csv.DictReader(fh)] == ["4", "0", "2"]
-    grades = synthetic._cohort_grades(400, 0, None, None)
+    grades = _synth_cohort._cohort_grades(400, 0, None, None)
     counts = np.bincount(grades, minlength=5) / 400
     assert np.all(np.abs(counts - np.array(synthetic.DEFAULT_GRADE_WEIGHTS)) < 0.07)
-    assert set(synthetic._cohort_grades(50, 1, None, [0, 0, 0, 1, 0])) == {3}
+    assert set(_synth_cohort._cohort_grades(50, 1, None, [0, 0, 0, 1, 0])) == {3}
     with pytest.raises(ValueError, match="one grade per image"):
         generate_cohort(tmp_path / "b", n=2, size=96, grades=[1], workers=1, progress=False)
     with pytest.raises(ValueError, match="grade_weights"):
