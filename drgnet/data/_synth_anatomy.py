@@ -170,7 +170,7 @@ def render_background(eye: Eye, raster: Raster) -> np.ndarray:
         alb = _paint_background(eye, raster)
     # The grain of the pigment epithelium is the one texture at the pixel scale: painted at full resolution.
     grain = _field(eye.textures[4], raster)
-    alb *= 1.0 + (0.02 * grain)[..., None] * np.array([0.6, 1.0, 1.0], np.float32)
+    alb *= 1.0 + (0.04 * grain)[..., None] * np.array([0.6, 1.0, 1.0], np.float32)
     return alb
 
 
@@ -193,7 +193,7 @@ def _paint_background(eye: Eye, raster: Raster) -> np.ndarray:
     alb *= 1.0 - (cho_amp * (1.0 - ridge))[..., None] * np.array([0.8, 1.0, 1.1], np.float32)
     # Real photographs carry about twice the fine texture of a smooth painting (high-pass spread of the green
     # channel at 384 px: 1.9-6.0 real, 1.9 before this grain was added).
-    alb *= (1.0 + 0.012 * fine + 0.01 * cho)[..., None]
+    alb *= (1.0 + 0.03 * fine + 0.01 * cho)[..., None]
     _striation(eye, X, Y, alb, fibres)
 
     # Macula: darker and browner (luteal pigment absorbs blue), with a small darker foveal pit.
