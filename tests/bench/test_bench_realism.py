@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -39,6 +41,26 @@ def test_bench_runs_old_and_new_generator_with_a_control(tmp_path):
     assert rows[2].generator == "control: real DS1 vs other real" and rows[2].n_real == rows[2].n_synthetic == 3
     table = (tmp_path / "out" / "realism.md").read_text()
     assert "| v1 | 6 | 4 |" in table and "| v2 | 6 | 4 |" in table
+
+
+def test_bench_leaves_out_v1_where_its_frozen_copy_is_missing(tmp_path, monkeypatch):
+    from drgnet.data import synthetic
+
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"DS_{i}.jpg"
+        path.write_bytes(generate_fundus(i, size=96, seed=5, style="smartphone", index=i).jpeg)
+        paths.append(str(path))
+    monkeypatch.setattr(synthetic, "V1_DIR", tmp_path / "nowhere")
+    cfg = realism.RealismBenchConfig(
+        synthetic_counts=(3,), image_size=96, input_size=64, folds=2, repeats=1, pool_factor=1, real_paths=tuple(paths)
+    )
+    said: list[str] = []
+    rows = realism.run(cfg, tmp_path / "out", log=said.append)
+    assert [r.generator for r in rows] == ["v2"]
+    assert any("generator v1 left out" in line for line in said)
+    with pytest.raises(ValueError, match="pool_factor"):
+        realism.run(dataclasses.replace(cfg, pool_factor=0), tmp_path)
 
 
 def test_bench_needs_real_photographs(tmp_path, monkeypatch):
