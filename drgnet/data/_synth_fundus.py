@@ -24,7 +24,7 @@ from drgnet.labels import NUM_LESIONS, check_grade
 GENERATORS = ("v2", "v1")
 #: Revision of the default generator's photographs: bump it whenever the same (seed, index, style) paints a different
 #: picture, so caches keyed on it (the demo model) notice.
-GENERATOR_REVISION = "v2.1"
+GENERATOR_REVISION = "v2.0"
 IMAGE_PREFIX = "SYN_"
 _MIN_SIZE = 32
 
