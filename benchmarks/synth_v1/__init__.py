@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from drgnet.labels import NUM_LESIONS
+
 from .anatomy import Raster, illumination, plan_eye, render_background, render_vessels
 from .camera import STYLES, photograph, plan_capture
 from .lesions import plan_pathology, render_lesions, render_scars
-from drgnet.labels import NUM_LESIONS
 
 __all__ = ["STYLES", "render"]
 

@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .anatomy import Eye, Raster, Vessel
 from drgnet.labels import LESIONS
+
+from .anatomy import Eye, Raster, Vessel
 
 #: Every finding the generator can record, in the order it reports them.
 FINDINGS: tuple[str, ...] = (

@@ -28,11 +28,9 @@ RECIPE: dict[str, Any] = {
 
 
 def _recipe_key() -> dict[str, Any]:
-    from drgnet.data.synthetic import GENERATOR_REVISION
-
     cfg = get_preset(RECIPE["preset"])
     # A new generator revision paints other photographs from the same seeds: the cached model is then stale.
-    return {"recipe": RECIPE, "config": to_dict(cfg), "generator": GENERATOR_REVISION}
+    return {"recipe": RECIPE, "config": to_dict(cfg), "generator": synthetic.GENERATOR_REVISION}
 
 
 def ensure_demo_model(

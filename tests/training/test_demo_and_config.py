@@ -43,6 +43,16 @@ def test_demo_model_is_trained_once_then_reused_and_retrained_when_the_recipe_ch
     assert any("recipe changed" in line for line in logs)
 
 
+def test_demo_cache_key_names_the_generator_revision(monkeypatch):
+    # Another generator revision paints other photographs from the same seeds: the cached model must not be reused.
+    from drgnet.data import synthetic
+
+    before = demo._recipe_key()
+    assert before["generator"] == synthetic.GENERATOR_REVISION
+    monkeypatch.setattr(synthetic, "GENERATOR_REVISION", "v2.test")
+    assert demo._recipe_key() != before
+
+
 def test_train_config_round_trips_through_json_and_rejects_unknown_fields(tmp_path):
     cfg = dataclasses.replace(get_preset("tiny"), data="somewhere")
     assert from_dict(TrainConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
