@@ -27,6 +27,16 @@ RECIPE: dict[str, Any] = {
 }
 
 
+def cohort_is_current(manifest: Path, wanted: dict[str, Any]) -> bool:
+    """Whether the cohort behind ``manifest`` was drawn with ``wanted`` by the current generator revision.
+
+    A cohort from an older revision is redrawn: its pictures differ, not just the model trained on them.
+    """
+    have = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    same_spec = {k: have.get(k) for k in wanted} == wanted
+    return same_spec and have.get("generator_revision") == synthetic.GENERATOR_REVISION
+
+
 def _recipe_key() -> dict[str, Any]:
     cfg = get_preset(RECIPE["preset"])
     # A new generator revision paints other photographs from the same seeds: the cached model is then stale.
@@ -53,8 +63,7 @@ def ensure_demo_model(
     spec = RECIPE["cohort"]
     manifest = cohort / "manifest.json"
     wanted = {k: spec[k] for k in ("n", "size", "style", "seed")}
-    have = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    if {k: have.get(k) for k in wanted} != wanted:
+    if not cohort_is_current(manifest, wanted):
         log(f"generating the synthetic demo cohort in {cohort}")
         synthetic.generate_cohort(cohort, **wanted, progress=True)
         synthetic.write_preview(cohort / "preview.png", size=320, style=spec["style"], seed=spec["seed"])

@@ -53,6 +53,19 @@ def test_demo_cache_key_names_the_generator_revision(monkeypatch):
     assert demo._recipe_key() != before
 
 
+def test_a_demo_cohort_from_another_generator_revision_is_redrawn(tmp_path, monkeypatch):
+    from drgnet.data import synthetic
+
+    wanted = {"n": 16, "size": 128, "style": "default", "seed": 1}
+    manifest = tmp_path / "manifest.json"
+    assert not demo.cohort_is_current(manifest, wanted)  # no cohort yet
+    manifest.write_text(json.dumps({**wanted, "generator_revision": synthetic.GENERATOR_REVISION}))
+    assert demo.cohort_is_current(manifest, wanted)
+    assert not demo.cohort_is_current(manifest, {**wanted, "seed": 2})
+    monkeypatch.setattr(synthetic, "GENERATOR_REVISION", "v2.test")
+    assert not demo.cohort_is_current(manifest, wanted)
+
+
 def test_train_config_round_trips_through_json_and_rejects_unknown_fields(tmp_path):
     cfg = dataclasses.replace(get_preset("tiny"), data="somewhere")
     assert from_dict(TrainConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
