@@ -11,7 +11,10 @@ and old sessions end (:class:`db.accounts.AccountPolicy`), and sign-out, disabli
 revoke the row, whatever cookie a browser still holds.
 
 Every page run re-checks the session row and the account, so a revoked session or a disabled account is signed out
-on its next click; a small fragment also checks every minute or so, so an idle screen signs itself out.
+on its next click. An idle screen signs itself out without a click: every signed-in page run re-arms a timer in the
+browser that reloads the page once the idle time has passed, and the reloaded page finds the session ended. (A
+server-side ``st.fragment(run_every=...)`` did this before; its periodic reruns raced the clinician's own clicks and
+key presses on a busy server.)
 
 Only the user's id, name and role live in ``st.session_state`` (never an ORM object, never the password).
 """
@@ -37,7 +40,10 @@ TOKEN_KEY = "auth_token"
 NOTICE_KEY = "auth_notice"
 #: Set at sign-out: the browser's cookie is removed on the next page run.
 FORGET_KEY = "auth_forget_cookie"
+#: The stale token this browser session already reported as signed out (the notice is shown once).
+STALE_KEY = "auth_stale_token"
 COOKIE = "drgnet_session"
+_RUNS_KEY = "auth_page_runs"
 #: Set to 1 behind a reverse proxy that appends the client's address to X-Forwarded-For (see client_address).
 TRUST_FORWARDED_ENV = "DRGNET_TRUST_FORWARDED_FOR"
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,100}")
@@ -87,6 +93,10 @@ def _drop(notice: str | None = None) -> None:
         st.session_state[NOTICE_KEY] = notice
 
 
+def _ended_notice(policy: accounts.AccountPolicy) -> str:
+    return f"You were signed out (session ended, or idle for more than {policy.session_idle_s / 60:g} minutes)."
+
+
 def current_user() -> SignedIn | None:
     """The signed-in user, or None (also once the session expired or was revoked, or the account was disabled).
 
@@ -99,6 +109,9 @@ def current_user() -> SignedIn | None:
             token = _browser_token()
             row = accounts.resume_session(session, token=token, policy=policy) if token else None
             if row is None:
+                if token and not st.session_state.get(FORGET_KEY) and st.session_state.get(STALE_KEY) != token:
+                    st.session_state[STALE_KEY] = token  # (the cookie stays in st.context until the tab reloads)
+                    st.session_state[NOTICE_KEY] = _ended_notice(policy)
                 return None
             account = repository.get_user_by_id(session, row.user_id)
             user = _signed_in(account, account.must_change_password)
@@ -108,8 +121,7 @@ def current_user() -> SignedIn | None:
             return user
         sid = st.session_state.get(SESSION_KEY)
         if sid is not None and accounts.resume_session(session, session_id=sid, policy=policy) is None:
-            minutes = policy.session_idle_s / 60
-            _drop(f"You were signed out (session ended, or idle for more than {minutes:g} minutes).")
+            _drop(_ended_notice(policy))
             return None
         row = repository.get_user_by_id(session, user.id)
         if row is None or not row.active:
@@ -166,21 +178,23 @@ def write_cookie() -> None:
 
 
 def watch_session() -> None:
-    """Sign an idle screen out without waiting for a click: re-checks the session now and then (not activity)."""
-    sid = st.session_state.get(SESSION_KEY)
-    if sid is None:
+    """Sign an idle screen out without waiting for a click: (re)arms the browser's idle timer; renders nothing.
+
+    The timer reloads the page once nothing has run for the idle time (plus the lag with which the server records
+    activity, see :func:`db.accounts.resume_session`); the reloaded page resumes the session if another tab kept it
+    alive, and shows the sign-in form otherwise. Each run's script differs (a counter), so the browser runs it again
+    and the previous timer is cleared: only a truly idle screen reloads.
+    """
+    if st.session_state.get(SESSION_KEY) is None:
         return
     policy = accounts.AccountPolicy.from_env()
-    every = max(1.0, min(60.0, policy.session_idle_s / 4))
-
-    @st.fragment(run_every=every)
-    def _check() -> None:
-        with sessions().begin() as session:
-            live = accounts.resume_session(session, session_id=sid, policy=policy, touch=False)
-        if live is None:
-            st.rerun(scope="app")
-
-    _check()
+    delay_ms = int(1000 * (policy.session_idle_s + min(60.0, policy.session_idle_s / 10) + 1.0))
+    runs = st.session_state[_RUNS_KEY] = st.session_state.get(_RUNS_KEY, 0) + 1
+    st.html(
+        f"<script>/* run {runs} */ clearTimeout(window.drgnetIdleTimer);"
+        f"window.drgnetIdleTimer = setTimeout(() => window.location.reload(), {delay_ms});</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def require_user() -> SignedIn:
