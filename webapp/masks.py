@@ -119,6 +119,31 @@ def region_box(cx: int, cy: int, side: int, width: int, height: int) -> tuple[in
     return x0, y0, x0 + bw, y0 + bh
 
 
+def photo_point(click: dict[str, Any], width: int, height: int) -> tuple[int, int] | None:
+    """The photo pixel under a click on a scaled picture of the photograph, or None for a malformed click.
+
+    Args:
+        click: ``x``, ``y`` (offset of the click in the shown picture, CSS pixels) and ``width``, ``height`` (the size
+            the picture was shown at), as the overview's click component reports them.
+        width: The photograph's width in photo pixels.
+        height: The photograph's height in photo pixels.
+
+    Returns:
+        ``(x, y)`` in photo pixels, inside the photograph.
+    """
+    try:
+        x, y = float(click["x"]), float(click["y"])
+        shown_w, shown_h = float(click["width"]), float(click["height"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if shown_w <= 0 or shown_h <= 0:
+        return None
+    # A shown pixel covers width / shown_w photo pixels; its left edge maps onto the first of them.
+    px = min(max(int(x * width / shown_w), 0), width - 1)
+    py = min(max(int(y * height / shown_h), 0), height - 1)
+    return px, py
+
+
 def canvas_size(box: tuple[int, int, int, int], max_width: int) -> tuple[int, int]:
     """Canvas ``(width, height)`` for a box: a whole number of screen pixels per photo pixel while the box fits in
     ``max_width``, so a zoomed stroke maps back onto whole photo pixels; larger boxes are scaled down to fit."""

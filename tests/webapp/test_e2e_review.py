@@ -43,6 +43,15 @@ def _image_id(page) -> int:
     return int(parse_qs(urlparse(page.url).query)["image"][0])
 
 
+def _click_overview(page, x: int, y: int, photo_side: int) -> None:
+    """Click the clickable overview over the middle of photo pixel (x, y) of a square photograph."""
+    picture = page.frame_locator('iframe[title*="streamlit_image_coordinates"]').locator("img")
+    picture.wait_for(state="visible")
+    box = picture.bounding_box()
+    per_pixel = box["width"] / photo_side
+    picture.click(position={"x": (x + 0.5) * per_pixel, "y": (y + 0.5) * per_pixel})
+
+
 def _draft_has(data, username: str, image_id: int, **fields) -> None:
     """Wait until the database holds the clinician's draft of the image with these values (what a refresh reads)."""
     deadline = time.monotonic() + TIMEOUT_MS / 1000
@@ -75,6 +84,15 @@ def test_three_pixel_stroke_in_a_zoomed_region_lands_on_those_photo_pixels(serve
     _idle(page)
     page.locator('[data-testid="stRadio"]').filter(has_text="Edit").get_by_text("Zoomed region").click()
     # The 128 px test photograph: a 64 px region around its centre, 8 screen pixels per photo pixel.
+    page.get_by_text("photo pixels x 32-95, y 32-95 at 8 screen pixels per photo pixel").wait_for()
+    _idle(page)
+    # A click on the overview moves the region there: photo pixel (100, 20) -> the 64 px box inside the photo.
+    _click_overview(page, 100, 20, photo_side=128)
+    page.get_by_text("photo pixels x 64-127, y 0-63 at 8 screen pixels per photo pixel").wait_for()
+    _idle(page)
+    assert page.get_by_label("Centre x").input_value() == "100"
+    assert page.get_by_label("Centre y").input_value() == "20"
+    _click_overview(page, 64, 64, photo_side=128)  # and back to the centre for the stroke
     page.get_by_text("photo pixels x 32-95, y 32-95 at 8 screen pixels per photo pixel").wait_for()
     _idle(page)
     x0, y0, k = 32, 32, 8

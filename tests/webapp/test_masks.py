@@ -154,3 +154,16 @@ def test_region_edit_drawn_into_a_zoomed_view():
     view = np.zeros((4, 64 * 8, 64 * 8), bool)
     apply_edits(view, [edit], (40, 40, 104, 104), LAYERS)
     assert view[1].sum() == 2 * 64 and view[1, 80:88, 80:96].all()
+
+
+def test_photo_point_maps_a_click_on_a_scaled_picture_to_the_photo_pixel():
+    from webapp.masks import photo_point
+
+    # A 4288 x 2848 photograph shown 536 px wide: one shown pixel covers 8 photo pixels.
+    shown = {"width": 536, "height": 356}
+    assert photo_point({**shown, "x": 0, "y": 0}, 4288, 2848) == (0, 0)
+    assert photo_point({**shown, "x": 10.5, "y": 3}, 4288, 2848) == (84, 24)
+    assert photo_point({**shown, "x": 536, "y": 356}, 4288, 2848) == (4287, 2847)  # the far edge stays inside
+    assert photo_point({**shown, "x": -3, "y": 400}, 4288, 2848) == (0, 2847)
+    assert photo_point({"x": 1, "y": 1}, 4288, 2848) is None  # no picture size: not a click of ours
+    assert photo_point({"x": 1, "y": 1, "width": 0, "height": 5}, 4288, 2848) is None

@@ -181,7 +181,7 @@ def test_failed_save_keeps_the_inputs(app_env, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(services, "save_correction", boom)
-    monkeypatch.setattr("webapp.views.review.save_correction", boom)
+    monkeypatch.setattr("webapp.views.review.form.save_correction", boom)
     [b for b in at.button if b.label == "Save annotation"][0].click().run()
     assert "not saved: disk full" in texts(at)
     assert at.radio(key=f"rv_grade_{ids[0]}").value == 4
