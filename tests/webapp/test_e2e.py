@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -34,54 +31,22 @@ ARGS = [
 TIMEOUT_MS = 90_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(seeded_template, tmp_path_factory):
     # One app for both tests (starting Streamlit costs seconds on 2 cores); the second test writes nothing.
+    from _e2e_app import start_app, stop_app
     from _webapp_seed import copy_data
-
-    from webapp.cli import streamlit_command
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api")
     tmp_path = tmp_path_factory.mktemp("e2e")
     data = copy_data(seeded_template, tmp_path / "data")
-    port = _free_port()
-    env = {**os.environ, "DRGNET_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
-    env.pop("DRGNET_DATABASE_URL", None)
-    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        streamlit_command(port, "127.0.0.1"), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            pytest.fail("the app did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
-        time.sleep(0.5)
+    proc, log, url = start_app(data, tmp_path / "streamlit.log")
     try:
         yield url, data
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop_app(proc, log)
 
 
 @pytest.fixture(scope="module")
