@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,8 +146,13 @@ def predicted_masks(prediction: Prediction) -> np.ndarray | None:
     return full_cache.get_or_make(("masks", prediction.id), make)
 
 
-def prefetch(image_id: int, factory: sessionmaker[Session]) -> threading.Thread:
-    """Decode the display pictures of ``image_id`` in the background, so "Next" finds them cached."""
+def prefetch(
+    image_id: int, factory: sessionmaker[Session], warm: Callable[[Image, Prediction | None, Any], None] | None = None
+) -> threading.Thread:
+    """Decode the display pictures of ``image_id`` in the background, so "Next" finds them cached.
+
+    ``warm(image, prediction, pictures)``, if given, runs next in the same thread (the page draws what it will show).
+    """
 
     def run() -> None:
         try:
@@ -158,7 +163,9 @@ def prefetch(image_id: int, factory: sessionmaker[Session]) -> threading.Thread:
                     return
                 if prediction is not None:
                     prediction.image  # noqa: B018 - loaded now, used after the session closes
-            display_pictures(image, prediction, factory)
+            pictures = display_pictures(image, prediction, factory)
+            if warm is not None:
+                warm(image, prediction, pictures)
         except Exception:  # a prefetch that fails costs nothing: the page loads the pictures itself
             log.debug("prefetch of image %s failed", image_id, exc_info=True)
 

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import streamlit as st
-from PIL import Image as PILImage
 
 import webapp.views.review.draft as drafts
-from drgnet.inference import render_overlay
+import webapp.views.review.render as render
 from drgnet.labels import LESION_NAMES, LESIONS
-from webapp.masks import ERASE_RGB, PAINT_RGB, Edit, apply_edits, canvas_size, edit_from_canvas, strokes_from_canvas
-from webapp.services import full_photo, predicted_masks
+from webapp.masks import ERASE_RGB, PAINT_RGB, canvas_size, edit_from_canvas, strokes_from_canvas
 from webapp.views.review.regions import DEFAULT_SIDE, REGION, REGION_SIDES, WHOLE, Region, region_of, step_lesion
 
 CANVAS_WIDTH = 512
@@ -117,11 +113,11 @@ def _canvas(
 
     cw, ch = canvas_size(box, CANVAS_WIDTH)
     zoom = cw / (box[2] - box[0])
-    background = _background(image, prediction, pictures, draft["edits"], box, (cw, ch), tools.layer)
+    background = render.canvas_background(image, prediction, pictures, draft["edits"], box, (cw, ch), tools.layer)
     result = st_canvas(
         stroke_width=max(1, round(tools.brush * zoom)),
         stroke_color="#{:02x}{:02x}{:02x}".format(*(PAINT_RGB if tools.paint else ERASE_RGB)),
-        background_image=_jpeg(background),
+        background_image=background,
         width=cw,
         height=ch,
         drawing_mode="freedraw",
@@ -140,36 +136,3 @@ def _canvas(
         draft["live"] = live
         drafts.persist(user_id, image.id)
     return zoom
-
-
-def _jpeg(rgb: np.ndarray) -> bytes:
-    # The canvas sends its background to the browser on every run: JPEG bytes are a fraction of the PNG it would make.
-    buf = io.BytesIO()
-    PILImage.fromarray(rgb).save(buf, format="JPEG", quality=92)
-    return buf.getvalue()
-
-
-def _background(
-    image: Any,
-    prediction: Any,
-    pictures: Any,
-    edits: list[Edit],
-    box: tuple[int, int, int, int],
-    size: tuple[int, int],
-    layer: str,
-) -> np.ndarray:
-    """The photograph under the canvas with every layer's edited masks; the edited layer drawn strongest."""
-    x0, y0, x1, y1 = box
-    if (x1 - x0, y1 - y0) == (image.width, image.height):
-        photo = pictures.photo
-        masks = apply_edits(pictures.lesions >= 128, edits, box, LESIONS)
-    else:  # a zoomed region: the full-resolution pixels of that box only
-        photo = np.ascontiguousarray(full_photo(image)[y0:y1, x0:x1])
-        full = predicted_masks(prediction)
-        masks = full[:, y0:y1, x0:x1].copy() if full is not None else np.zeros((len(LESIONS), y1 - y0, x1 - x0), bool)
-        masks = apply_edits(masks, edits, box, LESIONS)
-    layers = masks.astype(np.float32)
-    others = render_overlay(photo, layers, None, lesions=[n for n in LESIONS if n != layer], opacity=0.25)
-    out = render_overlay(others, layers, None, lesions=[layer], opacity=0.45)
-    interpolation = cv2.INTER_NEAREST if size[0] >= out.shape[1] else cv2.INTER_AREA
-    return cv2.resize(out, size, interpolation=interpolation)

@@ -9,15 +9,15 @@ import numpy as np
 import streamlit as st
 
 import webapp.views.review.draft as drafts
+import webapp.views.review.render as render
 from db import repository
-from drgnet.inference import render_overlay
 from drgnet.labels import GRADE_NAMES, LESION_COLOURS, LESION_NAMES, LESIONS
 from webapp import auth
-from webapp.masks import apply_edits
+from webapp.masks import canvas_size
 from webapp.services import derivatives_enabled, display_cache, display_pictures, prefetch, sessions
-from webapp.views.review.editor import editor
+from webapp.views.review.editor import CANVAS_WIDTH, editor
 from webapp.views.review.form import correction_form
-from webapp.views.review.regions import clickable_overview, lesion_regions, mark_region, region_of
+from webapp.views.review.regions import clickable_overview, region_of
 from webapp.views.worklist import ORDER_KEY, REVIEW_KEY
 
 OVERVIEW_CAPTION = "Photograph with lesion overlays (your edits included)"
@@ -52,26 +52,26 @@ def review_page() -> None:
     image, prediction = loaded.image, loaded.prediction
     next_id = _header(image)
     pictures = display_pictures(image, prediction, factory)
-    scale = image.width / pictures.photo.shape[1]  # photo pixels per display pixel
     draft = drafts.get_draft(user.id, image_id)
-    shown = None
-    if pictures.lesions is not None:
-        box = (0, 0, image.width, image.height)
-        shown = apply_edits(pictures.lesions >= 128, drafts.all_edits(draft), box, LESIONS, keep_small=True)
+    edits = drafts.all_edits(draft)
+    shown = render.shown_masks(image, prediction, pictures, edits)
     left, right = st.columns([3, 2])
     with left:
-        visible = _overview(user.id, image, pictures, shown, scale)
+        visible = _overview(user.id, image, prediction, pictures, shown, edits)
     with right:
         _prediction_panel(prediction, loaded.version_name, loaded.mine)
     st.subheader("Correction")
-    regions = lesion_regions(shown, visible, scale) if shown is not None else []
-    editor(user.id, image, prediction, pictures, draft, regions)
+    editor(user.id, image, prediction, pictures, draft, render.regions(image, prediction, shown, edits, visible))
     correction_form(user, image, prediction, draft, next_id)
     if next_id is not None and derivatives_enabled():  # (the benchmark's baseline path had no prefetch either)
         with factory() as session:
             nxt = repository.latest_prediction(session, next_id)
         if nxt is None or ("display", nxt.id) not in display_cache:
-            prefetch(next_id, factory)
+            prefetch(next_id, factory, warm=_warm)
+
+
+def _warm(image: Any, prediction: Any, pictures: Any) -> None:
+    render.warm(image, prediction, pictures, canvas_size((0, 0, image.width, image.height), CANVAS_WIDTH))
 
 
 def _open_image_id() -> int | None:
@@ -119,7 +119,9 @@ def _header(image: Any) -> int | None:
     return next_id
 
 
-def _overview(user_id: int, image: Any, pictures: Any, shown: np.ndarray | None, scale: float) -> list[str]:
+def _overview(
+    user_id: int, image: Any, prediction: Any, pictures: Any, shown: np.ndarray | None, edits: list[Any]
+) -> list[str]:
     """The photograph with overlays (clickable while the zoomed editor is on); returns the visible lesions."""
     image_id = image.id
     ctl = st.columns([3, 1, 2])
@@ -132,21 +134,14 @@ def _overview(user_id: int, image: Any, pictures: Any, shown: np.ndarray | None,
     )
     show_attention = ctl[1].toggle("Attention", key=f"rv_attention_{image_id}")
     opacity = ctl[2].slider("Opacity", 0.0, 1.0, 0.5, 0.05, key=f"rv_opacity_{image_id}")
-    attention = pictures.attention.astype(np.float32) / 255.0 if pictures.attention is not None else None
-    overlay = render_overlay(
-        pictures.photo,
-        shown.astype(np.float32) if shown is not None else None,
-        attention if show_attention else None,
-        lesions=visible,
-        opacity=opacity,
-    )
     box = region_of(image_id, image.width, image.height)
+    rgb, jpeg = render.overview(
+        image, prediction, pictures, shown, edits, (tuple(visible), show_attention, opacity), box
+    )
     if box is None:
-        # JPEG: a third of a PNG's bytes for a photograph, and faster to encode.
-        st.image(overlay, caption=OVERVIEW_CAPTION, width="stretch", output_format="JPEG")
-    else:  # where the zoomed editor is, on a picture that moves it
-        mark_region(overlay, box, scale)
-        clickable_overview(overlay, user_id, image, OVERVIEW_CAPTION)
+        st.image(jpeg, caption=OVERVIEW_CAPTION, width="stretch")
+    else:  # the zoomed editor's frame drawn on a picture that moves it where it is clicked
+        clickable_overview(rgb, user_id, image, OVERVIEW_CAPTION)
     st.caption(" · ".join(f":{_css(LESION_COLOURS[n])}[■] {LESION_NAMES[n]}" for n in LESIONS))
     return visible
 
@@ -172,24 +167,29 @@ def _prediction_panel(prediction: Any, version_name: str | None, mine: list[Any]
     if summary.get("_gradable") is False:  # the screening command's image-quality verdict
         reasons = str(summary.get("_quality_reasons") or "").replace(",", ", ") or "quality check"
         st.warning(f"Screening flagged this photograph as possibly ungradable: {reasons}.")
-    # Static tables: an interactive data grid costs the browser more than these few numbers are worth per image.
-    st.table(
-        {
-            "Grade": [f"{g} {GRADE_NAMES[g]}" for g in GRADE_NAMES],
-            "Probability": [f"{float(p):.3f}" for p in prediction.probabilities],
-        },
-        border="horizontal",
-        hide_index=True,
+    # Markdown tables: st.table converts through pandas and Arrow on every run (and imports pandas on the first).
+    st.markdown(
+        _table(
+            ["Grade", "Probability"],
+            [
+                [f"{g} {GRADE_NAMES[g]}", f"{float(p):.3f}"]
+                for g, p in zip(GRADE_NAMES, prediction.probabilities, strict=True)
+            ],
+        )
     )
-    st.table(
-        {
-            "Lesion": [LESION_NAMES[n] for n in LESIONS],
-            "Regions": [summary.get(n, {}).get("count", 0) for n in LESIONS],
-            "Area (% of field)": [round(100 * summary.get(n, {}).get("area_fraction", 0.0), 3) for n in LESIONS],
-            "Peak probability": [summary.get(n, {}).get("max_probability", 0.0) for n in LESIONS],
-        },
-        border="horizontal",
-        hide_index=True,
+    st.markdown(
+        _table(
+            ["Lesion", "Regions", "Area (% of field)", "Peak probability"],
+            [
+                [
+                    LESION_NAMES[n],
+                    summary.get(n, {}).get("count", 0),
+                    round(100 * summary.get(n, {}).get("area_fraction", 0.0), 3),
+                    summary.get(n, {}).get("max_probability", 0.0),
+                ]
+                for n in LESIONS
+            ],
+        )
     )
     if mine:
         last = mine[-1]
@@ -197,3 +197,8 @@ def _prediction_panel(prediction: Any, version_name: str | None, mine: list[Any]
             f"You annotated this image {len(mine)} time(s); last: "
             f"{'ungradable' if last.grade is None else GRADE_NAMES[last.grade]} ({last.kind.value})."
         )
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in rows])
