@@ -20,6 +20,28 @@ DRAFTS_KEY = "review_drafts"
 COUNTER_KEY = "reviewed_count"
 #: Set when storing the draft failed (the draft is still in this session).
 ERROR_KEY = "review_draft_error"
+#: Widgets whose values callbacks also set (grade and ungradable by keys, the region by a click or a lesion step).
+SETTABLE = ("grade", "ungradable", "mode", "cx", "cy")
+
+
+def widget_key(name: str, image_id: int) -> str:
+    """The key of a widget in :data:`SETTABLE`: renamed each time a callback sets its value.
+
+    A browser sends every widget's value with each rerun it asks for. A rerun asked for before the browser saw a
+    value a callback set (a canvas or a second key press on a busy server) carries the old value, which Streamlit
+    takes for the clinician's change: the grade set by a key went back to the predicted one. Under a new key the
+    old widget's stale value has nowhere to go.
+    """
+    return f"rv_{name}{st.session_state.get(f'rv_gen_{image_id}', 0)}_{image_id}"
+
+
+def set_widgets(image_id: int, **values: Any) -> None:
+    """Set :data:`SETTABLE` widgets' values from a callback (the others keep theirs, under their new keys)."""
+    old = {name: st.session_state.get(widget_key(name, image_id)) for name in SETTABLE}
+    st.session_state[f"rv_gen_{image_id}"] = st.session_state.get(f"rv_gen_{image_id}", 0) + 1
+    for name, value in {**old, **values}.items():
+        if value is not None:
+            st.session_state[widget_key(name, image_id)] = value
 
 
 def get_draft(user_id: int, image_id: int) -> dict[str, Any]:
@@ -98,17 +120,16 @@ def set_field(user_id: int, image_id: int, field: str, key: str) -> None:
 
 def set_grade(user_id: int, image_id: int, grade: int) -> None:
     """A grade key (0-4): the grade, and the photograph is gradable."""
-    st.session_state[f"rv_grade_{image_id}"] = grade
-    st.session_state[f"rv_ungradable_{image_id}"] = False
+    set_widgets(image_id, grade=grade, ungradable=False)
     get_draft(user_id, image_id).update(grade=grade, ungradable=False)
     persist(user_id, image_id)
 
 
 def toggle_ungradable(user_id: int, image_id: int) -> None:
     """The U key."""
-    key = f"rv_ungradable_{image_id}"
-    st.session_state[key] = not st.session_state.get(key, False)
-    get_draft(user_id, image_id)["ungradable"] = st.session_state[key]
+    ungradable = not st.session_state.get(widget_key("ungradable", image_id), False)
+    set_widgets(image_id, ungradable=ungradable)
+    get_draft(user_id, image_id)["ungradable"] = ungradable
     persist(user_id, image_id)
 
 

@@ -47,11 +47,9 @@ def correction_form(
 
 
 def _fields(user_id: int, image_id: int, prediction: Any, draft: dict[str, Any]) -> tuple[int, bool, str]:
-    grade_key, ungradable_key, comment_key = (
-        f"rv_grade_{image_id}",
-        f"rv_ungradable_{image_id}",
-        f"rv_comment_{image_id}",
-    )
+    grade_key = drafts.widget_key("grade", image_id)
+    ungradable_key = drafts.widget_key("ungradable", image_id)
+    comment_key = f"rv_comment_{image_id}"
     # Widget values come from the draft, so they survive page switches, failed saves and refreshes.
     st.session_state.setdefault(grade_key, draft.get("grade", prediction.grade if prediction is not None else 0))
     st.session_state.setdefault(ungradable_key, draft.get("ungradable", False))

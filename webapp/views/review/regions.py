@@ -1,6 +1,6 @@
 """Which part of the photograph the zoomed editor shows: a box of photo pixels, picked on the overview or stepped to.
 
-The box's centre and side are widget values (``rv_cx_``, ``rv_cy_``, ``rv_side_`` + image id), so the number inputs
+The box's centre and side are widget values (see :func:`webapp.views.review.draft.widget_key`), so the number inputs
 show where it is; a click on the overview or a lesion step moves them, and the editor's mode switches to the region.
 """
 
@@ -15,7 +15,7 @@ import streamlit as st
 
 from drgnet.labels import LESIONS
 from webapp.masks import photo_point, region_box
-from webapp.views.review.draft import commit_live
+from webapp.views.review.draft import commit_live, set_widgets, widget_key
 
 WHOLE, REGION = "Whole photograph", "Zoomed region"
 REGION_SIDES = [16, 32, 64, 128, 256, 512]
@@ -26,11 +26,11 @@ Region = tuple[str, int, int, int]
 
 def region_of(image_id: int, width: int, height: int) -> tuple[int, int, int, int] | None:
     """The photo box of the zoomed editor, or None when the whole photograph is edited."""
-    if st.session_state.get(f"rv_mode_{image_id}", WHOLE) != REGION:
+    if st.session_state.get(widget_key("mode", image_id), WHOLE) != REGION:
         return None
     side = int(st.session_state.get(f"rv_side_{image_id}", DEFAULT_SIDE))
-    cx = int(st.session_state.get(f"rv_cx_{image_id}", width // 2))
-    cy = int(st.session_state.get(f"rv_cy_{image_id}", height // 2))
+    cx = int(st.session_state.get(widget_key("cx", image_id), width // 2))
+    cy = int(st.session_state.get(widget_key("cy", image_id), height // 2))
     return region_box(cx, cy, side, width, height)
 
 
@@ -47,8 +47,7 @@ def lesion_regions(masks: np.ndarray, visible: list[str], scale: float) -> list[
 
 
 def _centre_on(image_id: int, x: int, y: int) -> None:
-    st.session_state[f"rv_cx_{image_id}"], st.session_state[f"rv_cy_{image_id}"] = x, y
-    st.session_state[f"rv_mode_{image_id}"] = REGION
+    set_widgets(image_id, cx=x, cy=y, mode=REGION)
 
 
 def step_lesion(user_id: int, image_id: int, regions: list[Region], step: int) -> None:
