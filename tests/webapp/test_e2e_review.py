@@ -195,7 +195,7 @@ def test_a_browser_refresh_keeps_the_draft(server, browser, passwords):  # noqa:
     image_id = _image_id(page)
     page.keyboard.press("4")
     _draft_has(data, "admin", image_id, grade=4)
-    _idle(page)
+    _grade_shown(page, 4)
     comment = page.get_by_label("Comment")
     comment.fill("cotton-wool spots nasally")
     comment.press("Tab")  # leaving the field sends it

@@ -403,3 +403,27 @@ def test_predictions_without_derivatives_get_them_once(app_env):
 
     shown = load_display(pred.display_hashes, app_env)
     assert shown.lesions.shape == (4, image.height, image.width)
+
+
+def _stale_grade_report(user_id: int, image_id: int) -> None:
+    import streamlit as st
+
+    from webapp.views.review import draft as drafts
+
+    drafts.set_grade(user_id, image_id, 3)  # the 3 key: the grade radio is renamed (generation 0 -> 1)
+    # A rerun the browser asked for before it saw the rename carries the old radio's value, and Streamlit calls the
+    # old radio's on_change for it, as for a change.
+    st.session_state[f"rv_grade0_{image_id}"] = 0
+    drafts.set_field(user_id, image_id, "grade", f"rv_grade0_{image_id}")
+    st.write(f"draft grade {drafts.get_draft(user_id, image_id)['grade']}")
+
+
+def test_a_stale_value_of_the_renamed_grade_radio_does_not_undo_a_grade_key(app_env):
+    user = signed_in(app_env, "clinician")
+    with db(app_env)() as session:
+        image_id = repository.review_queue(session, user.id)[0].image.id
+    at = AppTest.from_function(_stale_grade_report, args=(user.id, image_id), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert "draft grade 3" in texts(at)
+    with db(app_env)() as session:
+        assert repository.get_draft(session, user.id, image_id)["grade"] == 3

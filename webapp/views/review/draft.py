@@ -114,6 +114,10 @@ def set_field(user_id: int, image_id: int, field: str, key: str) -> None:
         # The widget is gone (a save or page change removed it before its last change arrived): nothing to keep.
         # Reading it would raise KeyError in Streamlit's callback and leave the clinician a blank page.
         return
+    if field in SETTABLE and key != widget_key(field, image_id):
+        # A renamed widget's old self (see widget_key): a browser that had not seen the rename yet reported its old
+        # value with a later rerun, which Streamlit takes for a change. It would put back the grade a key replaced.
+        return
     get_draft(user_id, image_id)[field] = st.session_state[key]
     persist(user_id, image_id)
 
