@@ -100,35 +100,28 @@ def canvas_background(
     layer: str,
 ) -> bytes:
     """JPEG bytes of the photograph under the canvas with every layer's edited masks; the edited layer strongest."""
-    key = ("rv-canvas", *_owner(image, prediction), edits_key(edits), box, size, layer)
+
+    def make() -> bytes:
+        x0, y0, x1, y1 = box
+        if (x1 - x0, y1 - y0) == (image.width, image.height):
+            photo = pictures.photo
+            masks = apply_edits(pictures.lesions >= 128, edits, box, LESIONS)
+        else:  # a zoomed region: the full-resolution pixels of that box only
+            photo = np.ascontiguousarray(full_photo(image)[y0:y1, x0:x1])
+            full = predicted_masks(prediction)
+            shape = (len(LESIONS), y1 - y0, x1 - x0)
+            masks = apply_edits(
+                full[:, y0:y1, x0:x1].copy() if full is not None else np.zeros(shape, bool), edits, box, LESIONS
+            )
+        layers = masks.astype(np.float32)
+        others = render_overlay(photo, layers, None, lesions=[n for n in LESIONS if n != layer], opacity=0.25)
+        out = render_overlay(others, layers, None, lesions=[layer], opacity=0.45)
+        interpolation = cv2.INTER_NEAREST if size[0] >= out.shape[1] else cv2.INTER_AREA
+        return jpeg(cv2.resize(out, size, interpolation=interpolation), 92)
+
     return display_cache.get_or_make(
-        key, lambda: jpeg(_background(image, prediction, pictures, edits, box, size, layer), 92)
+        ("rv-canvas", *_owner(image, prediction), edits_key(edits), box, size, layer), make
     )
-
-
-def _background(
-    image: Any,
-    prediction: Any,
-    pictures: Any,
-    edits: list[Edit],
-    box: tuple[int, int, int, int],
-    size: tuple[int, int],
-    layer: str,
-) -> np.ndarray:
-    x0, y0, x1, y1 = box
-    if (x1 - x0, y1 - y0) == (image.width, image.height):
-        photo = pictures.photo
-        masks = apply_edits(pictures.lesions >= 128, edits, box, LESIONS)
-    else:  # a zoomed region: the full-resolution pixels of that box only
-        photo = np.ascontiguousarray(full_photo(image)[y0:y1, x0:x1])
-        full = predicted_masks(prediction)
-        masks = full[:, y0:y1, x0:x1].copy() if full is not None else np.zeros((len(LESIONS), y1 - y0, x1 - x0), bool)
-        masks = apply_edits(masks, edits, box, LESIONS)
-    layers = masks.astype(np.float32)
-    others = render_overlay(photo, layers, None, lesions=[n for n in LESIONS if n != layer], opacity=0.25)
-    out = render_overlay(others, layers, None, lesions=[layer], opacity=0.45)
-    interpolation = cv2.INTER_NEAREST if size[0] >= out.shape[1] else cv2.INTER_AREA
-    return cv2.resize(out, size, interpolation=interpolation)
 
 
 def jpeg(rgb: np.ndarray, quality: int) -> bytes:
