@@ -18,6 +18,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -117,7 +118,11 @@ def _start_app(data_dir: Path, derivatives: bool, log_path: Path) -> tuple[subpr
     drgnet = Path(sys.executable).with_name("drgnet")
     log = open(log_path, "w")  # noqa: SIM115 - the process owns it until it ends
     proc = subprocess.Popen(
-        [str(drgnet), "app", "--port", str(port), "--address", "127.0.0.1"], env=env, stdout=log, stderr=log
+        [str(drgnet), "app", "--port", str(port), "--address", "127.0.0.1"],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,  # `drgnet app` runs Streamlit as its child: stopping the group stops both
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -131,8 +136,19 @@ def _start_app(data_dir: Path, derivatives: bool, log_path: Path) -> tuple[subpr
         if proc.poll() is not None:
             break
         time.sleep(0.5)
-    proc.kill()
+    _stop(proc)
     raise RuntimeError(f"the app did not start; its log: {log_path}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    # Terminating only `drgnet app` left its Streamlit server running (and using the cores of the next measurement).
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def measure(url: str, n: int, opens: int, shots: Path | None = None) -> dict[str, list[float]]:
@@ -254,11 +270,7 @@ def bench_review(
             try:
                 results[label] = measure(url, n, opens, out / f"failed-{int(derivatives)}.png")
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                _stop(proc)
             typer.echo("  " + ", ".join(f"{k}: {[round(v, 2) for v in vs]}" for k, vs in results[label].items()))
         text = markdown(results, n)
         (out / "review.md").write_text(text)
