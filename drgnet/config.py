@@ -56,6 +56,19 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class MixSource:
+    """One more source of training photographs for ``TrainConfig.mix`` (all of it trains; none is split off)."""
+
+    data: str = (
+        ""  # dataset folder, or "real-healthy": the healthy real photographs found here (drgnet.data.real_samples)
+    )
+    layout: str = "auto"
+    weight: float = 1.0  # how often each of its photographs is drawn, against 1 for a photograph of `data`
+    grade: int | None = None  # the grade of photographs its reader gives none (e.g. 0 for healthy eyes)
+    min_grade: int = 0  # for ungraded photographs known to show DR (IDRiD's lesion set): taught P(grade >= this)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A training run: data, budget, optimiser."""
 
@@ -76,6 +89,11 @@ class TrainConfig:
     workers: int = 0  # data-loading processes
     max_steps_per_epoch: int = 0  # 0: the whole training set each epoch
     grade_balanced_sampling: bool = True
+    # High-resolution crops: per global view (whole FOV at input size, with the grade) this many crops of input
+    # size from the FOV resampled to model.lesion_fov_px, lesion masks only (a crop does not carry the grade).
+    crops_per_global: int = 0  # 0: global views only
+    lesion_crop_fraction: float = 0.5  # share of crops centred on an annotated lesion pixel (others anywhere in FOV)
+    mix: tuple[MixSource, ...] = ()  # more training sources beside `data`, e.g. real photographs oversampled
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -105,6 +123,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where}: expected a list, got {value!r}")
+        item = (typing.get_args(hint) or (None,))[0]
+        if dataclasses.is_dataclass(item):
+            return tuple(v if isinstance(v, item) else from_dict(item, v) for v in value)
         return tuple(value)
     if origin in (typing.Union, types.UnionType):
         return value

@@ -6,7 +6,7 @@ Shapes (B: batch, K: lesions, C: grades):
 """
 
 from drgnet.losses.constraint import attention_coverage_loss, symmetric_kl
-from drgnet.losses.grading import grade_loss
+from drgnet.losses.grading import grade_at_least_loss, grade_loss
 from drgnet.losses.robust import (
     cross_entropy_per_sample,
     generalized_cross_entropy,
@@ -19,6 +19,7 @@ __all__ = [
     "attention_coverage_loss",
     "cross_entropy_per_sample",
     "generalized_cross_entropy",
+    "grade_at_least_loss",
     "grade_loss",
     "lesion_loss",
     "small_loss_weights",

@@ -45,3 +45,20 @@ def grade_loss(
         w = sample_weights[known].to(loss.dtype)
         return (loss * w).sum() / w.sum().clamp_min(1e-6)
     return loss.mean()
+
+
+def grade_at_least_loss(logits: torch.Tensor, grade_min: torch.Tensor) -> torch.Tensor:
+    """``-log P(grade >= grade_min)`` over the images with ``grade_min > 0``: what an ungraded photograph known
+    to show DR (every photograph of IDRiD's lesion set) can teach the grade head without inventing its grade.
+
+    Args:
+        logits: ``(B, C)`` grade logits.
+        grade_min: ``(B,)`` long; 0 (or less) leaves an image out.
+    """
+    rows = grade_min > 0
+    if not bool(rows.any()):
+        return logits.sum() * 0.0
+    log_probs = torch.log_softmax(logits[rows].float(), dim=1)
+    levels = torch.arange(logits.shape[1], device=logits.device)
+    allowed = levels[None, :] >= grade_min[rows][:, None]
+    return -log_probs.masked_fill(~allowed, float("-inf")).logsumexp(dim=1).mean()

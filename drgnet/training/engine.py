@@ -237,10 +237,11 @@ def _resume(last: Path, model: nn.Module, optimizer: torch.optim.Optimizer, devi
 def _epoch_batches(train_set: FundusDataset, cfg: TrainConfig, ctx: Any, epoch: int, steps: int) -> DataLoader:
     # Every rank draws the same epoch (same seed) and trains on its own positions of it.
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-    if cfg.grade_balanced_sampling:
-        drawn = WeightedRandomSampler(
-            balanced_weights(train_set.grades), steps * cfg.batch_size * ctx.world_size, generator=generator
-        )
+    # A dataset of mixed sources (drgnet.training.views) knows its own draw weights, grade balance included.
+    own_weights = getattr(train_set, "sampling_weights", None)
+    if cfg.grade_balanced_sampling or own_weights is not None:
+        weights = own_weights() if own_weights is not None else balanced_weights(train_set.grades)
+        drawn = WeightedRandomSampler(weights, steps * cfg.batch_size * ctx.world_size, generator=generator)
         sampler = distributed.ShardedSampler(drawn, ctx.rank, ctx.world_size, epoch)
         return DataLoader(train_set, cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=True)
     sampler = distributed.ShardedSampler(RandomSampler(train_set, generator=generator), ctx.rank, ctx.world_size, epoch)

@@ -19,14 +19,16 @@ from drgnet.training import distributed
 from drgnet.training.data import FundusDataset
 from drgnet.training.engine import FitResult, fit, seed_everything
 from drgnet.training.evaluate import evaluate
+from drgnet.training.mix import training_set
 from drgnet.training.task import JointTask
+from drgnet.training.views import HighResViews
 
 SPLITS = ("train", "val", "test", "all")
 
 
 @dataclass
 class Splits:
-    train: FundusDataset
+    train: FundusDataset | HighResViews
     val: FundusDataset
     test: FundusDataset
     description: dict[str, Any]
@@ -48,7 +50,7 @@ def build_splits(cfg: TrainConfig) -> Splits:
         val = FundusDataset(reader, size, eval_transforms(size), indices=val_idx)
         test = FundusDataset(reader, size, eval_transforms(size), indices=test_idx)
     transform = None if cfg.augment == "none" else train_transforms(size, cfg.augment, seed=cfg.seed)
-    train = FundusDataset(reader, size, transform, indices=train_idx)
+    train = training_set(cfg, reader, train_idx, transform)
     description = {
         "data": str(cfg.data),
         "layout": cfg.layout,

@@ -9,6 +9,8 @@ Batch keys (tensors):
     ``mask_weights``: ``(B, K, H, W)`` pixel weights, 0 = ignore (unannotated lesion, outside the field).
     ``grade``: ``(B,)`` long, -1 for no grade.
     ``sample_weight`` (optional): ``(B,)`` per-image weight of the grade loss.
+    ``grade_min`` (optional): ``(B,)`` long; an ungraded image with ``grade_min > 0`` is known to have at least
+    that grade (``drgnet.training.views``), taught as ``-log P(grade >= grade_min)``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from drgnet.config import LossConfig
-from drgnet.losses import attention_coverage_loss, grade_loss, lesion_loss, symmetric_kl
+from drgnet.losses import attention_coverage_loss, grade_at_least_loss, grade_loss, lesion_loss, symmetric_kl
 from drgnet.model import DRGNet, ModelOutput
 
 
@@ -70,6 +72,9 @@ class JointTask(nn.Module):
             "grade": grade,
         }
         total = cfg.lesion_weight * (seg["dice"] + seg["focal"]) + cfg.grade_weight * grade
+        if "grade_min" in batch:
+            out["grade_at_least"] = grade_at_least_loss(output.grade_logits, batch["grade_min"])
+            total = total + cfg.grade_weight * out["grade_at_least"]
         if self.model.config.lesion_grade_constraint:
             out["lesion_grade"] = grade_loss(output.lesion_grade_logits, grades, kind="ce")
             out["constraint"] = symmetric_kl(output.grade_logits, output.lesion_grade_logits)

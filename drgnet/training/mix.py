@@ -1,0 +1,85 @@
+"""The training set of a config: the training split of ``data`` plus the ``mix`` sources, as views.
+
+Without crops and without mixed sources the training set is the plain :class:`FundusDataset` of global views, as
+before; otherwise it is a :class:`~drgnet.training.views.HighResViews` over every source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from drgnet.config import MixSource, ModelConfig, TrainConfig
+from drgnet.data import Sample
+from drgnet.data.preprocess import load_rgb
+from drgnet.data.readers import open_dataset
+from drgnet.data.real_samples import HEALTHY_STEMS, sample_photographs, skimage_retina
+from drgnet.labels import GRADES
+from drgnet.training.data import FundusDataset
+from drgnet.training.views import HighResViews, Subset, ViewSource
+
+#: ``MixSource.data`` naming the healthy real photographs found on this machine instead of a folder.
+REAL_HEALTHY = "real-healthy"
+
+
+def lesion_fov_px(model: ModelConfig) -> int:
+    """Side of the lesion view the model is trained for (``ModelConfig.lesion_fov_px``; 1024 before it existed)."""
+    return int(getattr(model, "lesion_fov_px", 1024))
+
+
+def healthy_real_photographs() -> list[Sample]:
+    """The real photographs of healthy eyes found here: scikit-image's retina and the sdists' healthy samples.
+
+    Grade 0, no lesion masks (so a lesion loss ignores them). Empty when none is found (see
+    ``drgnet.data.real_samples``).
+    """
+    paths = {}
+    retina = skimage_retina()
+    if retina is not None:
+        paths["skimage_retina"] = retina
+    found = sample_photographs()
+    paths.update({stem: found[stem] for stem in HEALTHY_STEMS if stem in found})
+    return [Sample(load_rgb(p), name, REAL_HEALTHY, grade=0, path=p) for name, p in paths.items()]
+
+
+def open_mix_source(source: MixSource) -> ViewSource:
+    """The photographs of one ``TrainConfig.mix`` entry, checked; errors name the entry."""
+    where = f"mix source {source.data!r}"
+    if not source.data:
+        raise ValueError("mix source without `data` (a dataset folder, or 'real-healthy')")
+    if source.weight <= 0:
+        raise ValueError(f"{where}: weight must be positive, got {source.weight}")
+    for name, grade in (("grade", source.grade), ("min_grade", source.min_grade or None)):
+        if grade is not None and grade not in GRADES:
+            raise ValueError(f"{where}: {name} {grade!r} is not an ICDR grade (0-4)")
+    if source.data == REAL_HEALTHY:
+        samples: Sequence[Sample] = healthy_real_photographs()
+        if not samples:
+            raise ValueError(f"{where}: no healthy real photograph found (see drgnet.data.real_samples)")
+    else:
+        samples = open_dataset(source.data, layout=source.layout)
+    return ViewSource(samples, source.weight, source.grade, source.min_grade, name=source.data)
+
+
+def training_set(
+    cfg: TrainConfig, reader: Sequence[Sample], indices: Sequence[int], transform
+) -> FundusDataset | HighResViews:
+    """What ``cfg`` trains on: positions ``indices`` of ``reader`` (the training split of ``cfg.data``) and
+    ``cfg.mix``."""
+    if not cfg.crops_per_global and not cfg.mix:
+        return FundusDataset(reader, cfg.model.input_size, transform, indices=indices)
+    sources = [ViewSource(Subset(reader, indices), name=cfg.data)] if len(indices) else []
+    sources += [open_mix_source(s) for s in cfg.mix]
+    return views_of(sources, cfg, transform)
+
+
+def views_of(sources: Sequence[ViewSource], cfg: TrainConfig, transform) -> HighResViews:
+    """Global views and crops of ``sources`` with the budget and sampling of ``cfg``."""
+    return HighResViews(
+        sources,
+        cfg.model.input_size,
+        lesion_fov_px(cfg.model),
+        crops_per_global=cfg.crops_per_global,
+        lesion_crop_fraction=cfg.lesion_crop_fraction,
+        transform=transform,
+        grade_balanced=cfg.grade_balanced_sampling,
+    )
