@@ -5,7 +5,7 @@
 ``training``   ``train``, ``eval``, ``adapt``, ``demo``
 ``predict``    ``predict``, ``export-onnx``
 ``screen``     ``screen``
-``bench``      ``bench synth | quality | speed | transfer | realism``
+``bench``      ``bench synth | quality | speed | transfer | realism | real``
 =============  ===========================================================
 
 ``db``, ``user``, ``worker``, ``retrain``, ``model``, ... come from the other packages of the distribution through
@@ -43,6 +43,7 @@ bench_app.command("speed")(bench.bench_speed)
 bench_app.command("tiles")(bench.bench_tiles)
 bench_app.command("transfer")(bench.bench_transfer)
 bench_app.command("realism")(bench.bench_realism)
+bench_app.command("real")(bench.bench_real)
 
 
 def _load_plugins() -> None:

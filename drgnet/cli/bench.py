@@ -159,3 +159,27 @@ bench_transfer = _training_bench(
     E.g. --set n_source=300 --set source.epochs=4 --set adapt.steps=100 --set 'target_styles=["smartphone"]'.
     """,
 )
+
+
+def bench_real(
+    config: Path | None = typer.Option(None, "--config", help=f"{CONFIG_HELP} (drgnet.bench.real.RealBenchConfig)"),
+    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    quick: bool = typer.Option(False, "--quick", help="Smoke-test budget: tiny model, 64 px, 2 folds, 2 steps."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
+    out: Path = typer.Option(Path("runs/bench/real"), "--out", help="Folder for real.md and real.json."),
+) -> None:
+    """Leave-one-out over the four real IDRiD photographs: synthetic (old, calibrated), real-only and mixed training.
+
+    E.g. --set train.epochs=3 --set train.max_steps_per_epoch=30 --set train.model.input_size=160.
+    """
+    from drgnet.bench import real
+
+    cfg = settings_of(real.quick_config() if quick else real.RealBenchConfig(), config, settings)
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
+    try:
+        rows = real.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(real.markdown(cfg, rows))
+    typer.echo(f"wrote {out / 'real.md'}")

@@ -1,0 +1,251 @@
+"""``drgnet bench real``: what real photographs in training buy, measured on real photographs.
+
+Leave-one-out over the four real IDRiD photographs with lesion masks (``../shared/data/idrid-train4``): in fold
+``k`` photograph ``k`` is left out, every variant trains with the same budget, and is scored on it. Variants:
+
+- ``synthetic_v1``: the old, uncalibrated synthetic generator only;
+- ``synthetic``: the calibrated synthetic generator only;
+- ``real``: the three other IDRiD photographs (crops and global views, ``P(grade >= 1)`` taught since every one
+  shows DR) and the healthy real photographs of this fold as grade 0;
+- ``mixed``: the calibrated synthetic cohort plus the real photographs, oversampled.
+
+Per variant: per-lesion AUPR on the left-out photograph's lesion view (pooled over the folds), the left-out
+photograph's grade (it shows DR: >= 1 is right), and the grades of the healthy real photographs the variant did
+not train on (the shortcut "a real camera's look means DR" shows there), plus the real DR photograph of HRF,
+which no variant trains on. Healthy photographs are shared out between the folds: fold ``k`` holds out those
+with ``index % 4 == k``. The budget is small enough for a CPU; the absolute figures are low at that budget, the
+comparison between rows is the point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from drgnet.config import ModelConfig, TrainConfig
+from drgnet.data import Sample, synthetic
+from drgnet.data.preprocess import load_rgb, preprocess_sample
+from drgnet.data.readers import open_dataset
+from drgnet.data.real_samples import DR_STEMS, idrid_train4_dir, sample_photographs
+from drgnet.data.transforms import train_transforms
+from drgnet.labels import LESIONS, REFERABLE_MIN_GRADE
+from drgnet.metrics import LesionAccumulator
+from drgnet.model import DRGNet
+from drgnet.training.engine import fit, seed_everything
+from drgnet.training.mix import healthy_real_photographs, lesion_fov_px, views_of
+from drgnet.training.task import JointTask
+from drgnet.training.views import Subset, ViewSource
+
+VARIANTS: dict[str, str] = {
+    "synthetic_v1": "old synthetic generator only",
+    "synthetic": "calibrated synthetic only",
+    "real": "real photographs only",
+    "mixed": "calibrated synthetic + real",
+}
+
+
+def _budget() -> TrainConfig:
+    return TrainConfig(
+        model=ModelConfig(input_size=128, decoder_channels=(64, 48, 32, 24, 16), embed_dim=64),
+        epochs=2,
+        max_steps_per_epoch=20,
+        batch_size=8,
+        lr=2e-3,
+        augment="light",
+        crops_per_global=3,
+        lesion_crop_fraction=0.5,
+    )
+
+
+@dataclass(frozen=True)
+class RealBenchConfig:
+    """``drgnet bench real``: the synthetic cohorts, the real-photograph weights and the one training budget."""
+
+    n_synthetic: int = 48  # photographs per synthetic cohort (one cohort per generator)
+    image_size: int = 512  # synthetic photograph side
+    # Model (input size; lesion view side), epochs, steps per epoch, batch, lr, crops per global view, seed.
+    train: TrainConfig = field(default_factory=_budget)
+    real_weight: float = 8.0  # draw weight of each real IDRiD photograph in "mixed" (a synthetic one: 1)
+    healthy_weight: float = 4.0  # draw weight of each healthy real photograph in "mixed"
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    folds: tuple[int, ...] = (0, 1, 2, 3)  # which IDRiD photographs to leave out, in turn
+    device: str = "cpu"
+
+
+def quick_config() -> RealBenchConfig:
+    """A smoke-test budget: a tiny random-init model at 64 px, a few steps, 4 synthetic photographs."""
+    tiny = ModelConfig(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
+    train = dataclasses.replace(_budget(), model=tiny, epochs=1, max_steps_per_epoch=2, batch_size=2)
+    return RealBenchConfig(n_synthetic=4, image_size=128, train=train, folds=(0, 1))
+
+
+@dataclass
+class _Data:
+    idrid: list[Sample]  # at their lesion view
+    healthy: list[Sample]  # at the lesion view side, as the rest
+    dr_other: list[Sample]
+    cohorts: dict[str, Sequence[Sample]]
+
+
+def _load(cfg: RealBenchConfig, root: Path, log: Callable[[str], None]) -> _Data:
+    real = idrid_train4_dir()
+    if real is None:
+        raise ValueError("no real IDRiD photographs: ../shared/data/idrid-train4 (DRGNET_SHARED_DIR) is absent")
+    reader = open_dataset(real, layout="idrid-seg")
+    bad = [k for k in cfg.folds if not 0 <= k < len(reader)]
+    if bad:
+        raise ValueError(f"folds {bad}: {real} holds {len(reader)} photographs")
+    # Each real photograph is read and brought to its lesion view once, not once per fold and variant (a 12 MP
+    # JPEG and four TIFF masks take seconds): the views are then cut from that square, no finer than it.
+    side = lesion_fov_px(cfg.train.model)
+    idrid = [preprocess_sample(sample, side) for sample in reader]
+    cohorts = {}
+    for generator in sorted({"v1" if v == "synthetic_v1" else "v2" for v in cfg.variants if v != "real"}):
+        path = root / f"cohort-{generator}-{cfg.n_synthetic}-{cfg.image_size}-{cfg.train.seed}"
+        if not (path / "manifest.json").is_file():
+            synthetic.generate_cohort(
+                path, cfg.n_synthetic, size=cfg.image_size, seed=cfg.train.seed, generator=generator, progress=False
+            )
+        cohorts[generator] = open_dataset(path, layout="synthetic")
+    found = sample_photographs()
+    dr_other = [Sample(load_rgb(found[s]), s, "real-dr", path=found[s]) for s in DR_STEMS if s in found]
+    healthy = [preprocess_sample(s, side) for s in healthy_real_photographs()]
+    data = _Data(idrid, healthy, [preprocess_sample(s, side) for s in dr_other], cohorts)
+    log(f"{len(idrid)} IDRiD photographs, {len(data.healthy)} healthy and {len(dr_other)} other DR real photographs")
+    return data
+
+
+def _sources(variant: str, data: _Data, fold: int, cfg: RealBenchConfig) -> list[ViewSource]:
+    """What ``variant`` trains on in ``fold``."""
+    mixed = variant == "mixed"
+    sources = []
+    if variant != "real":
+        sources.append(ViewSource(data.cohorts["v1" if variant == "synthetic_v1" else "v2"], name="synthetic"))
+    if variant in ("real", "mixed"):
+        others = [i for i in range(len(data.idrid)) if i != fold]
+        sources.append(
+            ViewSource(Subset(data.idrid, others), cfg.real_weight if mixed else 1.0, min_grade=1, name="idrid")
+        )
+        healthy = [s for i, s in enumerate(data.healthy) if i % 4 != fold % 4]
+        if healthy:
+            sources.append(ViewSource(healthy, cfg.healthy_weight if mixed else 1.0, grade=0, name="healthy"))
+    return sources
+
+
+@torch.inference_mode()
+def _grade(model: DRGNet, sample: Sample, size: int, device: str) -> int:
+    view = preprocess_sample(sample, size)
+    x = torch.from_numpy(view.image).permute(2, 0, 1)[None].float().div(255.0).to(device)
+    return int(model(x).grade_logits.argmax(dim=1).item())
+
+
+@torch.inference_mode()
+def _lesion_probs(model: DRGNet, view: Sample, device: str) -> np.ndarray:
+    """``(4, L, L)`` lesion probabilities of a lesion view (the U-Net is fully convolutional: one pass)."""
+    x = torch.from_numpy(view.image).permute(2, 0, 1)[None].float().div(255.0).to(device)
+    return torch.sigmoid(model(x).lesion_logits.float())[0].cpu().numpy()
+
+
+def _train(variant: str, data: _Data, fold: int, cfg: RealBenchConfig, out: Path, log) -> tuple[DRGNet, float]:
+    t = cfg.train
+    seed_everything(t.seed)
+    transform = None if t.augment == "none" else train_transforms(t.model.input_size, t.augment, seed=t.seed)
+    views = views_of(_sources(variant, data, fold, cfg), t, transform)
+    model = DRGNet(t.model)
+    result = fit(JointTask(model, t.loss), views, None, t, out, progress=False, log=log, device=cfg.device)
+    return model.eval(), result.seconds
+
+
+def _score_fold(model: DRGNet, data: _Data, fold: int, variant: str, cfg: RealBenchConfig, row: dict) -> None:
+    size, device = cfg.train.model.input_size, cfg.device
+    left_out = data.idrid[fold]
+    view = preprocess_sample(left_out, lesion_fov_px(cfg.train.model))
+    valid = np.asarray(view.lesion_known, bool)[:, None, None] & ~view.ignore[None]
+    row["_lesions"].add(_lesion_probs(model, view, device), view.masks, valid)
+    row["left_out_grades"][left_out.name] = _grade(model, left_out, size, device)
+    trained_on_healthy = variant in ("real", "mixed")
+    for i, photo in enumerate(data.healthy):
+        if not trained_on_healthy or i % 4 == fold % 4:
+            row["healthy_grades"].setdefault(photo.name, []).append(_grade(model, photo, size, device))
+    for photo in data.dr_other:
+        row["other_dr_grades"].setdefault(photo.name, []).append(_grade(model, photo, size, device))
+
+
+def run(cfg: RealBenchConfig, out: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Train and score every variant on every fold; writes ``out/real.md`` and ``out/real.json``."""
+    unknown = [v for v in cfg.variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = _load(cfg, out, log)
+    rows = []
+    for variant in cfg.variants:
+        row: dict[str, Any] = {
+            "variant": variant,
+            "label": VARIANTS[variant],
+            "_lesions": LesionAccumulator(),
+            "left_out_grades": {},
+            "healthy_grades": {},
+            "other_dr_grades": {},
+            "train_seconds": 0.0,
+        }
+        for fold in cfg.folds:
+            model, seconds = _train(variant, data, fold, cfg, out / "runs" / variant / f"fold{fold}", log)
+            row["train_seconds"] += seconds
+            _score_fold(model, data, fold, variant, cfg, row)
+            log(f"{variant} fold {fold}: left-out grade {list(row['left_out_grades'].values())[-1]}, {seconds:.0f} s")
+        row["aupr"] = {k: v["aupr"] for k, v in row.pop("_lesions").result().items()}
+        rows.append(row)
+        (out / "real.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "rows": rows}, indent=2))
+    (out / "real.md").write_text(markdown(cfg, rows))
+    return rows
+
+
+def _num(v: float) -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:.3f}"
+
+
+def _grades(grades: dict[str, list[int]], at_least: int, word: str) -> str:
+    """``"2/6 referable (grades 0 2 ...)"``: how many of the grades reach ``at_least``, and the grades."""
+    flat = [g for gs in grades.values() for g in gs]
+    if not flat:
+        return "n/a"
+    return f"{sum(g >= at_least for g in flat)}/{len(flat)} {word} (grades {' '.join(str(g) for g in flat)})"
+
+
+def markdown(cfg: RealBenchConfig, rows: list[dict[str, Any]]) -> str:
+    """The leave-one-out table."""
+    t = cfg.train
+    head = "| variant | " + " | ".join(f"AUPR {k}" for k in LESIONS)
+    head += " | left-out IDRiD graded >= 1 | healthy real, held out | HRF real DR graded >= 1 | train s |"
+    lines = [
+        f"# Real photographs, leave-one-out over {len(cfg.folds)} IDRiD photographs",
+        "",
+        f"Budget per fold: {t.epochs} epochs x {t.max_steps_per_epoch} steps x batch {t.batch_size} at "
+        f"{t.model.input_size} px, {t.crops_per_global} crops per global view from a {lesion_fov_px(t.model)} px "
+        f"lesion view ({t.lesion_crop_fraction:.0%} lesion-centred), lr {t.lr}, seed {t.seed}; "
+        f"{cfg.n_synthetic} synthetic photographs at {cfg.image_size} px; real weight {cfg.real_weight}, healthy "
+        f"weight {cfg.healthy_weight} (mixed); trained on {cfg.device}. AUPR pooled over the left-out photographs.",
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
+    for r in rows:
+        left = {name: [g] for name, g in r["left_out_grades"].items()}
+        lines.append(
+            f"| {r['label']} | "
+            + " | ".join(_num(r["aupr"][k]) for k in LESIONS)
+            + f" | {_grades(left, 1, 'DR')} | {_grades(r['healthy_grades'], REFERABLE_MIN_GRADE, 'referable')} | "
+            + f"{_grades(r['other_dr_grades'], 1, 'DR')} | {r['train_seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
