@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/drgnet bench transfer --set n_source=300 --set n_target_pool=100 --set n_target_test=100 \
 		--set image_size=320 --set input_size=192 --set source.epochs=5 --set source.max_steps_per_epoch=30 \
 		--set adapt.steps=40 --device $(BENCH_DEVICE)
+	# Real photographs in training: leave-one-out over the four IDRiD photographs of ../shared (skipped without it).
+	$(BIN)/drgnet bench real --set train.epochs=3 --set train.max_steps_per_epoch=30 --device $(BENCH_DEVICE)
 	$(BIN)/drgnet bench feedback
 	$(BIN)/drgnet bench review --n 8
 	# Screening with --db (needs the demo model; PostgreSQL too when DRGNET_TEST_POSTGRES_URL is set).

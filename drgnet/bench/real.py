@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +78,11 @@ class RealBenchConfig:
     variants: tuple[str, ...] = tuple(VARIANTS)
     folds: tuple[int, ...] = (0, 1, 2, 3)  # which IDRiD photographs to leave out, in turn
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown:
+            raise ValueError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
 
 
 def quick_config() -> RealBenchConfig:
@@ -182,9 +186,6 @@ def _score_fold(model: DRGNet, data: _Data, fold: int, variant: str, cfg: RealBe
 
 def run(cfg: RealBenchConfig, out: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Train and score every variant on every fold; writes ``out/real.md`` and ``out/real.json``."""
-    unknown = [v for v in cfg.variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = _load(cfg, out, log)

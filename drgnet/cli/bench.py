@@ -10,6 +10,7 @@ import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -117,6 +118,22 @@ def bench_realism(
     typer.echo(f"wrote {out / 'realism.md'}")
 
 
+def _run_training_bench(
+    module: str, base: Any, config: Path | None, settings: list[str], device: str | None, out: Path
+) -> None:
+    """Run ``drgnet.bench.<module>`` on ``base`` with the file and ``--set`` settings; print its table."""
+    bench = importlib.import_module(f"drgnet.bench.{module}")
+    cfg = settings_of(base, config, settings)
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
+    try:
+        rows = bench.run(cfg, out, log=typer.echo)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(bench.markdown(cfg, rows))
+    typer.echo(f"wrote {out / f'{module}.md'}")
+
+
 def _training_bench(module: str, config_class: str, summary: str) -> Callable[..., None]:
     """The command of a benchmark that trains: ``drgnet.bench.<module>.run`` on its config and ``--set`` pairs."""
 
@@ -129,15 +146,7 @@ def _training_bench(module: str, config_class: str, summary: str) -> Callable[..
         out: Path = typer.Option(Path(f"runs/bench/{module}"), "--out", help=f"Folder for {module}.md and .json."),
     ) -> None:
         bench = importlib.import_module(f"drgnet.bench.{module}")
-        cfg = settings_of(getattr(bench, config_class)(), config, settings)
-        if device is not None:
-            cfg = dataclasses.replace(cfg, device=device)
-        try:
-            rows = bench.run(cfg, out, log=typer.echo)
-        except ValueError as exc:
-            fail(str(exc))
-        typer.echo(bench.markdown(cfg, rows))
-        typer.echo(f"wrote {out / f'{module}.md'}")
+        _run_training_bench(module, getattr(bench, config_class)(), config, settings, device, out)
 
     command.__doc__ = summary
     return command
@@ -174,12 +183,4 @@ def bench_real(
     """
     from drgnet.bench import real
 
-    cfg = settings_of(real.quick_config() if quick else real.RealBenchConfig(), config, settings)
-    if device is not None:
-        cfg = dataclasses.replace(cfg, device=device)
-    try:
-        rows = real.run(cfg, out, log=typer.echo)
-    except ValueError as exc:
-        fail(str(exc))
-    typer.echo(real.markdown(cfg, rows))
-    typer.echo(f"wrote {out / 'real.md'}")
+    _run_training_bench("real", real.quick_config() if quick else real.RealBenchConfig(), config, settings, device, out)

@@ -14,6 +14,7 @@ from drgnet.labels import LESIONS
 from drgnet.training.mix import healthy_real_photographs
 
 
+@pytest.mark.slow
 def test_leave_one_out_scores_the_left_out_photograph_and_the_held_out_healthy_ones(tmp_path):
     if idrid_train4_dir() is None:
         pytest.skip("../shared/data/idrid-train4 is absent (set DRGNET_SHARED_DIR): no real photographs to score")
