@@ -39,8 +39,9 @@ from drgnet.data.transforms import train_transforms
 from drgnet.labels import LESIONS, REFERABLE_MIN_GRADE
 from drgnet.metrics import LesionAccumulator
 from drgnet.model import DRGNet
+from drgnet.tiling import tiled_maps
 from drgnet.training.engine import fit, seed_everything
-from drgnet.training.mix import healthy_real_photographs, lesion_fov_px, views_of
+from drgnet.training.mix import healthy_real_photographs, views_of
 from drgnet.training.task import JointTask
 from drgnet.training.views import Subset, ViewSource
 
@@ -83,11 +84,18 @@ class RealBenchConfig:
         unknown = sorted(set(self.variants) - set(VARIANTS))
         if unknown:
             raise ValueError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+        model = self.train.model
+        if model.lesion_fov_px < model.input_size:
+            raise ValueError(
+                f"train.model.lesion_fov_px {model.lesion_fov_px} must be at least the input size {model.input_size}"
+            )
 
 
 def quick_config() -> RealBenchConfig:
     """A smoke-test budget: a tiny random-init model at 64 px, a few steps, 4 synthetic photographs."""
-    tiny = ModelConfig(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
+    tiny = ModelConfig(
+        encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32, lesion_fov_px=128
+    )
     train = dataclasses.replace(_budget(), model=tiny, epochs=1, max_steps_per_epoch=2, batch_size=2)
     return RealBenchConfig(n_synthetic=4, image_size=128, train=train, folds=(0, 1))
 
@@ -110,7 +118,7 @@ def _load(cfg: RealBenchConfig, root: Path, log: Callable[[str], None]) -> _Data
         raise ValueError(f"folds {bad}: {real} holds {len(reader)} photographs")
     # Each real photograph is read and brought to its lesion view once, not once per fold and variant (a 12 MP
     # JPEG and four TIFF masks take seconds): the views are then cut from that square, no finer than it.
-    side = lesion_fov_px(cfg.train.model)
+    side = cfg.train.model.lesion_fov_px
     idrid = [preprocess_sample(sample, side) for sample in reader]
     cohorts = {}
     for generator in sorted({"v1" if v == "synthetic_v1" else "v2" for v in cfg.variants if v != "real"}):
@@ -154,9 +162,13 @@ def _grade(model: DRGNet, sample: Sample, size: int, device: str) -> int:
 
 @torch.inference_mode()
 def _lesion_probs(model: DRGNet, view: Sample, device: str) -> np.ndarray:
-    """``(4, L, L)`` lesion probabilities of a lesion view (the U-Net is fully convolutional: one pass)."""
-    x = torch.from_numpy(view.image).permute(2, 0, 1)[None].float().div(255.0).to(device)
-    return torch.sigmoid(model(x).lesion_logits.float())[0].cpu().numpy()
+    """``(4, L, L)`` lesion probabilities of a lesion view, by blended tiles of the input size as in ``predict``."""
+
+    def run(tiles: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(tiles).permute(0, 3, 1, 2).float().div(255.0).to(device)
+        return torch.sigmoid(model(x).lesion_logits.float()).cpu().numpy()
+
+    return tiled_maps(view.image, run, model.config.input_size, fov_mask=~view.ignore)
 
 
 def _train(variant: str, data: _Data, fold: int, cfg: RealBenchConfig, out: Path, log) -> tuple[DRGNet, float]:
@@ -172,7 +184,7 @@ def _train(variant: str, data: _Data, fold: int, cfg: RealBenchConfig, out: Path
 def _score_fold(model: DRGNet, data: _Data, fold: int, variant: str, cfg: RealBenchConfig, row: dict) -> None:
     size, device = cfg.train.model.input_size, cfg.device
     left_out = data.idrid[fold]
-    view = preprocess_sample(left_out, lesion_fov_px(cfg.train.model))
+    view = preprocess_sample(left_out, cfg.train.model.lesion_fov_px)
     valid = np.asarray(view.lesion_known, bool)[:, None, None] & ~view.ignore[None]
     row["_lesions"].add(_lesion_probs(model, view, device), view.masks, valid)
     row["left_out_grades"][left_out.name] = _grade(model, left_out, size, device)
@@ -233,7 +245,7 @@ def markdown(cfg: RealBenchConfig, rows: list[dict[str, Any]]) -> str:
         f"# Real photographs, leave-one-out over {len(cfg.folds)} IDRiD photographs",
         "",
         f"Budget per fold: {t.epochs} epochs x {t.max_steps_per_epoch} steps x batch {t.batch_size} at "
-        f"{t.model.input_size} px, {t.crops_per_global} crops per global view from a {lesion_fov_px(t.model)} px "
+        f"{t.model.input_size} px, {t.crops_per_global} crops per global view from a {t.model.lesion_fov_px} px "
         f"lesion view ({t.lesion_crop_fraction:.0%} lesion-centred), lr {t.lr}, seed {t.seed}; "
         f"{cfg.n_synthetic} synthetic photographs at {cfg.image_size} px; real weight {cfg.real_weight}, healthy "
         f"weight {cfg.healthy_weight} (mixed); trained on {cfg.device}. AUPR pooled over the left-out photographs.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from drgnet.config import MixSource, ModelConfig, TrainConfig
+from drgnet.config import MixSource, TrainConfig
 from drgnet.data import Sample
 from drgnet.data.preprocess import load_rgb
 from drgnet.data.readers import open_dataset
@@ -19,11 +19,6 @@ from drgnet.training.views import HighResViews, Subset, ViewSource
 
 #: ``MixSource.data`` naming the healthy real photographs found on this machine instead of a folder.
 REAL_HEALTHY = "real-healthy"
-
-
-def lesion_fov_px(model: ModelConfig) -> int:
-    """Side of the lesion view the model is trained for (``ModelConfig.lesion_fov_px``; 1024 before it existed)."""
-    return int(getattr(model, "lesion_fov_px", 1024))
 
 
 def healthy_real_photographs() -> list[Sample]:
@@ -77,7 +72,7 @@ def views_of(sources: Sequence[ViewSource], cfg: TrainConfig, transform) -> High
     return HighResViews(
         sources,
         cfg.model.input_size,
-        lesion_fov_px(cfg.model),
+        cfg.model.lesion_fov_px,
         crops_per_global=cfg.crops_per_global,
         lesion_crop_fraction=cfg.lesion_crop_fraction,
         transform=transform,
