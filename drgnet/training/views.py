@@ -161,6 +161,7 @@ class HighResViews(Dataset):
         if not self.photos:
             raise ValueError("no training photographs: every source is empty")
         self._global: dict[int, Sample] = {}
+        self._grades: list[tuple[int | None, int]] | None = None
         self._lesion: dict[int, _LesionView] = {}
 
     def __len__(self) -> int:
@@ -168,13 +169,17 @@ class HighResViews(Dataset):
 
     def photo_grade(self, photo: int) -> tuple[int | None, int]:
         """Grade (or None) and lower bound of photograph ``photo``'s grade, after its source's rules."""
-        s, i = self.photos[photo]
-        source = self.sources[s]
-        grades = getattr(source.samples, "grades", None)
-        grade = grades[i] if grades is not None else source.samples[i].grade
-        if grade is None:
-            grade = source.grade
-        return grade, (source.min_grade if grade is None else 0)
+        if self._grades is None:
+            # Read once: a reader's grades come from its label file, a plain list's from loading each photograph.
+            self._grades = []
+            for source in self.sources:
+                grades = getattr(source.samples, "grades", None)
+                if grades is None:
+                    grades = [sample.grade for sample in source.samples]
+                for grade in grades:
+                    grade = source.grade if grade is None else grade
+                    self._grades.append((grade, source.min_grade if grade is None else 0))
+        return self._grades[photo]
 
     @property
     def grades(self) -> list[int | None]:
