@@ -255,7 +255,8 @@ def markdown(cfg: RealBenchConfig, rows: list[dict[str, Any]]) -> str:
         f"{t.model.input_size} px, {t.crops_per_global} crops per global view from a {t.model.lesion_fov_px} px "
         f"lesion view ({t.lesion_crop_fraction:.0%} lesion-centred), lr {t.lr}, seed {t.seed}; "
         f"{cfg.n_synthetic} synthetic photographs at {cfg.image_size} px; real weight {cfg.real_weight}, healthy "
-        f"weight {cfg.healthy_weight} (mixed); trained on {cfg.device}. AUPR pooled over the left-out photographs.",
+        f"weight {cfg.healthy_weight} (mixed); trained on {cfg.device}. AUPR pooled over the left-out photographs; "
+        "train s: all folds together (the synthetic-only variants train once for every fold).",
         "",
         head,
         "|" + "---|" * (head.count("|") - 1),
