@@ -248,19 +248,16 @@ def markdown(cfg: RealBenchConfig, rows: list[dict[str, Any]]) -> str:
     t = cfg.train
     head = "| variant | " + " | ".join(f"AUPR {k}" for k in LESIONS)
     head += " | left-out IDRiD graded >= 1 | healthy real, held out | HRF real DR graded >= 1 | train s |"
-    lines = [
-        f"# Real photographs, leave-one-out over {len(cfg.folds)} IDRiD photographs",
-        "",
+    budget = (
         f"Budget per fold: {t.epochs} epochs x {t.max_steps_per_epoch} steps x batch {t.batch_size} at "
         f"{t.model.input_size} px, {t.crops_per_global} crops per global view from a {t.model.lesion_fov_px} px "
         f"lesion view ({t.lesion_crop_fraction:.0%} lesion-centred), lr {t.lr}, seed {t.seed}; "
         f"{cfg.n_synthetic} synthetic photographs at {cfg.image_size} px; real weight {cfg.real_weight}, healthy "
         f"weight {cfg.healthy_weight} (mixed); trained on {cfg.device}. AUPR pooled over the left-out photographs; "
-        "train s: all folds together (the synthetic-only variants train once for every fold).",
-        "",
-        head,
-        "|" + "---|" * (head.count("|") - 1),
-    ]
+        "train s: all folds together (the synthetic-only variants train once for every fold)."
+    )
+    title = f"# Real photographs, leave-one-out over {len(cfg.folds)} IDRiD photographs"
+    lines = [title, "", budget, "", head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         left = {name: [g] for name, g in r["left_out_grades"].items()}
         lines.append(
