@@ -87,7 +87,7 @@ class TrainConfig:
     augment: str = "default"  # "none", "light", "default", "strong"
     seed: int = 0
     workers: int = 0  # data-loading processes
-    max_steps_per_epoch: int = 0  # 0: the whole training set each epoch
+    max_steps_per_epoch: int = 0  # 0: the whole training set each epoch; mixed views (drawn): exactly this many
     grade_balanced_sampling: bool = True
     # High-resolution crops: per global view (whole FOV at input size, with the grade) this many crops of input
     # size from the FOV resampled to model.lesion_fov_px, lesion masks only (a crop does not carry the grade).

@@ -362,7 +362,10 @@ def fit(
     runner = _ddp_runner(task, ctx, device)
     steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * ctx.world_size))
     if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+        # A dataset with its own draw weights is drawn with replacement: its epoch is the step budget itself, so
+        # four real photographs train as many steps as four hundred synthetic ones.
+        drawn = hasattr(train_set, "sampling_weights")
+        steps_per_epoch = cfg.max_steps_per_epoch if drawn else min(steps_per_epoch, cfg.max_steps_per_epoch)
     meta = {"train_config": to_dict(cfg), **(extra_meta or {})}
     writer = _Writer(model, optimizer, val_set, cfg, out, meta, progress, log, device)
     for epoch in range(state.epoch, cfg.epochs):
