@@ -15,6 +15,7 @@ from drgnet.data.readers import open_dataset
 from drgnet.data.synthetic import generate_cohort, generate_fundus
 from drgnet.losses import grade_at_least_loss
 from drgnet.model import DRGNet
+from drgnet.training.engine import fit
 from drgnet.training.mix import open_mix_source, training_set
 from drgnet.training.presets import PRESETS
 from drgnet.training.task import JointTask
@@ -125,3 +126,21 @@ def test_mixed_config_builds_views_of_every_source(tmp_path):
         open_mix_source(MixSource(str(tmp_path / "b"), weight=0.0))
     with pytest.raises(ValueError, match="not an ICDR grade"):
         open_mix_source(MixSource(str(tmp_path / "b"), grade=7))
+
+
+class _CountingTask(JointTask):
+    steps = 0
+
+    def after_step(self, losses, step):
+        self.steps += 1
+        return {}
+
+
+def test_a_small_mixed_set_trains_the_whole_step_budget(tmp_path):
+    # Two views make one batch of 2, yet an epoch of drawn views is max_steps_per_epoch steps: four real
+    # photographs must train as long as a cohort of hundreds in the leave-one-out comparison.
+    cfg = override(PRESETS["tiny"], {"epochs": 1, "max_steps_per_epoch": 3, "batch_size": 2})
+    views = HighResViews([ViewSource([_one_lesion_photo()])], 64, 128, crops_per_global=1)
+    task = _CountingTask(DRGNet(cfg.model), cfg.loss)
+    fit(task, views, None, cfg, tmp_path, progress=False, log=lambda _: None)
+    assert task.steps == 3
