@@ -23,7 +23,14 @@ import torch
 
 from drgnet.data.preprocess import Preprocessed, load_rgb, preprocess, to_rgb_uint8
 from drgnet.engines import Engine, TorchEngine
-from drgnet.labels import GRADE_NAMES, LESION_COLOURS, LESIONS, NUM_GRADES, REFERABLE_MIN_GRADE
+from drgnet.labels import (
+    GRADE_NAMES,
+    LESION_COLOURS,
+    LESIONS,
+    REFERABLE_MIN_GRADE,
+    normalised_entropy,
+    referable_probability,
+)
 from drgnet.tiling import (
     TILE_OVERLAP,
     TileGrid,
@@ -252,16 +259,6 @@ def engine_maps(
             lesion = grid.blend(torch.sigmoid(torch.from_numpy(tiles).float()).numpy())
         result.append(PhotoMaps(maps.grade_probs[i], lesion, maps.attention[i]))
     return result
-
-
-def referable_probability(probs: np.ndarray) -> float:
-    """P(grade >= 2): the probability mass of the referable grades."""
-    return float(np.asarray(probs)[REFERABLE_MIN_GRADE:NUM_GRADES].sum())
-
-
-def normalised_entropy(probs: np.ndarray) -> float:
-    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
-    return float(-(p * np.log(p)).sum() / np.log(len(p)))
 
 
 def prediction_at_full_resolution(

@@ -1,6 +1,13 @@
-"""ICDR grades and lesion classes: the single source of truth for names and channel order."""
+"""ICDR grades and lesion classes: the single source of truth for names, channel order, the referral threshold,
+the clinical summaries of a grade distribution (referable probability, uncertainty) and the lesion colours.
+
+Pure Python on purpose: the web app, the review-queue strategies and the screening workers all import it.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 #: International Clinical Diabetic Retinopathy (ICDR) severity scale.
 GRADES: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -26,13 +33,18 @@ LESION_NAMES: dict[str, str] = {
 }
 NUM_LESIONS = len(LESIONS)
 
-#: Overlay colours (RGB) used wherever lesions are drawn for a person to see.
-LESION_COLOURS: dict[str, tuple[int, int, int]] = {
-    "MA": (255, 40, 40),
-    "HE": (160, 0, 220),
-    "EX": (255, 230, 0),
-    "SE": (0, 200, 255),
+# One palette: the word a legend prints (a colour Streamlit's coloured text knows) and the RGB every overlay
+# draws, side by side so they cannot drift apart.
+_LESION_PALETTE: dict[str, tuple[str, tuple[int, int, int]]] = {
+    "MA": ("red", (255, 40, 40)),
+    "HE": ("violet", (160, 0, 220)),
+    "EX": ("yellow", (255, 230, 0)),
+    "SE": ("blue", (0, 200, 255)),
 }
+#: Overlay colours (RGB) used wherever lesions are drawn for a person to see.
+LESION_COLOURS: dict[str, tuple[int, int, int]] = {k: rgb for k, (_, rgb) in _LESION_PALETTE.items()}
+#: The same colours by name, for legends that take named colours (Streamlit's ``:yellow[...]`` markdown).
+LESION_COLOUR_NAMES: dict[str, str] = {k: name for k, (name, _) in _LESION_PALETTE.items()}
 
 
 def lesion_index(name: str) -> int:
@@ -54,3 +66,32 @@ def check_grade(grade: int) -> int:
 def is_referable(grade: int) -> bool:
     """True for moderate NPDR or worse (the usual referral threshold)."""
     return check_grade(grade) >= REFERABLE_MIN_GRADE
+
+
+def referable_probability(probabilities: Sequence[float] | None) -> float:
+    """P(grade >= ``REFERABLE_MIN_GRADE``): the probability mass of the referable grades.
+
+    Args:
+        probabilities: One probability per ICDR grade (a list, tuple or 1-D array), or None.
+
+    Returns:
+        The referable mass; 0.0 when there is no prediction (None or empty).
+    """
+    if probabilities is None or len(probabilities) == 0:
+        return 0.0
+    return float(sum(float(p) for p in probabilities[REFERABLE_MIN_GRADE:NUM_GRADES]))
+
+
+def normalised_entropy(probabilities: Sequence[float] | None) -> float:
+    """Entropy of a grade distribution divided by its maximum: 0 = certain, 1 = uniform (cannot tell grades apart).
+
+    Args:
+        probabilities: One probability per grade (a list, tuple or 1-D array), or None.
+
+    Returns:
+        The normalised entropy in [0, 1]; 0.0 when there is no prediction or a single class.
+    """
+    if probabilities is None or len(probabilities) < 2:
+        return 0.0
+    p = [min(max(float(x), 1e-12), 1.0) for x in probabilities]
+    return -sum(x * math.log(x) for x in p) / math.log(len(p))

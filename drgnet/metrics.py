@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score, cohen_kappa_score, confusion_matrix, f1_score, roc_auc_score
 
-from drgnet.labels import GRADE_NAMES, GRADES, LESIONS, REFERABLE_MIN_GRADE
+from drgnet.labels import GRADE_NAMES, GRADES, LESIONS, REFERABLE_MIN_GRADE, referable_probability
 
 
 def quadratic_weighted_kappa(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -44,7 +44,7 @@ def grade_metrics(y_true: np.ndarray, probs: np.ndarray, referable_threshold: fl
         per_class_auc[str(g)] = _safe_auc((y_true == g).astype(int), probs[:, g])
     valid_aucs = [v for v in per_class_auc.values() if not np.isnan(v)]
     ref_true = (y_true >= REFERABLE_MIN_GRADE).astype(int)
-    ref_score = probs[:, REFERABLE_MIN_GRADE:].sum(axis=1)
+    ref_score = np.array([referable_probability(p) for p in probs], dtype=np.float64)
     ref_pred = ref_score >= referable_threshold
     positives, negatives = ref_true == 1, ref_true == 0
     return {

@@ -7,33 +7,15 @@ the rows, so they work on any backend and are trivial to test; the registry belo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from db.repository import ReviewQueueRow
-
-#: ICDR grade at and above which a patient is referred (repeated from drgnet.labels to keep this module light).
-REFERABLE_MIN_GRADE = 2
+from drgnet.labels import normalised_entropy, referable_probability
 
 
 class Strategy(Protocol):
     def __call__(self, rows: Sequence[ReviewQueueRow]) -> list[ReviewQueueRow]: ...
-
-
-def grade_entropy(probabilities: Sequence[float] | None) -> float:
-    """Normalised entropy of the grade probabilities in [0, 1] (1: the model cannot tell the grades apart)."""
-    if not probabilities:
-        return 0.0
-    p = [min(max(float(x), 1e-12), 1.0) for x in probabilities]
-    return -sum(x * math.log(x) for x in p) / math.log(len(p)) if len(p) > 1 else 0.0
-
-
-def referable_probability(probabilities: Sequence[float] | None) -> float:
-    """P(grade >= moderate NPDR) from the grade probabilities (0 when there is no prediction)."""
-    if not probabilities:
-        return 0.0
-    return float(sum(probabilities[REFERABLE_MIN_GRADE:]))
 
 
 def _created(row: ReviewQueueRow) -> float:
@@ -44,7 +26,7 @@ def most_uncertain_first(rows: Sequence[ReviewQueueRow]) -> list[ReviewQueueRow]
     """Highest grade entropy first: where a clinician's answer teaches the model most. Unpredicted images last."""
     return sorted(
         rows,
-        key=lambda r: (r.prediction is None, -grade_entropy(r.prediction.probabilities if r.prediction else None)),
+        key=lambda r: (r.prediction is None, -normalised_entropy(r.prediction.probabilities if r.prediction else None)),
     )
 
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
-NUM_GRADES = 5
+from drgnet.labels import NUM_GRADES
+from drgnet.metrics import quadratic_weighted_kappa
 
 
 def confusion(pairs: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -20,14 +20,12 @@ def confusion(pairs: Sequence[tuple[int, int]]) -> np.ndarray:
 
 
 def quadratic_kappa(pairs: Sequence[tuple[int, int]]) -> float | None:
-    """Quadratic weighted kappa of the pairs, or None when it is undefined (fewer than two pairs, one class only)."""
+    """Quadratic weighted kappa of the pairs (``drgnet.metrics``), or None for fewer than two pairs."""
     if len(pairs) < 2:
         return None
     a, b = zip(*pairs, strict=True)
-    if len(set(a) | set(b)) < 2:
-        return 1.0 if a == b else None
-    value = cohen_kappa_score(a, b, weights="quadratic", labels=list(range(NUM_GRADES)))
-    return None if np.isnan(value) else float(value)
+    value = quadratic_weighted_kappa(np.array(a), np.array(b))
+    return None if np.isnan(value) else value
 
 
 def annotator_pairs(grades_by_image: dict[int, dict[str, int]]) -> list[tuple[int, int]]:

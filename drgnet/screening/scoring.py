@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from drgnet.data.quality import ImageQuality, QualityThresholds
-from drgnet.labels import GRADE_NAMES, LESIONS, NUM_GRADES, REFERABLE_MIN_GRADE
+from drgnet.labels import GRADE_NAMES, LESIONS, NUM_GRADES, is_referable, normalised_entropy, referable_probability
 from drgnet.screening.inputs import MAX_FILE_BYTES
 from drgnet.screening.loading import ScreenItem, _one_line
 from drgnet.screening.outputs import _PROB_DIGITS, COLUMNS
@@ -61,14 +61,7 @@ def score_batch(
     The one place a batch becomes rows: local screening and every Ray actor call it. With a ``sink``, every
     scored photograph is handed to it (its items must have been prepared with ``keep_original``).
     """
-    from drgnet.inference import (
-        PhotoInput,
-        engine_maps,
-        normalised_entropy,
-        prediction_at_full_resolution,
-        referable_probability,
-        summarise_lesions,
-    )
+    from drgnet.inference import PhotoInput, engine_maps, prediction_at_full_resolution, summarise_lesions
 
     ready = [i for i, it in enumerate(items) if it.ready]
     maps = engine_maps(engine, [PhotoInput(items[i].image, items[i].lesion) for i in ready])
@@ -94,7 +87,7 @@ def score_batch(
             error=None,
             grade=grade,
             grade_name=GRADE_NAMES[grade],
-            referable=grade >= REFERABLE_MIN_GRADE,
+            referable=is_referable(grade),
             referable_probability=round(referable_probability(probs), _PROB_DIGITS),
             uncertainty=round(normalised_entropy(probs), _PROB_DIGITS),
             model_version=engine.model_version,

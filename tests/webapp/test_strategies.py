@@ -3,10 +3,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from drgnet.labels import normalised_entropy
 from feedback.strategies import (
     STRATEGIES,
     get_strategy,
-    grade_entropy,
     most_uncertain_first,
     oldest_unreviewed_first,
     referable_first,
@@ -31,7 +31,7 @@ ROWS = [
 
 def test_most_uncertain_first():
     assert [r.image.id for r in most_uncertain_first(ROWS)] == [2, 3, 1, 4]
-    assert grade_entropy([0.2] * 5) == pytest.approx(1.0)
+    assert normalised_entropy([0.2] * 5) == pytest.approx(1.0)
 
 
 def test_referable_first():

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from db import repository
-from drgnet.labels import GRADE_NAMES
+from drgnet.labels import GRADE_NAMES, is_referable
 from webapp import auth
 from webapp.services import sessions
 from webapp.stats import annotator_pairs, confusion, quadratic_kappa, reference_comparison
@@ -24,8 +24,8 @@ def models_against_experts(rows: list[tuple[str, bool, int, int]]) -> pd.DataFra
     table = []
     for (model, shadow), pairs in sorted(by_model.items()):
         kappa = quadratic_kappa(pairs)
-        referable = [e >= 2 for e, _ in pairs]
-        called = [p >= 2 for _, p in pairs]
+        referable = [is_referable(e) for e, _ in pairs]
+        called = [is_referable(p) for _, p in pairs]
         pos = [c for r, c in zip(referable, called, strict=True) if r]
         neg = [not c for r, c in zip(referable, called, strict=True) if not r]
         table.append(

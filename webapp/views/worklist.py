@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from db import repository
-from drgnet.labels import GRADE_NAMES
-from feedback.strategies import STRATEGIES, grade_entropy, referable_probability
+from drgnet.labels import GRADE_NAMES, normalised_entropy, referable_probability
+from feedback.strategies import STRATEGIES
 from webapp import auth
 from webapp.services import sessions
 
@@ -70,7 +70,7 @@ def worklist_page() -> None:
         cols[0].write(f"#{row.image.id} {row.image.original_filename}")
         cols[1].write(f"{pred.grade} {GRADE_NAMES[pred.grade]}" if pred else "not graded yet")
         cols[2].write(f"{referable_probability(pred.probabilities):.0%}" if pred else "")
-        cols[3].write(f"{grade_entropy(pred.probabilities):.2f}" if pred else "")
+        cols[3].write(f"{normalised_entropy(pred.probabilities):.2f}" if pred else "")
         cols[4].write(f"{row.annotation_count}{' (mine)' if row.has_my_annotation else ''}")
         if cols[5].button("Open", key=f"wl_open_{row.image.id}"):
             open_review(row.image.id)

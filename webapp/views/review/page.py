@@ -11,7 +11,7 @@ import streamlit as st
 import webapp.views.review.draft as drafts
 import webapp.views.review.render as render
 from db import repository
-from drgnet.labels import GRADE_NAMES, LESION_COLOURS, LESION_NAMES, LESIONS
+from drgnet.labels import GRADE_NAMES, LESION_COLOUR_NAMES, LESION_NAMES, LESIONS, is_referable, referable_probability
 from webapp import auth
 from webapp.masks import canvas_size
 from webapp.services import derivatives_enabled, display_cache, display_pictures, prefetch, sessions
@@ -142,14 +142,8 @@ def _overview(
         st.image(jpeg, caption=OVERVIEW_CAPTION, width="stretch")
     else:  # the zoomed editor's frame drawn on a picture that moves it where it is clicked
         clickable_overview(rgb, user_id, image, OVERVIEW_CAPTION)
-    st.caption(" · ".join(f":{_css(LESION_COLOURS[n])}[■] {LESION_NAMES[n]}" for n in LESIONS))
+    st.caption(" · ".join(f":{LESION_COLOUR_NAMES[n]}[■] {LESION_NAMES[n]}" for n in LESIONS))
     return visible
-
-
-def _css(rgb: tuple[int, int, int]) -> str:
-    # Streamlit's coloured-text markdown takes named colours only; pick the nearest one.
-    names = {"red": (255, 0, 0), "violet": (160, 0, 220), "orange": (255, 200, 0), "blue": (0, 150, 255)}
-    return min(names, key=lambda n: sum((a - b) ** 2 for a, b in zip(names[n], rgb, strict=True)))
 
 
 def _prediction_panel(prediction: Any, version_name: str | None, mine: list[Any]) -> None:
@@ -157,10 +151,10 @@ def _prediction_panel(prediction: Any, version_name: str | None, mine: list[Any]
     if prediction is None:
         st.info("No prediction yet: no model was active when this photograph was uploaded.")
         return
-    referable = sum(prediction.probabilities[2:])
+    referable = referable_probability(prediction.probabilities)
     st.metric("Predicted grade", f"{prediction.grade} · {GRADE_NAMES[prediction.grade]}")
     st.write(
-        f"**Referable DR:** {'yes' if prediction.grade >= 2 else 'no'} (probability {referable:.0%}) · "
+        f"**Referable DR:** {'yes' if is_referable(prediction.grade) else 'no'} (probability {referable:.0%}) · "
         f"**Model:** {version_name or 'unknown'}"
     )
     summary = prediction.lesion_summary or {}
