@@ -1,4 +1,4 @@
-"""Shared fixtures: the PostgreSQL server, and one empty database per test on SQLite and on PostgreSQL.
+"""Shared fixtures: the tiny model, the PostgreSQL server, and one empty database per test on SQLite and PostgreSQL.
 
 On PostgreSQL each test gets its own schema, named in the URL's ``search_path`` so that every connection made from
 that URL (engines, Alembic, subprocesses, the command line) lands in it; the schema is dropped afterwards.
@@ -10,10 +10,38 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine, create_engine, orm, text
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:  # the db tests run without importing torch
+    from drgnet.config import ModelConfig
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> ModelConfig:
+    """The model of the ``tiny`` training preset: random encoder, 64 px, narrow decoder; builds in a blink."""
+    from drgnet.training.presets import PRESETS
+
+    return PRESETS["tiny"].model
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config: ModelConfig) -> Path:
+    """A random tiny DRGNet whose soft-exudate channel fires everywhere, so lesion columns and masks have
+    something to show (the other channels keep the model's near-zero prior)."""
+    import torch
+
+    from drgnet.model import DRGNet
+    from drgnet.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = DRGNet(tiny_config).eval()
+    with torch.no_grad():
+        model.lesion_head[0].bias.copy_(torch.tensor([-6.0, -6.0, -6.0, 8.0]))
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model, tiny_config)
 
 
 @pytest.fixture(scope="session")

@@ -19,19 +19,16 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from drgnet.cli import app
-from drgnet.config import ModelConfig
 from drgnet.data.synthetic import generate_fundus
 from drgnet.inference import Predictor, draw_max_pixels, draw_shape, render_overlay
 from drgnet.model import DRGNet
 from drgnet.training.checkpoint import save_checkpoint
 
-TINY = ModelConfig(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
-
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def checkpoint(tmp_path_factory, tiny_config) -> Path:
     torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", DRGNet(TINY).eval(), TINY)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", DRGNet(tiny_config).eval(), tiny_config)
 
 
 def _big_photo(path: Path, width: int, height: int) -> Path:

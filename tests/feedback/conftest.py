@@ -1,5 +1,5 @@
-"""Fixtures of the feedback tests: a tiny model checkpoint, tiny synthetic cohorts, and a database with corrected
-images and an active version (on SQLite and PostgreSQL, through tests/conftest.py's ``db_url``)."""
+"""Fixtures of the feedback tests: the tiny model trained a few steps, tiny synthetic cohorts, and a database with
+corrected images and an active version (on SQLite and PostgreSQL, through tests/conftest.py's ``db_url``)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fb_support import HOLDOUT_GRADES, TINY, CorrectedDB, build_corrected_db
+from fb_support import HOLDOUT_GRADES, CorrectedDB, build_corrected_db
 from PIL import Image as PILImage
 from sqlalchemy import orm
 
 from db.engine import make_engine, make_sessionmaker
 from db.models import Base
+from drgnet.config import ModelConfig
 
 
 @pytest.fixture(autouse=True)
@@ -53,9 +54,9 @@ def holdout_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, cohort: Path) -> Path:
-    """A tiny DRGNet trained for a few steps on the cohort (so it is better than random weights)."""
-    from drgnet.config import ModelConfig, TrainConfig
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory, cohort: Path, tiny_config: ModelConfig) -> Path:
+    """The tiny DRGNet trained for a few steps on the cohort (so it is better than random weights)."""
+    from drgnet.config import TrainConfig
     from drgnet.data.readers import open_dataset
     from drgnet.model import DRGNet
     from drgnet.training.data import FundusDataset
@@ -64,7 +65,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, cohort: Path) -> P
 
     torch.set_num_threads(1)
     seed_everything(0)
-    model = DRGNet(ModelConfig(**TINY))
+    model = DRGNet(tiny_config)
     cfg = TrainConfig(model=model.config, epochs=1, batch_size=4, lr=3e-3, max_steps_per_epoch=6, data=str(cohort))
     run = tmp_path_factory.mktemp("tiny-run")
     ds = FundusDataset(open_dataset(cohort, layout="synthetic"), 64)
@@ -78,13 +79,13 @@ def corrected_db(
     db_url: str,
     data_dir: Path,
     cohort: Path,
-    tiny_checkpoint: Path,
+    trained_checkpoint: Path,
 ) -> CorrectedDB:
-    return build_corrected_db(Session, db_url, data_dir, cohort, tiny_checkpoint)
+    return build_corrected_db(Session, db_url, data_dir, cohort, trained_checkpoint)
 
 
 @pytest.fixture(scope="session")
-def self_labelled_holdout(tmp_path_factory: pytest.TempPathFactory, cohort: Path, tiny_checkpoint: Path) -> Path:
+def self_labelled_holdout(tmp_path_factory: pytest.TempPathFactory, cohort: Path, trained_checkpoint: Path) -> Path:
     """The cohort relabelled with the tiny model's own predictions (grades, top lesion pixels).
 
     On it the tiny model is perfect by construction, so any real regression of a candidate shows; the tiny model
@@ -100,7 +101,7 @@ def self_labelled_holdout(tmp_path_factory: pytest.TempPathFactory, cohort: Path
 
     out = tmp_path_factory.mktemp("holdout") / "self"
     shutil.copytree(cohort, out)
-    predictor = Predictor.from_checkpoint(tiny_checkpoint)
+    predictor = Predictor.from_checkpoint(trained_checkpoint)
     reader = open_dataset(out, layout="synthetic")
     grades = {}
     for sample in reader:
@@ -121,9 +122,11 @@ def self_labelled_holdout(tmp_path_factory: pytest.TempPathFactory, cohort: Path
 
 
 @pytest.fixture
-def sqlite_corrected_db(sqlite_url: str, data_dir: Path, cohort: Path, tiny_checkpoint: Path) -> Iterator[CorrectedDB]:
+def sqlite_corrected_db(
+    sqlite_url: str, data_dir: Path, cohort: Path, trained_checkpoint: Path
+) -> Iterator[CorrectedDB]:
     """:func:`corrected_db` on SQLite only, for tests whose logic does not depend on the backend."""
     eng = make_engine(sqlite_url)
     Base.metadata.create_all(eng)
-    yield build_corrected_db(make_sessionmaker(eng), sqlite_url, data_dir, cohort, tiny_checkpoint)
+    yield build_corrected_db(make_sessionmaker(eng), sqlite_url, data_dir, cohort, trained_checkpoint)
     eng.dispose()

@@ -1,5 +1,5 @@
 """Helpers the feedback tests import (a module of its own: importing from ``conftest`` is ambiguous, as every test
-folder has one): the tiny model's configuration, retraining parameters for tests, and a database of corrections."""
+folder has one): retraining parameters for tests, and a database of corrections."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import orm
-
-TINY = dict(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
 
 
 def png_bytes(array: np.ndarray) -> bytes:

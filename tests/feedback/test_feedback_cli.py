@@ -13,7 +13,7 @@ from drgnet import cli
 runner = CliRunner()
 
 
-def test_register_list_rollback_retrain(sqlite_url: str, data_dir: Path, tiny_checkpoint: Path) -> None:
+def test_register_list_rollback_retrain(sqlite_url: str, data_dir: Path, trained_checkpoint: Path) -> None:
     migrate.upgrade(sqlite_url)
     cli._load_plugins()
     common = ["--url", sqlite_url]
@@ -28,7 +28,7 @@ def test_register_list_rollback_retrain(sqlite_url: str, data_dir: Path, tiny_ch
         drgnet(
             "model",
             "register",
-            str(tiny_checkpoint),
+            str(trained_checkpoint),
             "--name",
             name,
             "--activate",
@@ -52,7 +52,7 @@ def test_register_list_rollback_retrain(sqlite_url: str, data_dir: Path, tiny_ch
 
 
 def test_holdout_register_approve_reject_settings_record_the_os_user(
-    db_url: str, data_dir: Path, tiny_checkpoint: Path, holdout_cohort: Path, cohort: Path
+    db_url: str, data_dir: Path, trained_checkpoint: Path, holdout_cohort: Path, cohort: Path
 ) -> None:
     from db.models import ModelStatus
     from db.operator import os_user
@@ -73,7 +73,7 @@ def test_holdout_register_approve_reject_settings_record_the_os_user(
     assert "already" in again
     assert "h1" in drgnet("model", "holdout", "list", *common)
     for name in ("v1", "v2", "v3"):
-        drgnet("model", "register", str(tiny_checkpoint), "--name", name, "--data-dir", str(data_dir), *common)
+        drgnet("model", "register", str(trained_checkpoint), "--name", name, "--data-dir", str(data_dir), *common)
     engine = make_engine(db_url)
     Session = make_sessionmaker(engine)  # noqa: N806
     with Session.begin() as s:

@@ -52,9 +52,9 @@ RETRAIN = {
 
 
 @pytest.fixture(scope="module")
-def cautious_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+def cautious_checkpoint(tmp_path_factory: pytest.TempPathFactory, trained_checkpoint: Path) -> Path:
     """The tiny model, shifted to call every photograph grade 0 (no referral)."""
-    model, _ = load_checkpoint(tiny_checkpoint)
+    model, _ = load_checkpoint(trained_checkpoint)
     model = copy.deepcopy(model)
     with torch.no_grad():
         model.grade_head[-1].bias.add_(torch.tensor([4.0, 0.0, 0.0, 0.0, 0.0]))

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from fb_support import TINY
 from torch import nn
 
 from drgnet.config import LossConfig, ModelConfig
@@ -60,9 +59,9 @@ def _weak_batch() -> dict[str, torch.Tensor]:
     return {k: torch.stack([ds[i][k] for i in range(2)]) for k in ds[0]}
 
 
-def test_ignored_pixels_contribute_no_gradient() -> None:
+def test_ignored_pixels_contribute_no_gradient(tiny_config: ModelConfig) -> None:
     torch.manual_seed(0)
-    model = DRGNet(ModelConfig(**TINY)).eval()
+    model = DRGNet(tiny_config).eval()
     batch = _weak_batch()
     weights = batch["mask_weights"]
     assert 0 < (weights > 0).float().mean() < 0.2  # a partial correction: most pixels ignored
@@ -76,9 +75,9 @@ def test_ignored_pixels_contribute_no_gradient() -> None:
     assert grad[weights > 0].abs().sum() > 0
 
 
-def test_grade_only_corrections_reach_the_lesion_branch_through_the_constraint() -> None:
+def test_grade_only_corrections_reach_the_lesion_branch_through_the_constraint(tiny_config: ModelConfig) -> None:
     torch.manual_seed(0)
-    model = DRGNet(ModelConfig(**TINY)).train()
+    model = DRGNet(tiny_config).train()
     batch = _weak_batch()
     batch["mask_weights"] = torch.zeros_like(batch["mask_weights"])  # grade-only: no pixel label at all
     batch["grade"] = torch.tensor([4, 4])
@@ -89,9 +88,9 @@ def test_grade_only_corrections_reach_the_lesion_branch_through_the_constraint()
     assert decoder_grad > 0
 
 
-def test_teacher_consistency_holds_unlabelled_pixels_only() -> None:
+def test_teacher_consistency_holds_unlabelled_pixels_only(tiny_config: ModelConfig) -> None:
     torch.manual_seed(0)
-    model = DRGNet(ModelConfig(**TINY)).eval()
+    model = DRGNet(tiny_config).eval()
     batch = _weak_batch()
     batch["fov"][:, :5] = 0  # (the random image's field of view is all of it)
     weights, fov = batch["mask_weights"], batch["fov"]
@@ -123,9 +122,9 @@ def test_teacher_consistency_holds_unlabelled_pixels_only() -> None:
     assert RetrainConfig().naive().lesion_consistency_weight == 0
 
 
-def test_strokes_are_left_out_of_dice_unless_asked() -> None:
+def test_strokes_are_left_out_of_dice_unless_asked(tiny_config: ModelConfig) -> None:
     torch.manual_seed(0)
-    model = DRGNet(ModelConfig(**TINY)).eval()
+    model = DRGNet(tiny_config).eval()
     batch = _weak_batch()  # a partial correction: painted and erased squares on HE only
     with torch.no_grad():
         output = model(batch["image"])

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from drgnet.config import LossConfig, ModelConfig
+from drgnet.config import LossConfig
 from drgnet.losses import attention_coverage_loss, grade_loss, lesion_loss, symmetric_kl
 from drgnet.model import DRGNet
 from drgnet.training.task import JointTask
-
-TINY = ModelConfig(encoder_weights=None, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
 
 
 def _seg_inputs(seed=0):
@@ -102,10 +102,10 @@ def _batch(grade_only: bool):
     }
 
 
-def test_constraint_gradient_reaches_the_lesion_branch_from_grades_alone():
+def test_constraint_gradient_reaches_the_lesion_branch_from_grades_alone(tiny_config):
     """With no mask annotated, only the grade and the constraint can move the lesion decoder."""
     torch.manual_seed(0)
-    model = DRGNet(TINY)
+    model = DRGNet(tiny_config)
     task = JointTask(model, LossConfig(lesion_weight=0.0, grade_weight=0.0, lesion_grade_weight=0.0))
     losses = task(_batch(grade_only=True))
     assert set(losses) >= {
@@ -124,8 +124,8 @@ def test_constraint_gradient_reaches_the_lesion_branch_from_grades_alone():
     assert dec and sum(float(g.abs().sum()) for g in dec) > 0
 
 
-def test_without_the_constraint_the_task_drops_its_terms():
-    model = DRGNet(ModelConfig(**{**TINY.__dict__, "lesion_grade_constraint": False}))
+def test_without_the_constraint_the_task_drops_its_terms(tiny_config):
+    model = DRGNet(replace(tiny_config, lesion_grade_constraint=False))
     losses = JointTask(model)(_batch(grade_only=False))
     assert "constraint" not in losses and "lesion_grade" not in losses
     expected = losses["lesion_dice"] + losses["lesion_focal"] + losses["grade"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drgnet.config import ModelConfig, TransferConfig
+from drgnet.config import TransferConfig
 from drgnet.losses.transfer import (
     LesionDiscriminator,
     adversarial_loss,
@@ -16,8 +16,9 @@ from drgnet.losses.transfer import (
 )
 from drgnet.model import DRGNet
 from drgnet.training.adapt import AdaptTask, adapt_step
+from drgnet.training.presets import PRESETS
 
-TINY = ModelConfig(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
+TINY = PRESETS["tiny"].model  # the model of tests/conftest.py's tiny_config fixture
 
 
 @pytest.mark.parametrize("method", ["emd", "sliced"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import timm
@@ -13,7 +15,6 @@ from drgnet.config import ModelConfig
 from drgnet.model import ATTENTION_TOKENS, DRGNet
 from drgnet.model._pretrained import load_imagenet_weights, load_shipped_state_dict, translate_state_dict
 
-TINY = {"encoder_weights": None, "decoder_channels": (32, 16, 16, 8, 8), "embed_dim": 32}
 CAT_CLASSES = set(range(281, 286))  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
@@ -27,9 +28,9 @@ CAT_CLASSES = set(range(281, 286))  # ImageNet: tabby, tiger cat, Persian, Siame
         {"low_level_attention": False, "high_level_attention": False, "lesion_grade_constraint": False},
     ],
 )
-def test_output_shapes_are_the_same_for_every_configuration(switches):
+def test_output_shapes_are_the_same_for_every_configuration(switches, tiny_config):
     torch.manual_seed(0)
-    model = DRGNet(ModelConfig(**TINY, **switches))
+    model = DRGNet(replace(tiny_config, **switches))
     out = model(torch.rand(2, 3, 64, 96))
     assert out.lesion_logits.shape == (2, 4, 64, 96)
     assert out.grade_logits.shape == (2, 5)
@@ -42,18 +43,18 @@ def test_output_shapes_are_the_same_for_every_configuration(switches):
     torch.testing.assert_close(out.token_weights.sum(dim=1), torch.ones(2))
 
 
-def test_bad_input_shapes_are_clear_errors():
-    model = DRGNet(ModelConfig(**TINY))
+def test_bad_input_shapes_are_clear_errors(tiny_config):
+    model = DRGNet(tiny_config)
     with pytest.raises(ValueError, match="multiples of 32"):
         model(torch.rand(1, 3, 70, 64))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         model(torch.rand(3, 64, 64))
 
 
-def test_lesion_evidence_reaches_the_grade_through_both_attentions():
+def test_lesion_evidence_reaches_the_grade_through_both_attentions(tiny_config):
     """Changing only the lesion logits changes the grade: the lesion branch drives the grader."""
     torch.manual_seed(0)
-    model = DRGNet(ModelConfig(**TINY)).eval()
+    model = DRGNet(tiny_config).eval()
     x = torch.rand(1, 3, 64, 64)
     base = model(x).grade_logits
     with torch.no_grad():
@@ -71,9 +72,9 @@ def test_shipped_imagenet_weights_map_onto_timm_and_recognise_a_cat():
     assert CAT_CLASSES & set(top5), top5
 
 
-def test_drgnet_encoder_starts_from_the_mapped_weights():
+def test_drgnet_encoder_starts_from_the_mapped_weights(tiny_config):
     original = load_shipped_state_dict("efficientnet_lite0")
-    model = DRGNet(ModelConfig(encoder="efficientnet_lite0", **{**TINY, "encoder_weights": "imagenet"}))
+    model = DRGNet(replace(tiny_config, encoder="efficientnet_lite0", encoder_weights="imagenet"))
     enc = model.encoder.model
     torch.testing.assert_close(enc.conv_stem.weight, original["_conv_stem.weight"])
     torch.testing.assert_close(enc.blocks[1][0].conv_pw.weight, original["_blocks.1._expand_conv.weight"])

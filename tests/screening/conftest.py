@@ -1,4 +1,5 @@
-"""Shared fixtures of the screening tests: a tiny checkpoint and a small folder of synthetic photographs."""
+"""Shared fixtures of the screening tests: one torch thread and a small folder of synthetic photographs
+(the tiny checkpoint is ``tiny_checkpoint`` of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from drgnet.config import ModelConfig
 from drgnet.data.synthetic import generate_fundus
-from drgnet.model import DRGNet
-from drgnet.training.checkpoint import save_checkpoint
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -21,20 +19,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-TINY = ModelConfig(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A random tiny DRGNet whose soft-exudate channel fires everywhere, so lesion columns and masks have
-    something to show (the other channels keep the model's near-zero prior)."""
-    torch.manual_seed(0)
-    model = DRGNet(TINY).eval()
-    with torch.no_grad():
-        model.lesion_head[0].bias.copy_(torch.tensor([-6.0, -6.0, -6.0, 8.0]))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model, TINY)
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from drgnet.config import ModelConfig
 from drgnet.model import DRGNet
 from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
+from drgnet.training.presets import PRESETS
 
-TINY = ModelConfig(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
+TINY = PRESETS["tiny"].model  # the model of tests/conftest.py's tiny_config fixture
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from drgnet.cli import app
-from drgnet.config import ModelConfig, TrainConfig, from_dict, load_train_config, to_dict
+from drgnet.config import TrainConfig, from_dict, load_train_config, to_dict
 from drgnet.model import DRGNet
 from drgnet.model.checkpoint import save_checkpoint
 from drgnet.training import demo
@@ -94,9 +94,9 @@ def test_train_from_a_config_file(tmp_path):
     assert meta["train_config"]["data"] == str(cohort)
 
 
-def test_other_encoders_and_local_encoder_weights(tmp_path):
+def test_other_encoders_and_local_encoder_weights(tmp_path, tiny_config):
     torch.manual_seed(0)
-    cfg = ModelConfig(encoder="resnet18", encoder_weights=None, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
+    cfg = dataclasses.replace(tiny_config, encoder="resnet18")
     source = DRGNet(cfg)
     assert source(torch.rand(1, 3, 64, 64)).grade_logits.shape == (1, 5)
     save_checkpoint(tmp_path / "ckpt", source, cfg)

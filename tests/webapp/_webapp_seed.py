@@ -12,14 +12,14 @@ PASSWORDS = {"admin": "admin-password-1", "clinician": "clinician-password-1"}
 
 def build_template(root: Path, n_images: int = 3) -> Path:
     """A data dir with a tiny model checkpoint, a migrated SQLite database, two accounts and predicted images."""
-    from drgnet.config import ModelConfig
     from drgnet.data.synthetic import generate_cohort
     from drgnet.model import DRGNet
     from drgnet.training.checkpoint import save_checkpoint
+    from drgnet.training.presets import PRESETS
     from feedback.demo_seed import seed
 
     torch.manual_seed(0)
-    cfg = ModelConfig(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
+    cfg = PRESETS["tiny"].model
     model = DRGNet(cfg).eval()
     checkpoint = save_checkpoint(root / "model", model, cfg, metrics={"qwk": 0.5})
     cohort = root / "cohort"
