@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pydicom
 import pytest
-from dicom_support import IDENTIFYING, make_dicom
+from _support_dicom import IDENTIFYING, make_dicom
 from PIL import Image
 
 from drgnet.data import dicom

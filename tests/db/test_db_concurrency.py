@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections import Counter, defaultdict
 
-import _db_workers
+import _support_db_workers
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,7 +39,7 @@ def test_eight_processes_writing_annotations_lose_nothing(db_url: str, Session: 
             for i in range(1, 6)
         ]
     # Two processes per annotator, all on the same five images: the previous-annotation chains are contended.
-    results = _run(_db_workers.annotate, [(db_url, annotators[i % 4], images, 50) for i in range(8)])
+    results = _run(_support_db_workers.annotate, [(db_url, annotators[i % 4], images, 50) for i in range(8)])
     assert sorted(r[1] for r in results) == [50] * 8
 
     with Session() as session:
@@ -62,7 +62,7 @@ def test_eight_processes_writing_annotations_lose_nothing(db_url: str, Session: 
 def test_four_workers_never_claim_the_same_job(db_url: str, Session: sessionmaker[Session]):
     with Session.begin() as session:
         job_ids = [repo.enqueue_job(session, "screen", {"batch": i}).id for i in range(40)]
-    results = _run(_db_workers.claim_all, [(db_url, f"worker-{i}") for i in range(4)])
+    results = _run(_support_db_workers.claim_all, [(db_url, f"worker-{i}") for i in range(4)])
 
     claims = Counter(job_id for _, claimed in results for job_id in claimed)
     assert sorted(claims) == job_ids and set(claims.values()) == {1}

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.artifacts import TEMP_PREFIX, collect_garbage, image_store, sha256_hex
 from db.models import Image
 
-CHILD = Path(__file__).with_name("_ingest_child.py")
+CHILD = Path(__file__).with_name("_support_ingest_child.py")
 ROOT = Path(__file__).resolve().parents[2]
 STALL_AT = 3
 

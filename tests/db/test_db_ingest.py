@@ -190,7 +190,7 @@ def test_a_lost_file_is_restored_by_the_next_upload(Session: sessionmaker[Sessio
 
 
 def test_raw_dicom_bytes_are_refused_before_anything_is_stored():
-    from dicom_support import make_dicom
+    from _support_dicom import make_dicom
 
     from db.ingest import prepare_image
 
@@ -199,7 +199,7 @@ def test_raw_dicom_bytes_are_refused_before_anything_is_stored():
 
 
 def test_dicom_intake_keeps_only_eye_date_and_camera():
-    from dicom_support import make_dicom
+    from _support_dicom import make_dicom
 
     from feedback.intake import prepare_upload
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fb_support import HOLDOUT_GRADES, CorrectedDB, build_corrected_db
+from _support_feedback import HOLDOUT_GRADES, CorrectedDB, build_corrected_db
 from PIL import Image as PILImage
 from sqlalchemy import orm
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fb_support import FAST_RETRAIN, CorrectedDB, register_holdout
+from _support_feedback import FAST_RETRAIN, CorrectedDB, register_holdout
 
 from db import repository
 from db.models import JobStatus, ModelStatus

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fb_support import FAST_RETRAIN, CorrectedDB, register_holdout
+from _support_feedback import FAST_RETRAIN, CorrectedDB, register_holdout
 
 from db import repository
 from db.models import ModelStatus

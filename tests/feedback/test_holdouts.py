@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fb_support import CorrectedDB, png_bytes, register_holdout
+from _support_feedback import CorrectedDB, png_bytes, register_holdout
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 

@@ -42,7 +42,7 @@ def test_float_maps_stored_before_are_read_unchanged(tmp_path):
 
 
 def test_store_prediction_refuses_maps_of_another_size(Session, data_dir):
-    from fb_support import png_bytes
+    from _support_feedback import png_bytes
 
     from db.ingest import ingest_image
     from drgnet.inference import LesionSummary, Prediction

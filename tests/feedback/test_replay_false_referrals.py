@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fb_support import HOLDOUT_GRADES, png_bytes
+from _support_feedback import HOLDOUT_GRADES, png_bytes
 
 from db import repository
 from db.artifacts import artifact_store

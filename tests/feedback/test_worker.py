@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fb_support import FAST_RETRAIN, CorrectedDB, register_holdout
+from _support_feedback import FAST_RETRAIN, CorrectedDB, register_holdout
 
 from db import repository
 from db.models import Job, JobStatus
@@ -104,7 +104,8 @@ def test_killed_worker_leaves_active_model_and_job_is_taken_over(
     settings = {"min_holdout_images": 5}
     env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
     child = subprocess.Popen(
-        [sys.executable, str(HERE / "_worker_child.py"), db.url, str(db.data_dir), json.dumps(settings)], env=env
+        [sys.executable, str(HERE / "_support_worker_child.py"), db.url, str(db.data_dir), json.dumps(settings)],
+        env=env,
     )
     try:
         deadline = time.monotonic() + 120

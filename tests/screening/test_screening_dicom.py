@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_support import IDENTIFYING, PATIENT_NAME, make_dicom
+from _support_dicom import IDENTIFYING, PATIENT_NAME, make_dicom
 from PIL import Image as PILImage
 from sqlalchemy import inspect, select, text
 from typer.testing import CliRunner

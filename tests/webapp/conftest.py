@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _webapp_seed import PASSWORDS, build_template, copy_data
+from _support_webapp_seed import PASSWORDS, build_template, copy_data
 
 
 @pytest.fixture(autouse=True)

@@ -34,8 +34,8 @@ TIMEOUT_MS = 90_000
 @pytest.fixture(scope="module")
 def server(seeded_template, tmp_path_factory):
     # One app for both tests (starting Streamlit costs seconds on 2 cores); the second test writes nothing.
-    from _e2e_app import start_app, stop_app
-    from _webapp_seed import copy_data
+    from _support_e2e_app import start_app, stop_app
+    from _support_webapp_seed import copy_data
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")

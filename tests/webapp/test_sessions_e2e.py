@@ -27,8 +27,8 @@ IDLE_S = 8
 
 @pytest.fixture(scope="module")
 def servers(seeded_template, tmp_path_factory):
-    from _e2e_app import start_app, stop_app
-    from _webapp_seed import copy_data
+    from _support_e2e_app import start_app, stop_app
+    from _support_webapp_seed import copy_data
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")

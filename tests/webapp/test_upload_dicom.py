@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from dicom_support import IDENTIFYING, make_dicom
+from _support_dicom import IDENTIFYING, make_dicom
 from PIL import Image
 from test_pages import db, signed_in
 

@@ -1,6 +1,6 @@
 """Child process of the crash test: ingests photographs one transaction each, then stalls where it is told to.
 
-Usage: python _ingest_child.py URL DATA_DIR N STALL_AT MODE
+Usage: python _support_ingest_child.py URL DATA_DIR N STALL_AT MODE
 
 MODE ``after_write``: the N-th image's file is stored, the process announces ``written SHA`` and sleeps before the
 row is committed. MODE ``during_write``: the process sleeps inside the atomic write of the N-th image, after the
