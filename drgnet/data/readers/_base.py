@@ -64,13 +64,16 @@ def _check_unique(entries: list[_Entry], where: dict[str, str]) -> None:
 class DatasetReader(Sequence[Sample]):
     """Base of every reader: a lazy sequence of :class:`Sample`.
 
-    Subclasses find their files in ``__init__`` and hand a list of entries to ``_set_entries``; loading,
-    mask assembly and size checks live here so every layout behaves the same.
+    Subclasses find their files in ``_scan`` and hand a list of entries to ``_set_entries``; loading,
+    mask assembly and size checks live here so every layout behaves the same. A layout with options of its
+    own stores them in its ``__init__`` before calling this one.
 
     Attributes:
         root: The folder (or label file) the reader was opened on.
         split: The official split read, or None for sources without official splits.
         source: Source name given to every sample (``"idrid"``, ``"ddr"``, ...).
+        skip_missing: Leave out label rows whose image is missing (with a warning) instead of failing;
+            layouts without label rows ignore it.
     """
 
     #: Name of the layout in ``LAYOUTS``.
@@ -82,15 +85,27 @@ class DatasetReader(Sequence[Sample]):
     splits: ClassVar[tuple[str, ...]] = ()
     default_source: ClassVar[str] = ""
 
-    def __init__(self, root: str | Path, split: str | None = None, *, source: str | None = None) -> None:
+    def __init__(
+        self, root: str | Path, split: str | None = None, *, source: str | None = None, skip_missing: bool = False
+    ) -> None:
         self.root = Path(root).expanduser()
         if not self.root.exists():
             raise FileNotFoundError(f"{self.root}: no such file or folder")
         self.split = self._resolve_split(split)
         self.source = source or self.default_source
+        self.skip_missing = skip_missing
         self._entries: list[_Entry] = []
+        self._scan()
 
     # ------------------------------------------------------------------ per-layout hooks
+
+    def _scan(self) -> None:
+        """Find this layout's images and labels under ``root`` and hand them to ``_set_entries``.
+
+        Raises:
+            ValueError: ``root`` does not hold this layout (``_not_this``), or a label file is malformed.
+        """
+        raise NotImplementedError
 
     @classmethod
     def expected(cls, split: str | None = None) -> str:

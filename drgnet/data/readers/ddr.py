@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from drgnet.data.readers._base import DatasetReader, _Entry, _lesion_indexes, _lesion_masks, _missing_images
 from drgnet.data.readers._io import (
@@ -50,7 +51,14 @@ def _read_ddr_list(path: Path, *, include_ungradable: bool) -> list[tuple[int, s
     return out
 
 
-class DDRGradingReader(DatasetReader):
+class _DDRPart(DatasetReader):
+    """What DDR's two parts share: the official splits and the source name."""
+
+    splits = ("train", "valid", "test")
+    default_source = "ddr"
+
+
+class DDRGradingReader(_DDRPart):
     """DDR classification set: 13,673 photographs in official train / valid / test splits.
 
     ``root`` is the DDR folder or its ``DR_grading`` folder. ``DR_grading/train.txt`` lists
@@ -65,19 +73,19 @@ class DDRGradingReader(DatasetReader):
 
     layout = "ddr-grading"
     title = "DDR grading"
-    splits = ("train", "valid", "test")
-    default_source = "ddr"
 
     def __init__(
         self,
         root: str | Path,
         split: str | None = None,
         *,
-        source: str | None = None,
         include_ungradable: bool = False,
-        skip_missing: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(root, split, source=source)
+        self.include_ungradable = include_ungradable
+        super().__init__(root, split, **options)
+
+    def _scan(self) -> None:
         base = _ddr_grading_dir(self.root)
         names = _DDR_SPLIT_DIRS[self.split]
         labels = find_file(base, *(f"{n}.txt" for n in names)) if base else None
@@ -86,7 +94,7 @@ class DDRGradingReader(DatasetReader):
             raise self._not_this()
         index = FileIndex(images, IMAGE_EXTENSIONS)
         entries, missing, where = [], [], {}
-        for line, file_name, grade in _read_ddr_list(labels, include_ungradable=include_ungradable):
+        for line, file_name, grade in _read_ddr_list(labels, include_ungradable=self.include_ungradable):
             at = f"{labels}, line {line}"
             path = index.find(file_name)
             if path is None:
@@ -98,7 +106,7 @@ class DDRGradingReader(DatasetReader):
             if grade is None:
                 meta["ungradable"] = True
             entries.append(_Entry(name=name, path=path, source=self.source, grade=grade, meta=meta))
-        _missing_images(labels, missing, skip_missing, what="lines")
+        _missing_images(labels, missing, self.skip_missing, what="lines")
         self._set_entries(entries, where)
 
     @classmethod
@@ -127,7 +135,7 @@ def _ddr_seg_dir(root: Path) -> Path | None:
     return None
 
 
-class DDRSegmentationReader(DatasetReader):
+class DDRSegmentationReader(_DDRPart):
     """DDR lesion-segmentation set: 757 photographs with masks for all four lesions.
 
     ``root`` is the DDR folder or its ``lesion_segmentation`` folder. Images are
@@ -144,18 +152,19 @@ class DDRSegmentationReader(DatasetReader):
 
     layout = "ddr-seg"
     title = "DDR lesion segmentation"
-    splits = ("train", "valid", "test")
-    default_source = "ddr"
 
     def __init__(
         self,
         root: str | Path,
         split: str | None = None,
         *,
-        source: str | None = None,
         grades_from_grading: bool = True,
+        **options: Any,
     ) -> None:
-        super().__init__(root, split, source=source)
+        self.grades_from_grading = grades_from_grading
+        super().__init__(root, split, **options)
+
+    def _scan(self) -> None:
         base = _ddr_seg_dir(self.root)
         split_dir = find_dir(base, *_DDR_SPLIT_DIRS[self.split]) if base else None
         images = find_dir(split_dir, "image", "images") if split_dir else None
@@ -167,7 +176,7 @@ class DDRSegmentationReader(DatasetReader):
         indexes = _lesion_indexes([find_dir(label_dir, c) for c in LESIONS], label_dir)
         if all(ix is None for ix in indexes):
             raise self._not_this(f"no lesion folders EX, HE, MA, SE in {label_dir}")
-        grades = self._grades(base) if grades_from_grading else {}
+        grades = self._grades(base) if self.grades_from_grading else {}
         entries = []
         for path in list_images(images):
             mask_paths, known = _lesion_masks(indexes, [path.stem] * NUM_LESIONS)

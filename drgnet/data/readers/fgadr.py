@@ -48,21 +48,13 @@ class FGADRReader(DatasetReader):
     article = "an"
     default_source = "fgadr"
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str | None = None,
-        *,
-        source: str | None = None,
-        skip_missing: bool = False,
-    ) -> None:
-        super().__init__(root, split, source=source)
+    def _scan(self) -> None:
         base = self._locate(self.root)
         images = find_dir(base, "Original_Images") if base else None
         if base is None or not has_images(images):
             raise self._not_this()
         paths = list_images(images)
-        grades, where = self._read_grades(base, {p.stem for p in paths}, skip_missing)
+        grades, where = self._read_grades(base, {p.stem for p in paths}, self.skip_missing)
         indexes = _lesion_indexes([find_dir(base, *_FGADR_LESION_DIRS[c]) for c in LESIONS], base)
         extras = {key: find_dir(base, name) for key, name in _FGADR_EXTRA_DIRS.items()}
         extra_ix = {key: FileIndex(d, MASK_EXTENSIONS) for key, d in extras.items() if d is not None}

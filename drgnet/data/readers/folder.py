@@ -22,8 +22,7 @@ class ImageFolderReader(DatasetReader):
     title = "folder of photographs"
     default_source = "folder"
 
-    def __init__(self, root: str | Path, split: str | None = None, *, source: str | None = None) -> None:
-        super().__init__(root, split, source=source)
+    def _scan(self) -> None:
         if not self.root.is_dir():
             raise self._not_this("not a folder")
         files = sorted(

@@ -60,8 +60,7 @@ class IDRiDSegmentationReader(_IDRiDPart):
     splits = ("train", "test")
     default_source = "idrid"
 
-    def __init__(self, root: str | Path, split: str | None = None, *, source: str | None = None) -> None:
-        super().__init__(root, split, source=source)
+    def _scan(self) -> None:
         base = self._locate(self.root)
         set_name = _IDRID_SETS[self.split]
         images = _subdir(base, "1. Original Images", set_name)
@@ -133,15 +132,7 @@ class IDRiDGradingReader(_IDRiDPart):
     splits = ("train", "test")
     default_source = "idrid"
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str | None = None,
-        *,
-        source: str | None = None,
-        skip_missing: bool = False,
-    ) -> None:
-        super().__init__(root, split, source=source)
+    def _scan(self) -> None:
         base = self._locate(self.root)
         images = _subdir(base, "1. Original Images", _IDRID_SETS[self.split])
         if base is None or not has_images(images):
@@ -175,7 +166,7 @@ class IDRiDGradingReader(_IDRiDPart):
                 meta["macular_edema_risk"] = int(risk) if risk.isdigit() else (risk or None)
             where.setdefault(name, at)
             entries.append(_Entry(name=name, path=path, source=self.source, grade=grade, meta=meta))
-        _missing_images(labels, missing, skip_missing)
+        _missing_images(labels, missing, self.skip_missing)
         self._set_entries(entries, where)
 
     @staticmethod

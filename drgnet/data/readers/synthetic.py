@@ -43,15 +43,7 @@ class SyntheticReader(DatasetReader):
     title = "synthetic cohort"
     default_source = "synthetic"
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str | None = None,
-        *,
-        source: str | None = None,
-        skip_missing: bool = False,
-    ) -> None:
-        super().__init__(root, split, source=source)
+    def _scan(self) -> None:
         images = self.root / _SYN_IMAGES
         labels = self.root / _SYN_GRADES
         if not has_images(images) or not labels.is_file():
@@ -94,7 +86,7 @@ class SyntheticReader(DatasetReader):
                     meta=meta,
                 )
             )
-        _missing_images(labels, missing, skip_missing)
+        _missing_images(labels, missing, self.skip_missing)
         self._set_entries(entries, where)
 
     @staticmethod

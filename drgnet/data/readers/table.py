@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from drgnet.data.readers._base import DatasetReader, _Entry, _missing_images
 from drgnet.data.readers._io import (
@@ -52,25 +53,29 @@ class CSVReader(DatasetReader):
         images_dir: str | Path | None = None,
         id_column: str | None = None,
         grade_column: str | None = None,
-        skip_missing: bool = False,
-        source: str | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(root, split, source=source)
-        self.table = self._pick_table(self.root, split)
-        self.source = source or self.table.parent.name.lower() or "csv"
+        self.images_dir = images_dir
+        self.id_column = id_column
+        self.grade_column = grade_column
+        super().__init__(root, split, **options)
+
+    def _scan(self) -> None:
+        self.table = self._pick_table(self.root, self.split)
+        self.source = self.source or self.table.parent.name.lower() or "csv"
         columns, records = read_table(self.table)
-        id_col = pick_column(columns, id_column, ID_COLUMNS)
+        id_col = pick_column(columns, self.id_column, ID_COLUMNS)
         if id_col is None:
             raise ValueError(
                 f"{self.table}: no image-id column; expected one of {', '.join(ID_COLUMNS)} "
                 f"(columns: {', '.join(columns)}); pass id_column="
             )
-        grade_col = pick_column(columns, grade_column, GRADE_COLUMNS)
+        grade_col = pick_column(columns, self.grade_column, GRADE_COLUMNS)
         ids = [(line, row[id_col]) for line, row in records]
         for line, image_id in ids:
             if not image_id:
                 raise ValueError(f"{self.table}, line {line}: the image id is empty")
-        folder = self._image_folder(images_dir, [i for _, i in ids[:20]])
+        folder = self._image_folder(self.images_dir, [i for _, i in ids[:20]])
         index = FileIndex(folder, IMAGE_EXTENSIONS) if folder.is_dir() else None
         entries, missing, where = [], [], {}
         for line, row in records:
@@ -87,7 +92,7 @@ class CSVReader(DatasetReader):
             where.setdefault(name, at)
             meta = {k: v for k, v in row.items() if k not in (id_col, grade_col)}
             entries.append(_Entry(name=name, path=path, source=self.source, grade=grade, meta=meta))
-        _missing_images(self.table, missing, skip_missing)
+        _missing_images(self.table, missing, self.skip_missing)
         self.images_dir = folder
         self._set_entries(entries, where)
 
