@@ -16,6 +16,7 @@ import numpy as np
 from drgnet.data.preprocess import NotFundusError, Preprocessed, load_rgb, preprocess
 from drgnet.data.quality import NO_FIELD_OF_VIEW, ImageQuality, QualityThresholds, assess_quality
 from drgnet.screening.inputs import MAX_FILE_BYTES
+from drgnet.screening.outputs import one_line
 from drgnet.tiling import lesion_side, lesion_view
 
 
@@ -38,10 +39,6 @@ class ScreenItem:
     @property
     def ready(self) -> bool:
         return self.image is not None
-
-
-def _one_line(message: str) -> str:
-    return " ".join(str(message).split())
 
 
 _FILE_KINDS = (
@@ -108,9 +105,9 @@ def prepare_item(
     except FileNotFoundError:
         return ScreenItem(path, error=f"{path}: no such file")
     except ValueError as exc:
-        return ScreenItem(path, error=_one_line(str(exc)))
+        return ScreenItem(path, error=one_line(str(exc)))
     except OSError as exc:
-        return ScreenItem(path, error=_one_line(f"{path}: cannot read the file ({exc.strerror or exc})"))
+        return ScreenItem(path, error=one_line(f"{path}: cannot read the file ({exc.strerror or exc})"))
     sha = hashlib.sha256(data).hexdigest()
     if sha in skip:
         return ScreenItem(path, sha, skipped=True)
@@ -123,11 +120,11 @@ def prepare_item(
         side = lesion_side(pre, lesion_fov_px) if lesion_fov_px else 0
         lesion = lesion_view(pre, image, side) if side else None
     except NotFundusError as exc:
-        return ScreenItem(path, sha, error=_one_line(str(exc)), quality=NO_FIELD_OF_VIEW)
+        return ScreenItem(path, sha, error=one_line(str(exc)), quality=NO_FIELD_OF_VIEW)
     except (ValueError, OSError, MemoryError) as exc:
-        return ScreenItem(path, sha, error=_one_line(str(exc)))
+        return ScreenItem(path, sha, error=one_line(str(exc)))
     except Exception as exc:  # noqa: BLE001 - one odd file must never stop a screening run
-        return ScreenItem(path, sha, error=_one_line(f"{path}: {type(exc).__name__}: {exc}"))
+        return ScreenItem(path, sha, error=one_line(f"{path}: {type(exc).__name__}: {exc}"))
     return ScreenItem(
         path,
         sha,

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from drgnet.labels import LESIONS, NUM_GRADES
-from drgnet.screening.loading import _one_line
 
 #: Output columns, in order. CSV and JSONL rows carry the same keys; missing values are empty / null.
 COLUMNS: tuple[str, ...] = (
@@ -40,6 +39,11 @@ COLUMNS: tuple[str, ...] = (
 )
 
 _PROB_DIGITS = 6
+
+
+def one_line(message: str) -> str:
+    """``message`` with every run of whitespace (newlines included) as one space: a row's error is one line."""
+    return " ".join(str(message).split())
 
 
 class ResultWriter:
@@ -124,7 +128,7 @@ class ResultWriter:
         values = {k: row.get(k) for k in self.columns}
         for k in ("error", "path"):
             if isinstance(values[k], str):
-                values[k] = _one_line(values[k]) if k == "error" else values[k].replace("\n", " ")
+                values[k] = one_line(values[k]) if k == "error" else values[k].replace("\n", " ")
         if self.format == "csv":
             self._emit(self._csv_line(list(values.values())))
         else:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from drgnet.screening.inputs import collect_inputs
-from drgnet.screening.loading import ScreeningDataset, ScreenItem, _as_list, _loader_context, _one_line, _worker_init
-from drgnet.screening.outputs import ResultWriter
+from drgnet.screening.loading import ScreeningDataset, ScreenItem, _as_list, _loader_context, _worker_init
+from drgnet.screening.outputs import ResultWriter, one_line
 from drgnet.screening.scoring import ScreenOptions, error_row, score_batch
 from drgnet.screening.sinks import ScreenSink
 
@@ -202,7 +202,7 @@ class _StoringPipeline:
             try:
                 stored.result()
             except ValueError as exc:
-                item.error = _one_line(f"not stored: {exc}")
+                item.error = one_line(f"not stored: {exc}")
                 row = error_row(item, self.engine.name, self.engine.model_version)
         self.summary.count(row)
         if row is not None:

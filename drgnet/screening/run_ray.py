@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from drgnet.screening.inputs import collect_inputs
-from drgnet.screening.loading import _one_line, prepare_item
-from drgnet.screening.outputs import ResultWriter
+from drgnet.screening.loading import prepare_item
+from drgnet.screening.outputs import ResultWriter, one_line
 from drgnet.screening.run_local import EngineSpec, ScreenSummary, _progress
 from drgnet.screening.scoring import ScreenOptions, error_row, score_batch
 from drgnet.screening.sinks import ScreenSink
@@ -103,7 +103,7 @@ def _store_from_actor(row: dict[str, Any], maps: bytes, sink: ScreenSink, option
             sink.store(item, row, probs, lesion_probs, attention)
             return row
         except ValueError as exc:
-            item.error = _one_line(f"not stored: {exc}")
+            item.error = one_line(f"not stored: {exc}")
     failed = error_row(item, row["engine"], row["model_version"])
     failed["sha256"] = row["sha256"]
     return failed
@@ -123,7 +123,7 @@ def _ray_session(address: str) -> bool:
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ValueError(
-            f"cannot connect to Ray at {address!r} ({_one_line(str(exc))}); `--ray local` starts Ray on this machine"
+            f"cannot connect to Ray at {address!r} ({one_line(str(exc))}); `--ray local` starts Ray on this machine"
         ) from exc
     return True
 

@@ -13,8 +13,8 @@ import numpy as np
 from drgnet.data.quality import ImageQuality, QualityThresholds
 from drgnet.labels import GRADE_NAMES, LESIONS, NUM_GRADES, is_referable, normalised_entropy, referable_probability
 from drgnet.screening.inputs import MAX_FILE_BYTES
-from drgnet.screening.loading import ScreenItem, _one_line
-from drgnet.screening.outputs import _PROB_DIGITS, COLUMNS
+from drgnet.screening.loading import ScreenItem
+from drgnet.screening.outputs import _PROB_DIGITS, COLUMNS, one_line
 from drgnet.screening.sinks import ScreenSink
 
 
@@ -115,7 +115,7 @@ def score_batch(
             try:
                 sink.store(item, row, m.grade_probs, m.lesion_probs, m.attention)
             except ValueError as exc:
-                item.error = _one_line(f"not stored: {exc}")
+                item.error = one_line(f"not stored: {exc}")
                 row = error_row(item, engine.name, engine.model_version)
         rows.append(row)
     return rows
