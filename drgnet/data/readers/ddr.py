@@ -5,17 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from drgnet.data.readers import _io
 from drgnet.data.readers._base import DatasetReader, _Entry, _lesion_indexes, _lesion_masks, _missing_images
-from drgnet.data.readers._io import (
-    IMAGE_EXTENSIONS,
-    FileIndex,
-    find_dir,
-    find_file,
-    has_images,
-    list_images,
-    parse_grade,
-    strip_image_extension,
-)
 from drgnet.labels import GRADES, LESIONS, NUM_LESIONS
 
 _DDR_SPLIT_DIRS = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
@@ -23,10 +14,10 @@ _DDR_UNGRADABLE = 5
 
 
 def _ddr_grading_dir(root: Path) -> Path | None:
-    part = find_dir(root, "DR_grading")
+    part = _io.find_dir(root, "DR_grading")
     if part is not None:
         return part
-    if any(find_file(root, f"{s}.txt") for names in _DDR_SPLIT_DIRS.values() for s in names):
+    if any(_io.find_file(root, f"{s}.txt") for names in _DDR_SPLIT_DIRS.values() for s in names):
         return root
     return None
 
@@ -42,7 +33,7 @@ def _read_ddr_list(path: Path, *, include_ungradable: bool) -> list[tuple[int, s
         at = f"{path}, line {line_no}"
         if len(parts) != 2:
             raise ValueError(f"{at}: expected '<image file> <grade>', got {line.strip()!r}")
-        grade = parse_grade(parts[1], f"{at} ({parts[0]})", allowed=(*GRADES, _DDR_UNGRADABLE))
+        grade = _io.parse_grade(parts[1], f"{at} ({parts[0]})", allowed=(*GRADES, _DDR_UNGRADABLE))
         if grade == _DDR_UNGRADABLE:
             if not include_ungradable:
                 continue
@@ -88,11 +79,11 @@ class DDRGradingReader(_DDRPart):
     def _scan(self) -> None:
         base = _ddr_grading_dir(self.root)
         names = _DDR_SPLIT_DIRS[self.split]
-        labels = find_file(base, *(f"{n}.txt" for n in names)) if base else None
-        images = find_dir(base, *names) if base else None
-        if labels is None or not has_images(images):
+        labels = _io.find_file(base, *(f"{n}.txt" for n in names)) if base else None
+        images = _io.find_dir(base, *names) if base else None
+        if labels is None or not _io.has_images(images):
             raise self._not_this()
-        index = FileIndex(images, IMAGE_EXTENSIONS)
+        index = _io.FileIndex(images, _io.IMAGE_EXTENSIONS)
         entries, missing, where = [], [], {}
         for line, file_name, grade in _read_ddr_list(labels, include_ungradable=self.include_ungradable):
             at = f"{labels}, line {line}"
@@ -100,7 +91,7 @@ class DDRGradingReader(_DDRPart):
             if path is None:
                 missing.append(f"{at}: image {file_name!r} not found in {images}")
                 continue
-            name = strip_image_extension(file_name)
+            name = _io.strip_image_extension(file_name)
             where.setdefault(name, at)
             meta: dict[str, object] = {"split": self.split}
             if grade is None:
@@ -120,17 +111,17 @@ class DDRGradingReader(_DDRPart):
         if base is None:
             return False
         return any(
-            find_file(base, f"{n}.txt") and has_images(find_dir(base, n))
+            _io.find_file(base, f"{n}.txt") and _io.has_images(_io.find_dir(base, n))
             for names in _DDR_SPLIT_DIRS.values()
             for n in names
         )
 
 
 def _ddr_seg_dir(root: Path) -> Path | None:
-    part = find_dir(root, "lesion_segmentation")
+    part = _io.find_dir(root, "lesion_segmentation")
     if part is not None:
         return part
-    if any(find_dir(root / n, "image") for names in _DDR_SPLIT_DIRS.values() for n in names):
+    if any(_io.find_dir(root / n, "image") for names in _DDR_SPLIT_DIRS.values() for n in names):
         return root
     return None
 
@@ -166,19 +157,19 @@ class DDRSegmentationReader(_DDRPart):
 
     def _scan(self) -> None:
         base = _ddr_seg_dir(self.root)
-        split_dir = find_dir(base, *_DDR_SPLIT_DIRS[self.split]) if base else None
-        images = find_dir(split_dir, "image", "images") if split_dir else None
-        if base is None or split_dir is None or not has_images(images):
+        split_dir = _io.find_dir(base, *_DDR_SPLIT_DIRS[self.split]) if base else None
+        images = _io.find_dir(split_dir, "image", "images") if split_dir else None
+        if base is None or split_dir is None or not _io.has_images(images):
             raise self._not_this()
-        label_dir = find_dir(split_dir, "label", "segmentation label", "labels")
+        label_dir = _io.find_dir(split_dir, "label", "segmentation label", "labels")
         if label_dir is None:
             raise self._not_this(f"no masks: '{split_dir.name}/label' is missing")
-        indexes = _lesion_indexes([find_dir(label_dir, c) for c in LESIONS], label_dir)
+        indexes = _lesion_indexes([_io.find_dir(label_dir, c) for c in LESIONS], label_dir)
         if all(ix is None for ix in indexes):
             raise self._not_this(f"no lesion folders EX, HE, MA, SE in {label_dir}")
         grades = self._grades(base) if self.grades_from_grading else {}
         entries = []
-        for path in list_images(images):
+        for path in _io.list_images(images):
             mask_paths, known = _lesion_masks(indexes, [path.stem] * NUM_LESIONS)
             meta: dict[str, object] = {"split": self.split}
             grade, grade_from = grades.get(path.stem, (None, None))
@@ -201,16 +192,16 @@ class DDRSegmentationReader(_DDRPart):
 
     @staticmethod
     def _grades(seg_base: Path) -> dict[str, tuple[int | None, str]]:
-        grading = find_dir(seg_base.parent, "DR_grading")
+        grading = _io.find_dir(seg_base.parent, "DR_grading")
         if grading is None:
             return {}
         out: dict[str, tuple[int | None, str]] = {}
         for names in _DDR_SPLIT_DIRS.values():
-            labels = find_file(grading, *(f"{n}.txt" for n in names))
+            labels = _io.find_file(grading, *(f"{n}.txt" for n in names))
             if labels is None:
                 continue
             for _, file_name, grade in _read_ddr_list(labels, include_ungradable=True):
-                out.setdefault(strip_image_extension(file_name), (grade, str(labels)))
+                out.setdefault(_io.strip_image_extension(file_name), (grade, str(labels)))
         return out
 
     @classmethod
@@ -227,7 +218,7 @@ class DDRSegmentationReader(_DDRPart):
         if base is None:
             return False
         for names in _DDR_SPLIT_DIRS.values():
-            split_dir = find_dir(base, *names)
-            if split_dir and has_images(find_dir(split_dir, "image", "images")):
+            split_dir = _io.find_dir(base, *names)
+            if split_dir and _io.has_images(_io.find_dir(split_dir, "image", "images")):
                 return True
         return False

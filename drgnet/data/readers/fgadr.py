@@ -5,18 +5,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from drgnet.data.readers import _io
 from drgnet.data.readers._base import DatasetReader, _Entry, _lesion_indexes, _lesion_masks, _missing_images
-from drgnet.data.readers._io import (
-    MASK_EXTENSIONS,
-    FileIndex,
-    find_dir,
-    find_file,
-    has_images,
-    list_images,
-    parse_grade,
-    read_rows,
-    strip_image_extension,
-)
 from drgnet.labels import LESIONS, NUM_LESIONS
 
 _FGADR_LESION_DIRS = {
@@ -50,14 +40,14 @@ class FGADRReader(DatasetReader):
 
     def _scan(self) -> None:
         base = self._locate(self.root)
-        images = find_dir(base, "Original_Images") if base else None
-        if base is None or not has_images(images):
+        images = _io.find_dir(base, "Original_Images") if base else None
+        if base is None or not _io.has_images(images):
             raise self._not_this()
-        paths = list_images(images)
+        paths = _io.list_images(images)
         grades, where = self._read_grades(base, {p.stem for p in paths}, self.skip_missing)
-        indexes = _lesion_indexes([find_dir(base, *_FGADR_LESION_DIRS[c]) for c in LESIONS], base)
-        extras = {key: find_dir(base, name) for key, name in _FGADR_EXTRA_DIRS.items()}
-        extra_ix = {key: FileIndex(d, MASK_EXTENSIONS) for key, d in extras.items() if d is not None}
+        indexes = _lesion_indexes([_io.find_dir(base, *_FGADR_LESION_DIRS[c]) for c in LESIONS], base)
+        extras = {key: _io.find_dir(base, name) for key, name in _FGADR_EXTRA_DIRS.items()}
+        extra_ix = {key: _io.FileIndex(d, _io.MASK_EXTENSIONS) for key, d in extras.items() if d is not None}
         entries = []
         for path in paths:
             mask_paths, known = _lesion_masks(indexes, [path.name] * NUM_LESIONS)
@@ -83,21 +73,21 @@ class FGADRReader(DatasetReader):
         self._set_entries(entries, where)
 
     def _read_grades(self, base: Path, stems: set[str], skip_missing: bool) -> tuple[dict[str, int], dict[str, str]]:
-        labels = find_file(base, _FGADR_LABELS)
+        labels = _io.find_file(base, _FGADR_LABELS)
         if labels is None:
             warnings.warn(f"{base}: no {_FGADR_LABELS}; the images have no grades", stacklevel=3)
             return {}, {}
         grades: dict[str, int] = {}
         where: dict[str, str] = {}
         missing = []
-        for line, cells in read_rows(labels):
+        for line, cells in _io.read_rows(labels):
             at = f"{labels}, line {line}"
-            name = strip_image_extension(cells[0])
+            name = _io.strip_image_extension(cells[0])
             if len(cells) < 2:
                 raise ValueError(f"{at}: expected 'image name,grade', got {','.join(cells)!r}")
             if line == 1 and name not in stems and not cells[1].lstrip("-").isdigit():
                 continue  # a header row some re-uploads add
-            grade = parse_grade(cells[1], f"{at} ({name})")
+            grade = _io.parse_grade(cells[1], f"{at} ({name})")
             if name not in stems:
                 missing.append(f"{at}: image {cells[0]!r} not found in {base / 'Original_Images'}")
                 continue
@@ -110,11 +100,11 @@ class FGADRReader(DatasetReader):
 
     @staticmethod
     def _locate(root: Path) -> Path | None:
-        part = find_dir(root, "Seg-set")
+        part = _io.find_dir(root, "Seg-set")
         if part is not None:
             return part
-        if find_dir(root, "Original_Images") and (
-            find_file(root, _FGADR_LABELS) or find_dir(root, *_FGADR_LESION_DIRS["MA"])
+        if _io.find_dir(root, "Original_Images") and (
+            _io.find_file(root, _FGADR_LABELS) or _io.find_dir(root, *_FGADR_LESION_DIRS["MA"])
         ):
             return root
         return None
@@ -130,4 +120,4 @@ class FGADRReader(DatasetReader):
     @classmethod
     def matches(cls, root: Path) -> bool:
         base = cls._locate(root)
-        return base is not None and has_images(find_dir(base, "Original_Images"))
+        return base is not None and _io.has_images(_io.find_dir(base, "Original_Images"))

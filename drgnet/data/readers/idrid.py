@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
+from drgnet.data.readers import _io
 from drgnet.data.readers._base import DatasetReader, _Entry, _lesion_indexes, _lesion_masks, _missing_images, _subdir
-from drgnet.data.readers._io import (
-    IMAGE_EXTENSIONS,
-    FileIndex,
-    find_dir,
-    find_file,
-    has_images,
-    list_images,
-    parse_grade,
-    pick_column,
-    read_table,
-    strip_image_extension,
-)
 from drgnet.labels import LESIONS
 
 _IDRID_SETS = {"train": "a. Training Set", "test": "b. Testing Set"}
@@ -32,15 +22,27 @@ _IDRID_LESION_ALIASES = {"HE": ("2. Hemorrhages",)}
 class _IDRiDPart(DatasetReader):
     """What the two IDRiD parts share: a located part folder whose images sit in per-set sub-folders."""
 
-    @staticmethod
-    def _locate(root: Path) -> Path | None:
-        raise NotImplementedError
+    #: The part's folder in the release, and its ground-truth folder (with ``1. Original Images`` beside it).
+    splits = ("train", "test")
+    default_source = "idrid"
+    _part: ClassVar[str] = ""
+    _truth: ClassVar[str] = ""
+
+    @classmethod
+    def _locate(cls, root: Path) -> Path | None:
+        """The part folder: ``root/<part>``, or ``root`` itself when it is one."""
+        part = _io.find_dir(root, cls._part)
+        if part is not None:
+            return part
+        if _io.find_dir(root, "1. Original Images") and _io.find_dir(root, cls._truth):
+            return root
+        return None
 
     @classmethod
     def matches(cls, root: Path) -> bool:
         base = cls._locate(root)
         return base is not None and any(
-            has_images(_subdir(base, "1. Original Images", s)) for s in _IDRID_SETS.values()
+            _io.has_images(_subdir(base, "1. Original Images", s)) for s in _IDRID_SETS.values()
         )
 
 
@@ -55,26 +57,26 @@ class IDRiDSegmentationReader(_IDRiDPart):
     """
 
     layout = "idrid-seg"
+    _part = "A. Segmentation"
+    _truth = "2. All Segmentation Groundtruths"
     title = "IDRiD segmentation"
     article = "an"
-    splits = ("train", "test")
-    default_source = "idrid"
 
     def _scan(self) -> None:
         base = self._locate(self.root)
         set_name = _IDRID_SETS[self.split]
         images = _subdir(base, "1. Original Images", set_name)
-        if base is None or not has_images(images):
+        if base is None or not _io.has_images(images):
             raise self._not_this()
         truth = _subdir(base, "2. All Segmentation Groundtruths", set_name)
         if truth is None:
             raise self._not_this(f"no masks: '2. All Segmentation Groundtruths/{set_name}' is missing")
-        folders = [find_dir(truth, _IDRID_LESION_DIRS[c], *_IDRID_LESION_ALIASES.get(c, ())) for c in LESIONS]
+        folders = [_io.find_dir(truth, _IDRID_LESION_DIRS[c], *_IDRID_LESION_ALIASES.get(c, ())) for c in LESIONS]
         indexes = _lesion_indexes(folders, truth)
         if all(ix is None for ix in indexes):
             raise self._not_this(f"no lesion folders in {truth}")
         entries = []
-        for path in list_images(images):
+        for path in _io.list_images(images):
             mask_paths, known = _lesion_masks(indexes, [f"{path.stem}_{c}" for c in LESIONS])
             entries.append(
                 _Entry(
@@ -87,15 +89,6 @@ class IDRiDSegmentationReader(_IDRiDPart):
                 )
             )
         self._set_entries(entries)
-
-    @staticmethod
-    def _locate(root: Path) -> Path | None:
-        part = find_dir(root, "A. Segmentation")
-        if part is not None:
-            return part
-        if find_dir(root, "1. Original Images") and find_dir(root, "2. All Segmentation Groundtruths"):
-            return root
-        return None
 
     @classmethod
     def expected(cls, split: str | None = None) -> str:
@@ -127,35 +120,35 @@ class IDRiDGradingReader(_IDRiDPart):
     """
 
     layout = "idrid-grading"
+    _part = "B. Disease Grading"
+    _truth = "2. Groundtruths"
     title = "IDRiD disease grading"
     article = "an"
-    splits = ("train", "test")
-    default_source = "idrid"
 
     def _scan(self) -> None:
         base = self._locate(self.root)
         images = _subdir(base, "1. Original Images", _IDRID_SETS[self.split])
-        if base is None or not has_images(images):
+        if base is None or not _io.has_images(images):
             raise self._not_this()
         labels = self._label_file(_subdir(base, "2. Groundtruths"), self.split)
         if labels is None:
             raise self._not_this(f"no label file '2. Groundtruths/{_IDRID_LABEL_FILES[self.split]}'")
-        columns, records = read_table(labels)
-        name_col = pick_column(columns, None, ["Image name"])
-        grade_col = pick_column(columns, None, ["Retinopathy grade"])
-        edema_col = pick_column(columns, None, ["Risk of macular edema"])
+        columns, records = _io.read_table(labels)
+        name_col = _io.pick_column(columns, None, ["Image name"])
+        grade_col = _io.pick_column(columns, None, ["Retinopathy grade"])
+        edema_col = _io.pick_column(columns, None, ["Risk of macular edema"])
         if name_col is None or grade_col is None:
             raise ValueError(
                 f"{labels}: expected columns 'Image name' and 'Retinopathy grade', found: {', '.join(columns)}"
             )
-        index = FileIndex(images, IMAGE_EXTENSIONS)
+        index = _io.FileIndex(images, _io.IMAGE_EXTENSIONS)
         entries, missing, where = [], [], {}
         for line, row in records:
             at = f"{labels}, line {line}"
-            name = strip_image_extension(row[name_col])
+            name = _io.strip_image_extension(row[name_col])
             if not name:
                 raise ValueError(f"{at}: the image name is empty")
-            grade = parse_grade(row[grade_col], f"{at} ({name})")
+            grade = _io.parse_grade(row[grade_col], f"{at} ({name})")
             path = index.find(name)
             if path is None:
                 missing.append(f"{at}: image {name!r} not found in {images}")
@@ -170,19 +163,10 @@ class IDRiDGradingReader(_IDRiDPart):
         self._set_entries(entries, where)
 
     @staticmethod
-    def _locate(root: Path) -> Path | None:
-        part = find_dir(root, "B. Disease Grading")
-        if part is not None:
-            return part
-        if find_dir(root, "1. Original Images") and find_dir(root, "2. Groundtruths"):
-            return root
-        return None
-
-    @staticmethod
     def _label_file(folder: Path | None, split: str) -> Path | None:
         if folder is None:
             return None
-        exact = find_file(folder, _IDRID_LABEL_FILES[split])
+        exact = _io.find_file(folder, _IDRID_LABEL_FILES[split])
         if exact is not None:
             return exact
         # Re-uploads shorten the name; any CSV naming the right set will do.

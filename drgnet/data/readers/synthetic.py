@@ -6,15 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from drgnet.data.readers import _io
 from drgnet.data.readers._base import DatasetReader, _Entry, _lesion_indexes, _lesion_masks, _missing_images
-from drgnet.data.readers._io import (
-    IMAGE_EXTENSIONS,
-    FileIndex,
-    has_images,
-    parse_grade,
-    read_table,
-    strip_image_extension,
-)
 from drgnet.data.readers.idrid import _IDRID_LESION_DIRS
 from drgnet.labels import LESIONS
 
@@ -46,25 +39,25 @@ class SyntheticReader(DatasetReader):
     def _scan(self) -> None:
         images = self.root / _SYN_IMAGES
         labels = self.root / _SYN_GRADES
-        if not has_images(images) or not labels.is_file():
+        if not _io.has_images(images) or not labels.is_file():
             raise self._not_this()
         self.manifest = self._read_manifest(self.root / _SYN_MANIFEST)
         default_style = self.manifest.get("style") if isinstance(self.manifest.get("style"), str) else None
-        columns, records = read_table(labels)
+        columns, records = _io.read_table(labels)
         if "Image name" not in columns or "Retinopathy grade" not in columns:
             raise ValueError(
                 f"{labels}: expected columns 'Image name' and 'Retinopathy grade', found: {', '.join(columns)}"
             )
         masks = self.root / _SYN_MASKS
         indexes = _lesion_indexes([masks / _IDRID_LESION_DIRS[c] if masks.is_dir() else None for c in LESIONS], masks)
-        index = FileIndex(images, IMAGE_EXTENSIONS)
+        index = _io.FileIndex(images, _io.IMAGE_EXTENSIONS)
         entries, missing, where = [], [], {}
         for line, row in records:
             at = f"{labels}, line {line}"
-            name = strip_image_extension(row["Image name"])
+            name = _io.strip_image_extension(row["Image name"])
             if not name:
                 raise ValueError(f"{at}: the image name is empty")
-            grade = parse_grade(row["Retinopathy grade"], f"{at} ({name})")
+            grade = _io.parse_grade(row["Retinopathy grade"], f"{at} ({name})")
             path = index.find(name)
             if path is None:
                 missing.append(f"{at}: image {name!r} not found in {images}")
@@ -116,4 +109,4 @@ class SyntheticReader(DatasetReader):
             if isinstance(data, dict) and data.get("generator") == _SYN_GENERATOR:
                 return True
         # Without a manifest: our file names, and not IDRiD (which nests images in set folders).
-        return (root / _SYN_GRADES).is_file() and has_images(root / _SYN_IMAGES) and (root / _SYN_MASKS).is_dir()
+        return (root / _SYN_GRADES).is_file() and _io.has_images(root / _SYN_IMAGES) and (root / _SYN_MASKS).is_dir()

@@ -5,16 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from drgnet.data.readers import _io
 from drgnet.data.readers._base import DatasetReader, _Entry, _missing_images
-from drgnet.data.readers._io import (
-    IMAGE_EXTENSIONS,
-    FileIndex,
-    parse_grade,
-    pick_column,
-    read_rows,
-    read_table,
-    strip_image_extension,
-)
 
 #: Column names recognised, in order of preference, when none is given.
 ID_COLUMNS: tuple[str, ...] = ("image", "id_code", "image_id", "Image name", "filename", "path")
@@ -63,32 +55,32 @@ class CSVReader(DatasetReader):
     def _scan(self) -> None:
         self.table = self._pick_table(self.root, self.split)
         self.source = self.source or self.table.parent.name.lower() or "csv"
-        columns, records = read_table(self.table)
-        id_col = pick_column(columns, self.id_column, ID_COLUMNS)
+        columns, records = _io.read_table(self.table)
+        id_col = _io.pick_column(columns, self.id_column, ID_COLUMNS)
         if id_col is None:
             raise ValueError(
                 f"{self.table}: no image-id column; expected one of {', '.join(ID_COLUMNS)} "
                 f"(columns: {', '.join(columns)}); pass id_column="
             )
-        grade_col = pick_column(columns, self.grade_column, GRADE_COLUMNS)
+        grade_col = _io.pick_column(columns, self.grade_column, GRADE_COLUMNS)
         ids = [(line, row[id_col]) for line, row in records]
         for line, image_id in ids:
             if not image_id:
                 raise ValueError(f"{self.table}, line {line}: the image id is empty")
         folder = self._image_folder(self.images_dir, [i for _, i in ids[:20]])
-        index = FileIndex(folder, IMAGE_EXTENSIONS) if folder.is_dir() else None
+        index = _io.FileIndex(folder, _io.IMAGE_EXTENSIONS) if folder.is_dir() else None
         entries, missing, where = [], [], {}
         for line, row in records:
             at = f"{self.table}, line {line}"
             image_id = row[id_col]
             grade = None
             if grade_col is not None:
-                grade = parse_grade(row[grade_col], f"{at} ({image_id})", allow_empty=True)
+                grade = _io.parse_grade(row[grade_col], f"{at} ({image_id})", allow_empty=True)
             path = self._resolve(folder, index, image_id)
             if path is None:
                 missing.append(f"{at}: image {image_id!r} not found in {folder}")
                 continue
-            name = strip_image_extension(image_id)
+            name = _io.strip_image_extension(image_id)
             where.setdefault(name, at)
             meta = {k: v for k, v in row.items() if k not in (id_col, grade_col)}
             entries.append(_Entry(name=name, path=path, source=self.source, grade=grade, meta=meta))
@@ -139,7 +131,7 @@ class CSVReader(DatasetReader):
         # The folder holding most of the first ids wins, so one missing image does not hide the right one.
         best, best_hits = None, 0
         for folder in candidates:
-            index = FileIndex(folder, IMAGE_EXTENSIONS)
+            index = _io.FileIndex(folder, _io.IMAGE_EXTENSIONS)
             hits = sum(self._resolve(folder, index, i) is not None for i in probe)
             if hits > best_hits:
                 best, best_hits = folder, hits
@@ -152,7 +144,7 @@ class CSVReader(DatasetReader):
         )
 
     @staticmethod
-    def _resolve(folder: Path, index: FileIndex | None, image_id: str) -> Path | None:
+    def _resolve(folder: Path, index: _io.FileIndex | None, image_id: str) -> Path | None:
         if index is not None and "/" not in image_id and "\\" not in image_id:
             return index.find(image_id)
         candidate = Path(image_id)
@@ -160,7 +152,7 @@ class CSVReader(DatasetReader):
             candidate = folder / candidate
         if candidate.is_file():
             return candidate
-        for ext in IMAGE_EXTENSIONS:
+        for ext in _io.IMAGE_EXTENSIONS:
             for variant in (ext, ext.upper()):
                 p = candidate.with_name(candidate.name + variant)
                 if p.is_file():
@@ -183,9 +175,9 @@ class CSVReader(DatasetReader):
             tables = sorted(p for p in root.glob("*") if p.suffix.lower() in _TABLE_SUFFIXES and p.is_file())
         for table in tables:
             try:
-                rows = read_rows(table)
+                rows = _io.read_rows(table)
             except OSError:
                 continue
-            if rows and pick_column(rows[0][1], None, ID_COLUMNS) is not None:
+            if rows and _io.pick_column(rows[0][1], None, ID_COLUMNS) is not None:
                 return True
         return False
