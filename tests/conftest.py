@@ -35,7 +35,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config: Model
     import torch
 
     from drgnet.model import DRGNet
-    from drgnet.training.checkpoint import save_checkpoint
+    from drgnet.model.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = DRGNet(tiny_config).eval()
