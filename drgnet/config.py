@@ -29,7 +29,10 @@ class ModelConfig:
     encoder: str = "tf_efficientnet_lite0"  # any timm model with features_only support
     encoder_weights: str | None = "imagenet"  # "imagenet" (shipped lite0/1/2 weights), a .safetensors path, or None
     input_size: int = 512  # side of the square network input, pixels
-    lesion_fov_px: int = 1024  # side of the FOV square where lesion maps are made by tiles (0: global view only)
+    # Side of the FOV square the lesion decoder learned at (crops of it in training, tiles of it at inference); 0: the
+    # global view only. A model trained without crops (``TrainConfig.crops_per_global == 0``) keeps 0, so its maps are
+    # never made at a scale it has not seen; the "full" preset trains crops of a 1024 px view (a median MA >= 4 px).
+    lesion_fov_px: int = 0
     decoder_channels: tuple[int, ...] = (128, 64, 32, 24, 16)  # U-Net decoder width per stage, deepest first
     embed_dim: int = 128  # width of lesion / global descriptors in the high-level attention
     low_level_attention: bool = True  # lesion-driven spatial gates on stride-4 and stride-8 features

@@ -2,8 +2,10 @@
 
 A median microaneurysm spans about 0.5% of the field of view's diameter, so at a 224 or 512 px global view it is
 one or two pixels. The lesion maps are therefore computed on a *lesion view*: the same square around the field
-of view as the global view (same ``box``), resampled so its side is ``ModelConfig.lesion_fov_px`` (1024 px by
-default: a median microaneurysm then spans about 5 px), cut into overlapping tiles of the model's input size.
+of view as the global view (same ``box``), resampled so its side is ``ModelConfig.lesion_fov_px``, the scale
+the decoder learned at (1024 px in the "full" recipe, where a median microaneurysm spans about 5 px; 0 for a
+model trained on global views only, whose maps then come from the global view), cut into overlapping tiles of
+the model's input size.
 Each tile's maps are weighted by a smooth window that falls towards the tile's edges (where the network sees
 the least context) and the weighted maps are divided by the sum of the weights, so the blend is a partition of
 unity: a constant input gives a constant output whatever the tile layout, and overlapping tiles agree.

@@ -10,7 +10,9 @@ import typer
 T = TypeVar("T")
 
 CONFIG_HELP = "Settings file (JSON, or TOML by suffix) with any fields of the command's config; --set overrides it."
-LESION_FOV_HELP = "Side of the lesion view cut into tiles (default: the model's, 1024); 0: maps from the global view."
+LESION_FOV_HELP = (
+    "Side of the lesion view cut into tiles (default: the scale the model learned at); 0: maps from the global view."
+)
 SET_HELP = "One setting KEY=VALUE (repeatable); nested settings by dots, e.g. --set loss.grade_weight=2."
 
 

@@ -7,7 +7,10 @@ from drgnet.config import LossConfig, ModelConfig, TrainConfig
 PRESETS: dict[str, TrainConfig] = {
     # Seconds on a laptop CPU: for tests and smoke runs. Random encoder, 64 px.
     "tiny": TrainConfig(
-        model=ModelConfig(encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32),
+        # A 128 px lesion view (2 x 2 tiles of 64 px with overlap) so tests exercise the tiled path.
+        model=ModelConfig(
+            encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32, lesion_fov_px=128
+        ),
         epochs=2,
         batch_size=4,
         lr=2e-3,
@@ -22,8 +25,15 @@ PRESETS: dict[str, TrainConfig] = {
         lr=2e-3,
         augment="light",
     ),
-    # A real run at 512 px.
-    "full": TrainConfig(model=ModelConfig(input_size=512), epochs=40, batch_size=8, lr=1e-3, augment="default"),
+    # A real run at 512 px: global views for the grade plus crops of a 1024 px lesion view for the lesion maps.
+    "full": TrainConfig(
+        model=ModelConfig(input_size=512, lesion_fov_px=1024),
+        epochs=40,
+        batch_size=8,
+        lr=1e-3,
+        augment="default",
+        crops_per_global=2,
+    ),
 }
 
 

@@ -169,9 +169,12 @@ def test_lesion_view_is_never_finer_than_the_photograph():
 
 def test_tiny_drgnet_predicts_through_tiles_end_to_end():
     torch.manual_seed(0)
-    cfg = ModelConfig(encoder_weights=None, input_size=TILE, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32)
+    cfg = ModelConfig(
+        encoder_weights=None, input_size=TILE, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32, lesion_fov_px=1024
+    )
     model = DRGNet(cfg).eval()
     rgb = generate_fundus(2, size=160, seed=2).image
+    assert Predictor(DRGNet(ModelConfig(encoder_weights=None, input_size=TILE))).lesion_fov_px == 0  # no crops learned
     tiled = Predictor(model).predict(rgb)
     untiled = Predictor(model, lesion_fov_px=0).predict(rgb)
     assert tiled.lesion_probs.shape == untiled.lesion_probs.shape == (4, 160, 160)

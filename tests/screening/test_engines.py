@@ -116,7 +116,7 @@ def test_tiled_lesion_maps_agree_between_onnx_runtime_and_pytorch(exported, tiny
     path = sorted(photos.rglob("*.jpg"))[0]
     onnx_engine = CountingEngine(OnnxEngine(exported))
     torch_engine = TorchEngine.from_checkpoint(tiny_checkpoint, channels_last=False)
-    assert onnx_engine.lesion_fov_px == torch_engine.lesion_fov_px == 1024  # the model config's, via the metadata
+    assert onnx_engine.lesion_fov_px == torch_engine.lesion_fov_px == 128  # the tiny preset's, via the metadata
     by_torch = Predictor(torch_engine).predict(path)
     by_onnx = Predictor(onnx_engine).predict(path)
     assert sum(onnx_engine.batches) > 1  # the global view and the tiles of the 128 px lesion view
@@ -129,7 +129,7 @@ def test_lesion_view_side_can_be_overridden_for_predict_and_screen(exported, tin
     from drgnet.screening import EngineSpec
 
     spec = EngineSpec(kind="onnx", onnx=str(exported), lesion_fov_px=0)
-    assert spec.build().lesion_fov_px == 0 and EngineSpec(kind="onnx", onnx=str(exported)).build().lesion_fov_px == 1024
+    assert spec.build().lesion_fov_px == 0 and EngineSpec(kind="onnx", onnx=str(exported)).build().lesion_fov_px == 128
     path = str(sorted(photos.rglob("*.jpg"))[0])
     counts = {}
     for side in ("0", "96"):
