@@ -38,6 +38,9 @@ from sqlalchemy.orm import Session
 
 from db import repository
 from db.models import LoginThrottle, ThrottleScope, User, UserSession, utcnow
+from db.repository._common import _serialise_writes
+from db.repository.audit import _audit
+from db.repository.users import _hash_password, _password_matches
 
 #: Environment variable -> :class:`AccountPolicy` field. Values are numbers; minutes and hours where the name says so.
 POLICY_ENV = {
@@ -166,7 +169,7 @@ def sign_in(
     """
     policy = policy or AccountPolicy.from_env()
     now = now or utcnow()
-    repository._serialise_writes(session)  # SQLite: one sign-in decision at a time (PostgreSQL: the row locks)
+    _serialise_writes(session)  # SQLite: one sign-in decision at a time (PostgreSQL: the row locks)
     name = _account_key(username)
     rows = [(_throttle_row(session, ThrottleScope.ACCOUNT, name), policy.account_window_s)]
     if client:
@@ -180,9 +183,7 @@ def sign_in(
     locked = [row for row, _ in rows if row.locked_at is not None]
     if locked:
         what = "this account" if locked[0].scope == ThrottleScope.ACCOUNT else "this computer"
-        repository._audit(
-            session, "user.login_refused", "user", user_id, None, {**details, "username": name, "reason": "locked"}
-        )
+        _audit(session, "user.login_refused", "user", user_id, None, {**details, "username": name, "reason": "locked"})
         return SignInResult(
             None, f"Too many failed sign-ins: {what} is locked until an administrator unlocks it.", locked=True
         )
@@ -193,7 +194,7 @@ def sign_in(
     ]
     wait = max(waits, default=0.0)
     if wait > 0:
-        repository._audit(
+        _audit(
             session,
             "user.login_refused",
             "user",
@@ -228,13 +229,9 @@ def _record_failure(session: Session, row: LoginThrottle, limit: int, now: datet
         return False
     row.locked_at = now
     if row.scope == ThrottleScope.ACCOUNT:
-        repository._audit(
-            session, "user.lockout", "user", user_id, None, {"username": row.key, "failures": row.failures}
-        )
+        _audit(session, "user.lockout", "user", user_id, None, {"username": row.key, "failures": row.failures})
     else:
-        repository._audit(
-            session, "client.lockout", "client", None, None, {"client": row.key, "failures": row.failures}
-        )
+        _audit(session, "client.lockout", "client", None, None, {"client": row.key, "failures": row.failures})
     return True
 
 
@@ -266,7 +263,7 @@ def unlock(
     row.failures, row.last_failure_at, row.locked_at = 0, None, None
     if scope == ThrottleScope.ACCOUNT:
         user = repository.get_user(session, key)
-        repository._audit(
+        _audit(
             session,
             "user.unlock",
             "user",
@@ -275,7 +272,7 @@ def unlock(
             {"username": key, "was_locked": was_locked},
         )
     else:
-        repository._audit(session, "client.unlock", "client", None, actor_id, {"client": key, "was_locked": was_locked})
+        _audit(session, "client.unlock", "client", None, actor_id, {"client": key, "was_locked": was_locked})
     return was_locked
 
 
@@ -301,7 +298,7 @@ def start_session(
 def _end(session: Session, row: UserSession, reason: str, now: datetime, actor_id: int | None, action: str) -> None:
     row.revoked_at = now
     row.revoked_reason = reason
-    repository._audit(session, action, "user", row.user_id, actor_id, {"session": row.id, "reason": reason})
+    _audit(session, action, "user", row.user_id, actor_id, {"session": row.id, "reason": reason})
 
 
 def resume_session(
@@ -404,7 +401,7 @@ def change_password(
     user = session.get(User, user_id)
     if user is None or not user.active:
         raise ValueError("this account is disabled")
-    repository._serialise_writes(session)
+    _serialise_writes(session)
     row = _throttle_row(session, ThrottleScope.ACCOUNT, user.username)
     _forget_old(row, policy.account_window_s, now)
     if row.locked_at is not None:
@@ -413,18 +410,16 @@ def change_password(
         wait = (row.last_failure_at + _td(policy.delay_s(row.failures)) - now).total_seconds()
         if wait > 0:
             raise ValueError(f"too many wrong passwords: wait {math.ceil(wait)} s before trying again")
-    if not repository._password_matches(user, current_password):
+    if not _password_matches(user, current_password):
         _record_failure(session, row, policy.account_lockout, now, user.id)
-        repository._audit(
-            session, "user.password_change_failed", "user", user.id, user.id, {"reason": "wrong current password"}
-        )
+        _audit(session, "user.password_change_failed", "user", user.id, user.id, {"reason": "wrong current password"})
         raise ValueError("the current password is wrong")
     if new_password == current_password:
         raise ValueError("the new password must differ from the current one")
-    user.password_hash = repository._hash_password(new_password, user.username)
+    user.password_hash = _hash_password(new_password, user.username)
     user.must_change_password = False
     ended = revoke_sessions(session, user.id, "password", keep=keep_session, now=now)
-    repository._audit(session, "user.password_change", "user", user.id, user.id, {"other_sessions_ended": ended})
+    _audit(session, "user.password_change", "user", user.id, user.id, {"other_sessions_ended": ended})
     return user
 
 
@@ -449,11 +444,11 @@ def reset_password(
     if user is None:
         raise repository.NotFoundError(f"no user called {username!r}")
     password = new_password or secrets.token_urlsafe(12)
-    user.password_hash = repository._hash_password(password, user.username)
+    user.password_hash = _hash_password(password, user.username)
     user.must_change_password = True
     ended = revoke_sessions(session, user.id, "password-reset", now=now)
     unlock(session, username=user.username, actor_id=actor_id)
-    repository._audit(
+    _audit(
         session,
         "user.password_reset",
         "user",

@@ -3,7 +3,7 @@
 The web app records its signed-in user as ``user_id`` of each audit entry. The command line and the worker have no
 such user, so until now their entries said only "system". :func:`operator_scope` names the operator for everything
 audited inside it (a context variable, so threads and concurrent requests do not mix), and
-:func:`db.repository._audit` writes the name into the entry's ``details["operator"]``.
+:func:`db.repository.audit._audit` writes the name into the entry's ``details["operator"]``.
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     from argon2 import PasswordHasher, profiles
 
-    from db import repository
+    from db.repository import users
 
-    monkeypatch.setattr(repository, "_hasher", PasswordHasher.from_parameters(profiles.CHEAPEST))
-    monkeypatch.setattr(repository, "_dummy_hash", None)
+    monkeypatch.setattr(users, "_hasher", PasswordHasher.from_parameters(profiles.CHEAPEST))
+    monkeypatch.setattr(users, "_dummy_hash", None)

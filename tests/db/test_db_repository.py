@@ -83,7 +83,7 @@ def test_passwords_verify_and_fail(Session: sessionmaker[Session], users: dict[s
 def test_real_hash_parameters_are_argon2id_rfc9106(monkeypatch: pytest.MonkeyPatch, Session):
     from argon2 import PasswordHasher
 
-    monkeypatch.setattr(repo, "_hasher", PasswordHasher())
+    monkeypatch.setattr(repo.users, "_hasher", PasswordHasher())
     with Session.begin() as session:
         user = repo.create_user(session, "carol", "a long passphrase", "admin")
         assert user.password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
