@@ -14,10 +14,13 @@ Repository functions take a :class:`~sqlalchemy.orm.Session` and never commit; c
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -103,3 +106,26 @@ def make_engine(
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """A session factory bound to ``engine``; objects stay readable after commit (``expire_on_commit=False``)."""
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def scratch_postgres_schema(url: str | URL, prefix: str = "drgnet_scratch") -> Iterator[str]:
+    """A throw-away schema on a PostgreSQL server, dropped with everything in it on exit.
+
+    Yields:
+        A URL whose connections use only that schema (``search_path``), for benchmarks that must not touch the
+        server's real tables.
+    """
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    server = make_url(str(url) if isinstance(url, str) else url).set(drivername="postgresql+psycopg")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            yield server.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        admin.dispose()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,32 +54,15 @@ def _photographs(root: Path, cfg: ScreenDbBenchConfig) -> tuple[Path, int]:
     return folder, 5
 
 
-def _postgres_schema(url: str) -> tuple[str, Any, str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    schema = f"drgnet_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(make_url(url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    scoped = (
-        make_url(url).set(drivername="postgresql+psycopg").update_query_dict({"options": f"-csearch_path={schema}"})
-    )
-    return scoped.render_as_string(hide_password=False), admin, schema
-
-
 def _stored(url: str) -> dict[str, int]:
-    from sqlalchemy import func, select
-
     from db import repository
     from db.engine import make_engine, make_sessionmaker
-    from db.models import Image, Prediction
 
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine)() as s:
-            images = s.scalar(select(func.count()).select_from(Image))
-            predictions = s.scalar(select(func.count()).select_from(Prediction))
+            images = repository.count_images(s)
+            predictions = repository.count_predictions(s)
             queue = len(repository.review_queue(s, 0, with_prediction=True, limit=100_000))
     finally:
         engine.dispose()
@@ -101,6 +85,70 @@ def _bytes_under(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+@contextmanager
+def _database(backend: str | None, data_dir: Path, postgres_url: str | None) -> Iterator[str | None]:
+    """The URL a run stores into: none, an SQLite file in its data directory, or a throw-away PostgreSQL schema."""
+    if backend == "postgresql" and postgres_url:
+        from db.engine import scratch_postgres_schema
+
+        with scratch_postgres_schema(postgres_url, "drgnet_bench") as url:
+            yield url
+    else:
+        yield f"sqlite:///{data_dir / 'drgnet.db'}" if backend == "sqlite" else None
+
+
+def _one_run(cfg: ScreenDbBenchConfig, label: str, url: str | None, data_dir: Path, ctx: _Inputs, log: Any) -> dict:
+    """Screen the photographs once, into ``url`` when given, and measure it."""
+    from db import migrate
+    from drgnet.screening import screen
+    from feedback.screening_sink import DatabaseSink
+
+    sink = None
+    if url is not None:
+        migrate.upgrade(url)
+        _activate(url, ctx.checkpoint, data_dir)  # the active version's predictions are what the worklist shows
+        sink = DatabaseSink(url, data_dir, source="bench", checkpoint=ctx.checkpoint)
+    log(f"screening {cfg.n} photographs + {ctx.n_broken} broken files: {label}")
+    results = data_dir.parent / f"results-{data_dir.name.removeprefix('data-')}.csv"
+    results.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    summary = screen(
+        [str(ctx.folder)],
+        results,
+        ctx.engine,
+        batch_size=cfg.batch_size,
+        workers=cfg.workers,
+        progress=False,
+        sink=sink,
+    )
+    seconds = time.perf_counter() - t0
+    if sink is not None:
+        sink.close()
+    row: dict[str, Any] = {
+        "run": label,
+        "seconds": round(seconds, 2),
+        "photographs_per_s": round((summary.scored + summary.errors) / seconds, 2),
+        "scored": summary.scored,
+        "errors": summary.errors,
+    }
+    if url is not None:
+        stored = _stored(url)
+        if not stored["images"] == stored["predictions"] == stored["queue"] == summary.scored:
+            raise RuntimeError(f"{label}: stored {stored}, but {summary.scored} photographs were scored")
+        row.update(stored)
+        for key, sub in (("artifact_kib_per_photograph", "artifacts"), ("image_kib_per_photograph", "images")):
+            row[key] = round(_bytes_under(data_dir / sub) / 1024 / max(summary.scored, 1), 1)
+    return row
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    checkpoint: Path
+    folder: Path
+    n_broken: int
+    engine: Any
+
+
 def run(
     cfg: ScreenDbBenchConfig,
     checkpoint: Path,
@@ -108,10 +156,13 @@ def run(
     postgres_url: str | None = None,
     log: Any = print,
 ) -> list[dict[str, Any]]:
-    from db import migrate
+    """Screen the same photographs into a results file only, SQLite and (with ``postgres_url``) PostgreSQL.
+
+    Returns:
+        One row per run, also written to ``out/screen_db.json`` and ``out/screen_db.md``.
+    """
     from drgnet.engines import TorchEngine
     from drgnet.screening import screen
-    from feedback.screening_sink import DatabaseSink
 
     out.mkdir(parents=True, exist_ok=True)
     folder, n_broken = _photographs(out, cfg)
@@ -119,69 +170,18 @@ def run(
     warm = out / "warm-up.csv"
     warm.unlink(missing_ok=True)
     screen([str(p) for p in sorted(folder.glob("*.jpg"))[:8]], warm, engine, workers=0, progress=False)
+    ctx = _Inputs(checkpoint, folder, n_broken, engine)
 
     runs: list[tuple[str, str | None]] = [("results file only", None), ("--db SQLite", "sqlite")]
     if postgres_url:
         runs.append(("--db PostgreSQL", "postgresql"))
     rows: list[dict[str, Any]] = []
     for label, backend in runs:
-        name = backend or "none"
-        results = out / f"results-{name}.csv"
-        results.unlink(missing_ok=True)
-        data_dir = out / f"data-{name}"
+        data_dir = out / f"data-{backend or 'none'}"
         shutil.rmtree(data_dir, ignore_errors=True)
         data_dir.mkdir()
-        sink, cleanup, url = None, None, None
-        if backend == "sqlite":
-            url = f"sqlite:///{data_dir / 'drgnet.db'}"
-        elif backend == "postgresql":
-            url, admin, schema = _postgres_schema(postgres_url)
-            cleanup = (admin, schema)
-        try:
-            if url is not None:
-                migrate.upgrade(url)
-                _activate(url, checkpoint, data_dir)  # the active version's predictions are what the worklist shows
-                sink = DatabaseSink(url, data_dir, source="bench", checkpoint=checkpoint)
-            log(f"screening {cfg.n} photographs + {n_broken} broken files: {label}")
-            t0 = time.perf_counter()
-            summary = screen(
-                [str(folder)],
-                results,
-                engine,
-                batch_size=cfg.batch_size,
-                workers=cfg.workers,
-                progress=False,
-                sink=sink,
-            )
-            seconds = time.perf_counter() - t0
-            if sink is not None:
-                sink.close()
-            row: dict[str, Any] = {
-                "run": label,
-                "seconds": round(seconds, 2),
-                "photographs_per_s": round((summary.scored + summary.errors) / seconds, 2),
-                "scored": summary.scored,
-                "errors": summary.errors,
-            }
-            if url is not None:
-                stored = _stored(url)
-                if not stored["images"] == stored["predictions"] == stored["queue"] == summary.scored:
-                    raise RuntimeError(f"{label}: stored {stored}, but {summary.scored} photographs were scored")
-                row.update(stored)
-                row["artifact_kib_per_photograph"] = round(
-                    _bytes_under(data_dir / "artifacts") / 1024 / max(summary.scored, 1), 1
-                )
-                row["image_kib_per_photograph"] = round(
-                    _bytes_under(data_dir / "images") / 1024 / max(summary.scored, 1), 1
-                )
-        finally:
-            if cleanup is not None:
-                from sqlalchemy import text
-
-                admin, schema = cleanup
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-                admin.dispose()
+        with _database(backend, data_dir, postgres_url) as url:
+            row = _one_run(cfg, label, url, data_dir, ctx, log)
         rows.append(row)
         log(json.dumps(row))
     base = rows[0]["photographs_per_s"]

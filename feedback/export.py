@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from db import repository
 from db.artifacts import artifact_store, image_store
-from db.models import Annotation, Image, Prediction
+from db.models import Annotation, Image
 from drgnet.labels import LESIONS, NUM_LESIONS
 from feedback.weak_labels import combine_votes, decode_vote, reliability_weights
 
@@ -103,7 +103,7 @@ class ExportResult:
 def _proposer(session: Session, annotation: Annotation) -> str | None:
     if annotation.based_on_prediction_id is None:
         return None
-    prediction = session.get(Prediction, annotation.based_on_prediction_id)
+    prediction = repository.get_prediction(session, annotation.based_on_prediction_id)
     if prediction is None:
         return None
     if prediction.model_version is not None:
@@ -124,11 +124,9 @@ def collect_records(
 ) -> tuple[Iterator[ExportRecord], dict[int, float]]:
     """The current labels to export (decoded one photograph at a time, so an export of thousands of large
     photographs holds one set of masks in memory), and every annotator's reliability weight (user id -> weight)."""
-    from feedback.weak_labels import current_annotations
-
     if mode not in ("consensus", "per-annotator"):
         raise ValueError(f"unknown export mode {mode!r}; choose consensus or per-annotator")
-    everything = [a for a in current_annotations(session) if not a.imported]
+    everything = repository.current_annotations(session, include_imported=False)
     grades: dict[int, dict[int, int]] = {}
     for a in everything:
         if a.grade is not None:
@@ -152,7 +150,7 @@ def _records(
         latest = max(a.created_at for a in current)
         if cutoff is not None and latest < cutoff:
             continue
-        image = session.get(Image, image_id)
+        image = repository.get_image(session, image_id)
         shape = (image.height, image.width)
         votes = {a.id: decode_vote(a, store, shape, tolerance_px=0) for a in current}
         base = f"DRG_{image_id:06d}"

@@ -13,23 +13,16 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db import repository
-from db.models import Annotation, Job, JobStatus, Role, User
+from db.models import Job, JobStatus, Role
 from feedback import settings
 from feedback.retrain import JOB_KIND, RetrainConfig
 
 #: New corrections since the last retraining job that queue the next one; 0 turns automatic retraining off.
 RETRAIN_AFTER_ENV = "DRGNET_RETRAIN_AFTER"
 DEFAULT_RETRAIN_AFTER = 50
-
-
-def _waiting_job(session: Session) -> Job | None:
-    return session.scalars(
-        select(Job).where(Job.kind == JOB_KIND, Job.status == JobStatus.QUEUED).order_by(Job.id).limit(1)
-    ).first()
 
 
 def queue_retraining(session: Session, user_id: int | None, params: Mapping[str, Any] | None = None) -> Job:
@@ -43,11 +36,11 @@ def queue_retraining(session: Session, user_id: int | None, params: Mapping[str,
         ValueError: for unknown retraining parameters.
     """
     if user_id is not None:
-        user = session.get(User, user_id)
+        user = repository.get_user_by_id(session, user_id)
         if user is None or not user.active or user.role is not Role.ADMIN:
             raise PermissionError("only an active admin can start retraining")
     RetrainConfig.from_params({k: v for k, v in (params or {}).items() if k != "trigger"})  # refuse bad params now
-    waiting = _waiting_job(session)
+    waiting = repository.oldest_job(session, JOB_KIND, [JobStatus.QUEUED])
     if waiting is not None:
         return waiting
     return repository.enqueue_job(session, JOB_KIND, dict(params or {}), actor_id=user_id)
@@ -60,15 +53,8 @@ def corrections_since_last_retraining(session: Session) -> int:
 
 def corrections_and_annotators_since_last_retraining(session: Session) -> tuple[int, int]:
     """Corrections saved after the most recent retraining job was queued, and how many accounts wrote them."""
-    last = session.scalars(select(func.max(Job.created_at)).where(Job.kind == JOB_KIND)).one()
     # Imported reference labels are not corrections: they train nothing (feedback.weak_labels), so they queue nothing.
-    query = select(func.count(Annotation.id), func.count(func.distinct(Annotation.annotator_id))).where(
-        Annotation.imported.is_(False)
-    )
-    if last is not None:
-        query = query.where(Annotation.created_at > last)
-    count, annotators = session.execute(query).one()
-    return int(count), int(annotators)
+    return repository.corrections_since(session, repository.last_job_queued_at(session, JOB_KIND))
 
 
 def retrain_after() -> int:
@@ -90,10 +76,7 @@ def maybe_queue_retraining(session: Session, threshold: int | None = None) -> Jo
     min_annotators = max(2, int(settings.get(session, settings.RETRAIN_MIN_ANNOTATORS)))
     if threshold <= 0:
         return None
-    busy = session.scalars(
-        select(Job.id).where(Job.kind == JOB_KIND, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])).limit(1)
-    ).first()
-    if busy is not None:
+    if repository.oldest_job(session, JOB_KIND, [JobStatus.QUEUED, JobStatus.RUNNING]) is not None:
         return None
     count, annotators = corrections_and_annotators_since_last_retraining(session)
     if count < threshold or annotators < min_annotators:

@@ -19,13 +19,12 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import repository
 from db.artifacts import artifact_store
 from db.ingest import ingest_image
-from db.models import Annotation, AnnotationKind, Role
+from db.models import AnnotationKind, Role
 from drgnet.data.readers import open_dataset
 from drgnet.labels import LESIONS
 from feedback.intake import prepare_upload
@@ -126,8 +125,7 @@ def import_reference_labels(
                 device_model=intake.device_model,
                 uploaded_by_id=actor_id,
             ).image
-            mine = select(Annotation.id).where(Annotation.image_id == image.id, Annotation.annotator_id == annotator_id)
-            if session.scalars(mine.limit(1)).first() is not None:
+            if repository.annotations_for_image(session, image.id, annotator_id=annotator_id):
                 summary.already += 1
                 continue
             repository.add_annotation(

@@ -26,14 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
-from db import migrate
+from db import migrate, repository
 from db.engine import data_dir as default_data_dir
 from db.engine import make_sessionmaker
 from db.ingest import ingest_image
-from db.models import ModelStatus, ModelVersion
-from db.models import Prediction as PredictionRow
 from drgnet.data.preprocess import load_rgb
 from drgnet.inference import prediction_at_full_resolution
 from drgnet.screening import SinkError
@@ -92,9 +89,8 @@ class DatabaseSink:
             return
         sha = sha256_file(weights)
         with self.sessions() as session:
-            self.model_version_id = session.scalars(
-                select(ModelVersion.id).where(ModelVersion.checkpoint_sha256 == sha).order_by(ModelVersion.id)
-            ).first()
+            version = repository.model_version_by_checkpoint(session, sha)
+            self.model_version_id = None if version is None else version.id
 
     def active_checkpoint(self) -> Path:
         """The active model version's checkpoint folder, for screening with the model the app serves.
@@ -103,7 +99,7 @@ class DatabaseSink:
             ValueError: no version is active, or its checkpoint is missing.
         """
         with self.sessions() as session:
-            version = session.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.ACTIVE)).first()
+            version = repository.active_model_version(session)
             if version is None:
                 raise ValueError(
                     "no model version is active in the database; give --checkpoint, or register and promote one "
@@ -179,18 +175,14 @@ class DatabaseSink:
                 acquisition_date=intake.acquisition_date,
                 device_model=intake.device_model,
             ).image
-            same_model = select(PredictionRow.id).where(PredictionRow.image_id == image.id)
-            if self.model_version_id is not None:
-                same_model = same_model.where(PredictionRow.model_version_id == self.model_version_id)
-            else:
-                same_model = same_model.where(
-                    PredictionRow.model_version_id.is_(None), PredictionRow.model_name == model_name
-                )
-            if session.scalars(same_model.limit(1)).first() is not None:
+            same_model = repository.prediction_of_model(
+                session, image.id, model_version_id=self.model_version_id, model_name=model_name
+            )
+            if same_model is not None:
                 self.already += 1
                 return
-            active = session.scalars(select(ModelVersion.id).where(ModelVersion.status == ModelStatus.ACTIVE)).first()
-            shadow = self.model_version_id is None or self.model_version_id != active
+            active = repository.active_model_version(session)
+            shadow = self.model_version_id is None or active is None or self.model_version_id != active.id
             store_prediction(
                 session,
                 image,

@@ -54,7 +54,7 @@ def change(session: Session, setting: Setting, value: Any, *, actor_id: int | No
             retrain the model everyone uses).
     """
     if actor_id is not None:
-        user = session.get(User, actor_id)
+        user = repository.get_user_by_id(session, actor_id)
         if user is None or not user.active or user.role is not Role.ADMIN:
             raise PermissionError("only an active admin changes settings")
     if setting.kind is bool and not isinstance(value, bool):

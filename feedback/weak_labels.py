@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db import repository
 from db.artifacts import ArtifactStore
-from db.models import Annotation, AnnotationKind, Image
+from db.models import Annotation, AnnotationKind
 from drgnet.labels import LESIONS, NUM_GRADES, NUM_LESIONS
 from drgnet.metrics import quadratic_weighted_kappa
 from feedback.masks import decode_full, decode_partial
@@ -242,16 +242,6 @@ def combine_votes(image_id: int, votes: Sequence[Vote], weights: Mapping[int, fl
     )
 
 
-def current_annotations(session: Session, image_ids: Sequence[int] | None = None) -> list[Annotation]:
-    """Each annotator's latest annotation of each image (annotations no later one replaces), oldest first."""
-    query = select(Annotation).order_by(Annotation.id)
-    if image_ids is not None:
-        query = query.where(Annotation.image_id.in_(list(image_ids)))
-    rows = list(session.scalars(query))
-    replaced = {a.previous_id for a in rows if a.previous_id is not None}
-    return [a for a in rows if a.id not in replaced]
-
-
 def collect_weak_labels(
     session: Session,
     store: ArtifactStore,
@@ -267,7 +257,7 @@ def collect_weak_labels(
     """
     # Imported reference labels (drgnet import-labels) are what the model and clinicians are compared with, not
     # corrections: they neither train the model nor weigh the annotators.
-    everything = [a for a in current_annotations(session) if not a.imported]
+    everything = repository.current_annotations(session, include_imported=False)
     grades: dict[int, dict[int, int]] = {}
     for a in everything:
         if a.grade is not None:
@@ -280,7 +270,9 @@ def collect_weak_labels(
             by_image.setdefault(a.image_id, []).append(a)
     labels: list[WeakLabel] = []
     for image_id, image_annotations in sorted(by_image.items()):
-        image = session.get(Image, image_id)
+        image = repository.get_image(session, image_id)
+        if image is None:
+            raise repository.NotFoundError(f"annotated image {image_id} is missing")
         shape = (image.height, image.width)
         votes = [decode_vote(a, store, shape, tolerance_px) for a in image_annotations]
         label = combine_votes(image_id, votes, weights)

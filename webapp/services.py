@@ -27,6 +27,7 @@ from db.engine import database_url, make_engine, make_sessionmaker
 from db.models import AnnotationKind, Image, ModelVersion, Prediction
 from drgnet.inference import Predictor
 from drgnet.labels import LESIONS
+from feedback import jobs, serving
 from feedback import predictions as feedback_predictions
 from feedback.display import DisplayPictures, ensure_display, load_display, photo_display
 from feedback.masks import encode_full
@@ -52,27 +53,13 @@ def data_dir() -> Path:
     return default_data_dir()
 
 
-@st.cache_resource(show_spinner="Loading the model ...", max_entries=2)
-def _predictor_for(checkpoint_path: str, checkpoint_sha256: str) -> Predictor:
-    # The hash is part of the cache key: a new version at the same path loads afresh.
-    return Predictor.from_checkpoint(checkpoint_path)
-
-
 def active_predictor(session: Session) -> tuple[Predictor | None, ModelVersion | None]:
-    """The active model version and a predictor for it; ``(None, None)`` when no version is active."""
-    version = repository.active_model_version(session)
-    if version is None:
-        return None, None
-    try:  # the feedback layer's serving cache, once it exists, is the one source of the active model
-        from feedback import serving  # type: ignore[attr-defined]
-    except ImportError:
-        serving = None
-    if serving is not None and hasattr(serving, "get_predictor"):
-        got = serving.get_predictor(session, data_dir())
-        predictor = got[0] if isinstance(got, tuple) else got
-        if isinstance(predictor, Predictor):
-            return predictor, version
-    return _predictor_for(version.checkpoint_path, version.checkpoint_sha256), version
+    """The active model version and a predictor for it; ``(None, None)`` when no version is active.
+
+    The feedback layer's serving cache is the one source of the active model: it reloads the checkpoint after a
+    promotion or rollback, and checks the weights against the sha256 the database holds.
+    """
+    return serving.get_active(session, data_dir())
 
 
 #: Decoded pictures kept between page runs, bounded in bytes (``DRGNET_APP_CACHE_MB``, default 768): display
@@ -107,7 +94,9 @@ def display_pictures(image: Image, prediction: Prediction | None, factory: sessi
 
     def make() -> Any:
         with (factory or sessions()).begin() as session:
-            row = session.get(Prediction, prediction.id)
+            row = repository.get_prediction(session, prediction.id)
+            if row is None:
+                raise repository.NotFoundError(f"prediction {prediction.id} is gone")
             doc = ensure_display(session, row, row.image, ddir)
         return load_display(doc, ddir)
 
@@ -242,23 +231,12 @@ def save_correction(
 
 def after_annotation(session: Session) -> None:
     """Let the feedback layer decide whether enough corrections have gathered to queue a retraining."""
-    try:  # the feedback layer's policy (feedback/jobs.py); without it there is nothing to do
-        from feedback import jobs
-    except ImportError:
-        return
-    if hasattr(jobs, "maybe_queue_retraining"):
-        jobs.maybe_queue_retraining(session)
+    jobs.maybe_queue_retraining(session)
 
 
 def queue_retraining(session: Session, actor_id: int) -> int:
-    """Queue a retraining job (the feedback layer's, when it exists) and return its id."""
-    try:
-        from feedback import jobs
-    except ImportError:
-        jobs = None
-    if jobs is not None and hasattr(jobs, "queue_retraining"):
-        return jobs.queue_retraining(session, actor_id).id
-    return repository.enqueue_job(session, "retrain", {"requested_by": actor_id}, actor_id=actor_id).id
+    """Queue a retraining job (or find the one already waiting) and return its id."""
+    return jobs.queue_retraining(session, actor_id).id
 
 
 #: Why a clinician sees no upload form: photographs (and the corrections that follow) can retrain the model.

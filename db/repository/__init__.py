@@ -26,7 +26,15 @@ One module per aggregate; import from here (``from db import repository``), not 
 """
 
 from db.repository._common import NUM_GRADES, NotFoundError
-from db.repository.annotations import add_annotation, annotations_for_image, delete_draft, get_draft, save_draft
+from db.repository.annotations import (
+    add_annotation,
+    annotations_for_image,
+    corrections_since,
+    current_annotations,
+    delete_draft,
+    get_draft,
+    save_draft,
+)
 from db.repository.audit import audit_entries, record_audit, record_event
 from db.repository.holdouts import (
     HoldoutMember,
@@ -37,7 +45,7 @@ from db.repository.holdouts import (
     holdout_members,
     list_holdouts,
 )
-from db.repository.images import add_image, get_image, get_image_by_sha
+from db.repository.images import add_image, count_images, get_image, get_image_by_sha
 from db.repository.jobs import (
     DEFAULT_LEASE_S,
     DEFAULT_MAX_ATTEMPTS,
@@ -49,7 +57,9 @@ from db.repository.jobs import (
     fail_job,
     get_job,
     heartbeat_job,
+    last_job_queued_at,
     list_jobs,
+    oldest_job,
     reap_expired_jobs,
 )
 from db.repository.model_versions import (
@@ -60,6 +70,7 @@ from db.repository.model_versions import (
     get_model_version,
     get_model_version_by_name,
     list_model_versions,
+    model_version_by_checkpoint,
     promote_model_version,
     reject_model_version,
     rollback_model_version,
@@ -68,8 +79,11 @@ from db.repository.model_versions import (
 )
 from db.repository.predictions import (
     add_prediction,
+    count_predictions,
     expert_model_grades,
+    get_prediction,
     latest_prediction,
+    prediction_of_model,
     predictions_for_image,
     set_display_hashes,
 )
@@ -80,11 +94,11 @@ from db.repository.users import create_user, disable_user, get_user, get_user_by
 __all__ = [
     "DEFAULT_LEASE_S",
     "DEFAULT_MAX_ATTEMPTS",
-    "MODEL_STATUS_CHANGES",
-    "NUM_GRADES",
     "HoldoutMember",
     "JobTimeLimitError",
     "LeaseLostError",
+    "MODEL_STATUS_CHANGES",
+    "NUM_GRADES",
     "NotFoundError",
     "QueueOrder",
     "ReviewQueueRow",
@@ -99,7 +113,11 @@ __all__ = [
     "audit_entries",
     "claim_job",
     "complete_job",
+    "corrections_since",
+    "count_images",
+    "count_predictions",
     "create_user",
+    "current_annotations",
     "delete_draft",
     "disable_user",
     "enqueue_job",
@@ -112,6 +130,7 @@ __all__ = [
     "get_job",
     "get_model_version",
     "get_model_version_by_name",
+    "get_prediction",
     "get_setting",
     "get_user",
     "get_user_by_id",
@@ -119,16 +138,20 @@ __all__ = [
     "holdout_digest",
     "holdout_image_hashes",
     "holdout_members",
+    "last_job_queued_at",
     "latest_prediction",
     "list_holdouts",
     "list_jobs",
     "list_model_versions",
     "list_users",
+    "model_version_by_checkpoint",
+    "oldest_job",
+    "prediction_of_model",
     "predictions_for_image",
     "promote_model_version",
+    "reap_expired_jobs",
     "record_audit",
     "record_event",
-    "reap_expired_jobs",
     "reject_model_version",
     "review_queue",
     "rollback_model_version",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select
@@ -149,10 +150,45 @@ def annotations_for_image(
     if annotator_id is not None:
         query = query.where(Annotation.annotator_id == annotator_id)
     if current_only:
-        newer = Annotation.__table__.alias("newer")
-        later = select(newer.c.id).where(newer.c.previous_id == Annotation.id)
-        query = query.where(~exists(later))
+        query = query.where(_not_replaced())
     return list(session.scalars(query.order_by(Annotation.id)))
+
+
+def _not_replaced() -> Any:
+    # An annotation is current while no later annotation names it as its previous one.
+    newer = Annotation.__table__.alias("newer")
+    return ~exists(select(newer.c.id).where(newer.c.previous_id == Annotation.id))
+
+
+def current_annotations(
+    session: Session, image_ids: Sequence[int] | None = None, *, include_imported: bool = True
+) -> list[Annotation]:
+    """Each annotator's latest annotation of each image (those no later one replaces), oldest first.
+
+    Args:
+        image_ids: Only these images' (default: every image's).
+        include_imported: False leaves out reference labels imported from a dataset.
+    """
+    query = select(Annotation).where(_not_replaced())
+    if image_ids is not None:
+        query = query.where(Annotation.image_id.in_(list(image_ids)))
+    if not include_imported:
+        query = query.where(Annotation.imported.is_(False))
+    return list(session.scalars(query.order_by(Annotation.id)))
+
+
+def corrections_since(session: Session, since: datetime | None) -> tuple[int, int]:
+    """Clinicians' annotations saved after ``since`` (all, for None) and how many accounts wrote them.
+
+    Imported reference labels are not corrections and are not counted.
+    """
+    query = select(func.count(Annotation.id), func.count(func.distinct(Annotation.annotator_id))).where(
+        Annotation.imported.is_(False)
+    )
+    if since is not None:
+        query = query.where(Annotation.created_at > since)
+    count, annotators = session.execute(query).one()
+    return int(count), int(annotators)
 
 
 def get_draft(session: Session, user_id: int, image_id: int) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -76,6 +76,11 @@ def add_image(
 def get_image(session: Session, image_id: int) -> Image | None:
     """The image with id ``image_id``, or None."""
     return session.get(Image, image_id)
+
+
+def count_images(session: Session) -> int:
+    """How many photographs the database holds."""
+    return int(session.scalar(select(func.count()).select_from(Image)) or 0)
 
 
 def get_image_by_sha(session: Session, sha256: str) -> Image | None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Job, JobStatus, utcnow
@@ -78,6 +78,19 @@ def list_jobs(
     if kind is not None:
         query = query.where(Job.kind == kind)
     return list(session.scalars(query.order_by(Job.id.desc()).limit(limit)))
+
+
+def oldest_job(session: Session, kind: str, statuses: Sequence[JobStatus | str]) -> Job | None:
+    """The oldest job of ``kind`` in one of ``statuses`` (e.g. the retraining job still waiting), or None."""
+    wanted = [JobStatus(s) for s in statuses]
+    return session.scalars(
+        select(Job).where(Job.kind == kind, Job.status.in_(wanted)).order_by(Job.id).limit(1)
+    ).first()
+
+
+def last_job_queued_at(session: Session, kind: str) -> datetime | None:
+    """When the most recent job of ``kind`` was queued, or None if there never was one."""
+    return session.scalars(select(func.max(Job.created_at)).where(Job.kind == kind)).one()
 
 
 def _check_lease(lease_s: float) -> None:

@@ -101,6 +101,13 @@ def active_model_version(session: Session) -> ModelVersion | None:
     ).one_or_none()
 
 
+def model_version_by_checkpoint(session: Session, checkpoint_sha256: str) -> ModelVersion | None:
+    """The first registered version whose weights have this sha256, or None."""
+    return session.scalars(
+        select(ModelVersion).where(ModelVersion.checkpoint_sha256 == checkpoint_sha256).order_by(ModelVersion.id)
+    ).first()
+
+
 def _fresh_version(session: Session, version_id: int) -> ModelVersion:
     version = session.get(ModelVersion, version_id, populate_existing=True)
     if version is None:

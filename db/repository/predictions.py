@@ -122,6 +122,29 @@ def latest_prediction(session: Session, image_id: int, *, include_shadow: bool =
     return session.scalars(query.order_by(Prediction.id.desc()).limit(1)).first()
 
 
+def get_prediction(session: Session, prediction_id: int) -> Prediction | None:
+    """The prediction with id ``prediction_id``, or None."""
+    return session.get(Prediction, prediction_id)
+
+
+def prediction_of_model(
+    session: Session, image_id: int, *, model_version_id: int | None, model_name: str | None = None
+) -> Prediction | None:
+    """The image's first prediction by registered version ``model_version_id``, or, when that is None, by the
+    unregistered model called ``model_name``; None if that model has not graded the image."""
+    query = select(Prediction).where(Prediction.image_id == image_id)
+    if model_version_id is not None:
+        query = query.where(Prediction.model_version_id == model_version_id)
+    else:
+        query = query.where(Prediction.model_version_id.is_(None), Prediction.model_name == model_name)
+    return session.scalars(query.order_by(Prediction.id).limit(1)).first()
+
+
+def count_predictions(session: Session) -> int:
+    """How many predictions the database holds (active and shadow)."""
+    return int(session.scalar(select(func.count()).select_from(Prediction)) or 0)
+
+
 def predictions_for_image(session: Session, image_id: int, *, include_shadow: bool = True) -> list[Prediction]:
     """All predictions for an image, oldest first (shadow ones too unless ``include_shadow`` is False)."""
     query = select(Prediction).where(Prediction.image_id == image_id)
