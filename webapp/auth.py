@@ -30,20 +30,9 @@ import streamlit as st
 from db import accounts, repository
 from db.models import Role
 from webapp.services import sessions
+from webapp.state import FORGET_KEY, NOTICE_KEY, PAGE_RUNS_KEY, SESSION_KEY, STALE_KEY, TOKEN_KEY, USER_KEY
 
-USER_KEY = "user"
-#: Id of this browser's row in ``user_sessions``; absent only where a test put a user in the state directly.
-SESSION_KEY = "auth_session"
-#: The token to keep in the browser's cookie while signed in.
-TOKEN_KEY = "auth_token"
-#: Why the last session ended, shown once on the sign-in form.
-NOTICE_KEY = "auth_notice"
-#: Set at sign-out: the browser's cookie is removed on the next page run.
-FORGET_KEY = "auth_forget_cookie"
-#: The stale token this browser session already reported as signed out (the notice is shown once).
-STALE_KEY = "auth_stale_token"
 COOKIE = "drgnet_session"
-_RUNS_KEY = "auth_page_runs"
 #: Set to 1 behind a reverse proxy that appends the client's address to X-Forwarded-For (see client_address).
 TRUST_FORWARDED_ENV = "DRGNET_TRUST_FORWARDED_FOR"
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,100}")
@@ -189,7 +178,7 @@ def watch_session() -> None:
         return
     policy = accounts.AccountPolicy.from_env()
     delay_ms = int(1000 * (policy.session_idle_s + min(60.0, policy.session_idle_s / 10) + 1.0))
-    runs = st.session_state[_RUNS_KEY] = st.session_state.get(_RUNS_KEY, 0) + 1
+    runs = st.session_state[PAGE_RUNS_KEY] = st.session_state.get(PAGE_RUNS_KEY, 0) + 1
     st.html(
         f"<script>/* run {runs} */ clearTimeout(window.drgnetIdleTimer);"
         f"window.drgnetIdleTimer = setTimeout(() => window.location.reload(), {delay_ms});</script>",

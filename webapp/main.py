@@ -2,15 +2,21 @@
 
 The router decides who sees what: a visitor who is not signed in gets the sign-in form and nothing else, a user whose
 password an admin reset gets only the change-password page, clinicians get the review pages, and only admins get the
-Models and Users pages registered at all (each of those pages checks the role again itself). Sessions survive a
-browser refresh through a cookie (see webapp/auth.py).
+Models and Users pages registered at all (each of those pages checks the role again itself; the page table is
+:data:`webapp.nav.PAGES`). Sessions survive a browser refresh through a cookie (see webapp/auth.py).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from webapp import auth, nav
+from webapp import auth, nav, state
+
+
+def _run(pages: list[st.Page] | dict[str, list[st.Page]], **kwargs: str) -> None:
+    registered = pages if isinstance(pages, list) else [p for section in pages.values() for p in section]
+    state.set_pages(registered)
+    st.navigation(pages, **kwargs).run()
 
 
 def main() -> None:
@@ -18,7 +24,7 @@ def main() -> None:
     user = auth.current_user()
     if user is None:
         auth.write_cookie()  # removes a stale session cookie
-        st.navigation([nav.login()], position="hidden").run()
+        _run([nav.LOGIN.page()], position="hidden")
         return
     with st.sidebar:
         st.caption(f"Signed in as **{user.username}** ({user.role})")
@@ -26,12 +32,9 @@ def main() -> None:
         auth.write_cookie()
         auth.watch_session()
     if user.must_change_password:  # after an admin's reset: nothing else until the password is changed
-        st.navigation([nav.page("account")], position="hidden").run()
+        _run([nav.BY_NAME["account"].page()], position="hidden")
         return
-    pages = {"Review": [nav.page(n) for n, spec in nav.PAGES.items() if not spec[3]]}
-    if user.is_admin:
-        pages["Administration"] = [nav.page(n) for n, spec in nav.PAGES.items() if spec[3]]
-    st.navigation(pages).run()
+    _run(nav.pages_for(user.role))
 
 
 main()

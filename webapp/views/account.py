@@ -6,7 +6,7 @@ import streamlit as st
 
 from db import accounts
 from db.passwords import MIN_PASSWORD_LENGTH
-from webapp import auth
+from webapp import auth, state
 from webapp.services import sessions
 
 
@@ -34,18 +34,18 @@ def account_page() -> None:
     with sessions().begin() as session:
         try:
             accounts.change_password(
-                session, user.id, current, new, keep_session=st.session_state.get(auth.SESSION_KEY)
+                session, user.id, current, new, keep_session=st.session_state.get(state.SESSION_KEY)
             )
         except ValueError as exc:  # caught inside the transaction: a wrong current password is still counted
             error = str(exc)
     if error is not None:
         st.error(f"Not changed: {error}.")
         return
-    st.session_state["acc_changed"] = True
+    st.session_state[state.PASSWORD_CHANGED_KEY] = True
     st.rerun()  # the router reads the cleared must-change flag and shows every page again
 
 
 def changed_notice() -> None:
     """A one-time confirmation after a change (the page rerun clears the form)."""
-    if st.session_state.pop("acc_changed", False):
+    if st.session_state.pop(state.PASSWORD_CHANGED_KEY, False):
         st.success("Password changed.")

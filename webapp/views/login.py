@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from webapp import auth
+from webapp import auth, state
 
 
 def login_page() -> None:
     st.title("DRG-Net review")
     st.caption("Diabetic retinopathy grading and lesion review. Sign in with your account.")
-    notice = st.session_state.pop(auth.NOTICE_KEY, None)
+    notice = st.session_state.pop(state.NOTICE_KEY, None)
     if notice:
         st.info(notice)
     with st.form("login"):

@@ -6,7 +6,7 @@ import streamlit as st
 
 from db import repository
 from feedback.settings import may_upload
-from webapp import auth
+from webapp import auth, state
 from webapp.services import UPLOAD_REFUSED, ingest_and_predict, sessions
 
 ACCEPTED = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp", "dcm"]  # DICOM: de-identified on intake
@@ -50,8 +50,8 @@ def upload_page() -> None:
             on_progress=progress,
         )
         bar.progress(1.0, text=f"{len(files)} file(s) processed.")
-        st.session_state["up_outcomes"] = outcomes
-    outcomes = st.session_state.get("up_outcomes")
+        st.session_state[state.UPLOAD_OUTCOMES_KEY] = outcomes
+    outcomes = st.session_state.get(state.UPLOAD_OUTCOMES_KEY)
     if outcomes:
         good = [o for o in outcomes if o.error is None]
         bad = [o for o in outcomes if o.error is not None]

@@ -7,7 +7,7 @@ import streamlit as st
 from db import accounts, repository
 from db.models import Role, ThrottleScope
 from db.passwords import MIN_PASSWORD_LENGTH
-from webapp import auth
+from webapp import auth, state
 from webapp.services import sessions
 
 
@@ -91,7 +91,7 @@ def _add_user(factory, admin: auth.SignedIn) -> None:
 
 def _reset_password(factory, admin: auth.SignedIn, others: list[str]) -> None:
     st.subheader("Reset a password")
-    shown = st.session_state.pop("us_temporary", None)
+    shown = st.session_state.pop(state.TEMPORARY_PASSWORD_KEY, None)
     if shown:
         st.success(f"Password of {shown[0]} reset: their sessions ended; they must change it when they sign in.")
         if shown[1]:
@@ -114,5 +114,5 @@ def _reset_password(factory, admin: auth.SignedIn, others: list[str]) -> None:
             st.error(str(exc))
             return
         # A generated password is shown once; one the admin typed they know already.
-        st.session_state["us_temporary"] = (who, None if given else temporary)
+        st.session_state[state.TEMPORARY_PASSWORD_KEY] = (who, None if given else temporary)
         st.rerun()

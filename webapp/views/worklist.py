@@ -9,17 +9,11 @@ from drgnet.labels import GRADE_NAMES, normalised_entropy, referable_probability
 from feedback.strategies import STRATEGIES
 from webapp import auth
 from webapp.services import sessions
+from webapp.state import ORDER_KEY, REVIEW_KEY, open_review
+
+__all__ = ["ORDER_KEY", "QUEUE_LIMIT", "REVIEW_KEY", "open_review", "worklist_page"]
 
 QUEUE_LIMIT = 500
-ORDER_KEY = "worklist_ids"
-REVIEW_KEY = "review_image_id"
-
-
-def open_review(image_id: int) -> None:
-    st.session_state[REVIEW_KEY] = image_id
-    from webapp import nav  # here, not at the top: nav imports every page, the review page imports this one
-
-    nav.switch_to("review")
 
 
 def worklist_page() -> None:
