@@ -33,6 +33,7 @@ from db import repository
 from db.artifacts import artifact_store
 from db.models import Image, Prediction
 from drgnet.labels import LESIONS
+from feedback.maps import load_maps, read_rgb
 
 #: Longest side of the display derivatives in pixels: wider than the review page's overview shows.
 DISPLAY_MAX_SIDE = 1024
@@ -129,8 +130,6 @@ def ensure_display(
     """The prediction's derivatives, made and recorded (in the caller's transaction) if it has none yet."""
     if prediction.display_hashes:
         return dict(prediction.display_hashes)
-    from feedback.predictions import load_maps, read_rgb  # here: predictions imports this module
-
     lesions, attention = load_maps(prediction, data_dir)
     doc = make_display(read_rgb(image, data_dir), lesions, attention, data_dir)
     repository.set_display_hashes(session, prediction.id, doc)
@@ -139,6 +138,4 @@ def ensure_display(
 
 def photo_display(image: Image, data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Derivatives of a photograph that has no prediction yet (not recorded: made again if asked again)."""
-    from feedback.predictions import read_rgb
-
     return make_display(read_rgb(image, data_dir), None, None, data_dir)

@@ -8,7 +8,6 @@ Maps stored by earlier versions as float ``.npz`` are still read.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from pathlib import Path
@@ -18,18 +17,23 @@ from sqlalchemy.orm import Session
 
 from db import repository
 from db.artifacts import artifact_store
-from db.ingest import read_image_bytes
 from db.models import Image, Prediction
-from drgnet.data.preprocess import load_rgb
 from drgnet.inference import Prediction as ModelPrediction
 from drgnet.inference import Predictor
 from drgnet.labels import LESIONS
 from feedback.display import make_display
+from feedback.maps import decode_map, encode_map, load_maps, read_rgb
 
-
-def read_rgb(image: Image, data_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
-    """The stored photograph of an image row as ``(H, W, 3)`` uint8 RGB."""
-    return load_rgb(io.BytesIO(read_image_bytes(image, data_dir)))
+__all__ = [
+    "checkpoint_dir",
+    "decode_map",
+    "encode_map",
+    "load_maps",
+    "predict_and_store",
+    "read_rgb",
+    "store_maps",
+    "store_prediction",
+]
 
 
 def predict_and_store(
@@ -133,37 +137,6 @@ def store_prediction(
         actor_id=actor_id,
         display_hashes=display_hashes,
     )
-
-
-def encode_map(probabilities: np.ndarray) -> np.ndarray:
-    """A ``[0, 1]`` map as stored (a greyscale PNG): uint8 steps of 1/255.
-
-    Steps of 1/255 are finer than anything the app draws or thresholds, and a map that is zero almost everywhere
-    compresses to a few kilobytes (float16 ``.npz`` maps cost ~1.3 MB per 512 px photograph and most of a screening
-    run's storing time).
-    """
-    return np.rint(np.clip(probabilities, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def decode_map(stored: np.ndarray) -> np.ndarray:
-    """A stored map as float32 probabilities (uint8 steps of 1/255; maps stored as floats are read unchanged)."""
-    if stored.dtype == np.uint8:
-        return stored.astype(np.float32) / np.float32(255.0)
-    return stored.astype(np.float32)
-
-
-def load_maps(
-    prediction: Prediction, data_dir: str | os.PathLike[str] | None = None
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The ``(4, H, W)`` float32 lesion probabilities and ``(H, W)`` attention of a stored prediction (or None)."""
-    store = artifact_store(data_dir)
-    lesion = None
-    if prediction.lesion_map_hashes and all(n in prediction.lesion_map_hashes for n in LESIONS):
-        lesion = np.stack([decode_map(store.get_map(prediction.lesion_map_hashes[n])) for n in LESIONS])
-    attention = None
-    if prediction.attention_map_hash:
-        attention = decode_map(store.get_map(prediction.attention_map_hash))
-    return lesion, attention
 
 
 def checkpoint_dir(path: str | os.PathLike[str]) -> Path:
