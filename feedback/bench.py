@@ -85,31 +85,16 @@ def _scores(model: Any, dataset: Any, batch_size: int) -> dict[str, float]:
     return {"qwk": m["qwk"], "aupr": m["lesion_aupr_mean"]}
 
 
-def run(cfg: FeedbackBenchConfig, out: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-
+def _train_source(cfg: FeedbackBenchConfig, source: Any, train_idx: Any, out: Path, log: Callable[[str], None]) -> Any:
+    """The source model, trained on the source camera's photographs (best epoch, in eval mode)."""
     from drgnet.config import ModelConfig, TrainConfig
-    from drgnet.data.readers import open_dataset, split_indices
     from drgnet.data.transforms import train_transforms
-    from drgnet.inference import Predictor
     from drgnet.model import DRGNet
     from drgnet.training.data import FundusDataset
     from drgnet.training.engine import fit, seed_everything
     from drgnet.training.task import JointTask
-    from feedback.retrain import CorrectedImage, CorrectionDataset, ReplayDataset, RetrainConfig, finetune
-    from feedback.simulate import ExpertNoise, SimulatedExpert
-    from feedback.weak_labels import combine_votes, vote_from_masks
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     size = cfg.input_size
-    source_dir = _cohort(out / "data", cfg.n_source, cfg.image_size, cfg.source_style, cfg.seed)
-    corrected_dir = _cohort(out / "data", cfg.n_corrected, cfg.image_size, cfg.target_style, cfg.seed + 100)
-    test_dir = _cohort(out / "data", cfg.n_target_test, cfg.image_size, cfg.target_style, cfg.seed + 200)
-    source = open_dataset(source_dir, layout="synthetic")
-    train_idx, holdout_idx, _ = split_indices(source.grades, (0.8, 0.2, 0.0), seed=cfg.seed)
-    source_holdout = FundusDataset(source, size, None, indices=holdout_idx)
-    target_test = FundusDataset(open_dataset(test_dir, layout="synthetic"), size, None)
-
     seed_everything(cfg.seed)
     model_cfg = ModelConfig(
         encoder_weights="imagenet" if cfg.pretrained else None,
@@ -140,15 +125,55 @@ def run(cfg: FeedbackBenchConfig, out: Path, log: Callable[[str], None] = print)
     model.load_state_dict(result.best_state)
     model.eval()
     log(f"source model trained in {time.perf_counter() - t0:.0f} s")
+    return model
+
+
+def _corrected_images(corrections: list[tuple[Any, Any]], tolerance_px: int) -> list[Any]:
+    """The simulated expert's corrections as the retraining's weak labels, one annotator per photograph."""
+    from feedback.retrain import CorrectedImage
+    from feedback.weak_labels import combine_votes, vote_from_masks
+
+    items = []
+    for sample, c in corrections:
+        vote = vote_from_masks(1, c.kind, c.grade, c.masks, sample.image.shape[:2], tolerance_px)
+        label = combine_votes(len(items), [vote], {})
+        if label is not None:
+            items.append(CorrectedImage(sample.image, label))
+    return items
+
+
+def run(cfg: FeedbackBenchConfig, out: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Train the source model once, then retrain it per (noise, kind, method) and score every result.
+
+    Returns:
+        One row per (noise, kind, method), also written to ``out/feedback.json`` and ``out/feedback.md``.
+    """
+    from drgnet.data.readers import open_dataset, split_indices
+    from drgnet.data.transforms import train_transforms
+    from drgnet.inference import Predictor
+    from drgnet.training.data import FundusDataset
+    from feedback.retrain import CorrectionDataset, ReplayDataset, RetrainConfig, finetune
+    from feedback.simulate import ExpertNoise, SimulatedExpert
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = cfg.input_size
+    source_dir = _cohort(out / "data", cfg.n_source, cfg.image_size, cfg.source_style, cfg.seed)
+    corrected_dir = _cohort(out / "data", cfg.n_corrected, cfg.image_size, cfg.target_style, cfg.seed + 100)
+    test_dir = _cohort(out / "data", cfg.n_target_test, cfg.image_size, cfg.target_style, cfg.seed + 200)
+    source = open_dataset(source_dir, layout="synthetic")
+    train_idx, holdout_idx, _ = split_indices(source.grades, (0.8, 0.2, 0.0), seed=cfg.seed)
+    source_holdout = FundusDataset(source, size, None, indices=holdout_idx)
+    target_test = FundusDataset(open_dataset(test_dir, layout="synthetic"), size, None)
+
+    model = _train_source(cfg, source, train_idx, out, log)
     source_state = copy.deepcopy(model.state_dict())
-    before_target = _scores(model, target_test, 16)
-    before_source = _scores(model, source_holdout, 16)
-    log(f"before: target QWK {before_target['qwk']:.3f} AUPR {before_target['aupr']:.3f}")
+    before = {"target": _scores(model, target_test, 16), "source": _scores(model, source_holdout, 16)}
+    log(f"before: target QWK {before['target']['qwk']:.3f} AUPR {before['target']['aupr']:.3f}")
 
     predictor = Predictor(model)
-    targets = open_dataset(corrected_dir, layout="synthetic")
     predictions = []
-    for sample in targets:
+    for sample in open_dataset(corrected_dir, layout="synthetic"):
         p = predictor.predict(sample.image, source=sample.name)
         predictions.append((sample, p.lesion_masks() > 0, p.fov_mask))
     robust_cfg = RetrainConfig(
@@ -168,41 +193,41 @@ def run(cfg: FeedbackBenchConfig, out: Path, log: Callable[[str], None] = print)
                 # Each row replays the same augmented source batches: rows differ only by their method.
                 augment = train_transforms(size, "light", seed=cfg.seed)
                 rep = ReplayDataset(FundusDataset(source, size, augment, indices=train_idx)) if replays else None
-                items = []
-                for sample, c in corrections:
-                    shape = sample.image.shape[:2]
-                    vote = vote_from_masks(1, c.kind, c.grade, c.masks, shape, mcfg.tolerance_px)
-                    label = combine_votes(len(items), [vote], {})
-                    if label is not None:
-                        items.append(CorrectedImage(sample.image, label))
+                items = _corrected_images(corrections, mcfg.tolerance_px)
                 model.load_state_dict(source_state)
                 t = time.perf_counter()
                 tuned = finetune(model, CorrectionDataset(items, size, flip=True, seed=cfg.seed), rep, mcfg)
                 seconds = time.perf_counter() - t
-                after_target = _scores(tuned, target_test, 16)
-                after_source = _scores(tuned, source_holdout, 16)
-                row = {
-                    "noise": noise,
-                    "kind": kind,
-                    "method": method,
-                    "target_qwk_before": before_target["qwk"],
-                    "target_qwk_after": after_target["qwk"],
-                    "target_aupr_before": before_target["aupr"],
-                    "target_aupr_after": after_target["aupr"],
-                    "source_qwk_change": _diff(after_source["qwk"], before_source["qwk"]),
-                    "source_aupr_change": _diff(after_source["aupr"], before_source["aupr"]),
-                    "seconds": seconds,
-                }
-                rows.append(row)
-                log(
-                    f"noise {noise:.0%} {kind:10s} {method:5s}: target QWK {_f(row['target_qwk_after'])} "
-                    f"AUPR {_f(row['target_aupr_after'])}  source dQWK {_f(row['source_qwk_change'])}  {seconds:.0f} s"
-                )
+                after = {"target": _scores(tuned, target_test, 16), "source": _scores(tuned, source_holdout, 16)}
+                rows.append(_row(noise, kind, method, before, after, seconds))
+                log(_row_line(rows[-1]))
                 (out / "feedback.json").write_text(
                     json.dumps({"config": dataclasses.asdict(cfg), "rows": rows}, indent=2, default=float)
                 )
     (out / "feedback.md").write_text(markdown(cfg, rows))
     return rows
+
+
+def _row(noise: float, kind: str, method: str, before: dict, after: dict, seconds: float) -> dict[str, Any]:
+    return {
+        "noise": noise,
+        "kind": kind,
+        "method": method,
+        "target_qwk_before": before["target"]["qwk"],
+        "target_qwk_after": after["target"]["qwk"],
+        "target_aupr_before": before["target"]["aupr"],
+        "target_aupr_after": after["target"]["aupr"],
+        "source_qwk_change": _diff(after["source"]["qwk"], before["source"]["qwk"]),
+        "source_aupr_change": _diff(after["source"]["aupr"], before["source"]["aupr"]),
+        "seconds": seconds,
+    }
+
+
+def _row_line(row: dict[str, Any]) -> str:
+    return (
+        f"noise {row['noise']:.0%} {row['kind']:10s} {row['method']:5s}: target QWK {_f(row['target_qwk_after'])} "
+        f"AUPR {_f(row['target_aupr_after'])}  source dQWK {_f(row['source_qwk_change'])}  {row['seconds']:.0f} s"
+    )
 
 
 def _diff(a: float | None, b: float | None) -> float | None:

@@ -19,15 +19,17 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import repository
 from db.artifacts import artifact_store
 from db.ingest import ingest_image
 from db.models import AnnotationKind, Role
+from drgnet.data import Sample
 from drgnet.data.readers import open_dataset
 from drgnet.labels import LESIONS
-from feedback.intake import prepare_upload
+from feedback.intake import Intake, prepare_upload
 from feedback.masks import encode_full
 
 REFERENCE_PREFIX = "reference-"
@@ -68,6 +70,22 @@ def reference_account(session: Session, name: str) -> int:
     return user.id
 
 
+def _prepared(sample: Sample) -> tuple[Intake, dict[str, np.ndarray]]:
+    """The photograph as it will be stored, and the lesion masks the dataset knows (lesion -> ``(H, W)`` mask).
+
+    Raises:
+        ValueError: the sample has no grade, or its photograph or masks cannot be stored.
+    """
+    if sample.grade is None:
+        raise ValueError(f"{sample.path}: no grade in the dataset (an annotation needs one)")
+    intake = prepare_upload(Path(sample.path).read_bytes(), Path(sample.path).name)
+    if sample.masks is None:
+        return intake, {}
+    if sample.masks.shape[1:] != (intake.prepared.height, intake.prepared.width):
+        raise ValueError(f"{sample.path}: its masks do not match the stored photograph's size")
+    return intake, {lesion: sample.masks[k] for k, lesion in enumerate(LESIONS) if sample.lesion_known[k]}
+
+
 def import_reference_labels(
     sessions: sessionmaker[Session],
     root: str | os.PathLike[str],
@@ -93,25 +111,11 @@ def import_reference_labels(
     for index in range(len(reader)):
         try:
             sample = reader[index]
+            intake, known = _prepared(sample)
         except (ValueError, OSError) as exc:
             summary.refused.append(str(exc))
             continue
-        if sample.grade is None:
-            summary.refused.append(f"{sample.path}: no grade in the dataset (an annotation needs one)")
-            continue
-        try:
-            intake = prepare_upload(Path(sample.path).read_bytes(), Path(sample.path).name)
-        except (ValueError, OSError) as exc:
-            summary.refused.append(str(exc))
-            continue
-        masks: dict[str, str] = {}
-        if sample.masks is not None:
-            if sample.masks.shape[1:] != (intake.prepared.height, intake.prepared.width):
-                summary.refused.append(f"{sample.path}: its masks do not match the stored photograph's size")
-                continue
-            for k, lesion in enumerate(LESIONS):
-                if sample.lesion_known[k]:
-                    masks[lesion] = store.put_png(encode_full(sample.masks[k]))
+        masks = {lesion: store.put_png(encode_full(mask)) for lesion, mask in known.items()}
         with sessions.begin() as session:
             image = ingest_image(
                 session,

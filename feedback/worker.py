@@ -113,32 +113,6 @@ class Worker:
         timed_out = threading.Event()
         stop = threading.Event()
 
-        def beat() -> None:
-            renewed_at = 0
-            while not stop.wait(self.lease_s / 3):
-                ticks = state["ticks"]
-                if ticks == renewed_at:
-                    continue  # no progress since the last renewal: let the lease run out if it never comes
-                try:
-                    with self.Session.begin() as s:
-                        repository.heartbeat_job(
-                            s,
-                            job_id,
-                            self.worker_id,
-                            progress=state["progress"],
-                            message=state["message"],
-                            lease_s=self.lease_s,
-                        )
-                    renewed_at = ticks
-                except LeaseLostError:
-                    lost.set()
-                    return
-                except JobTimeLimitError:
-                    timed_out.set()
-                    return
-                except Exception as exc:  # a database hiccup: try again at the next beat
-                    self.log(f"[{self.worker_id}] heartbeat of job {job_id} failed: {exc}")
-
         def progress(fraction: float, message: str) -> None:
             if lost.is_set():
                 raise JobAbandoned(f"job {job_id}: lease lost to another worker")
@@ -151,7 +125,9 @@ class Worker:
         def finalize(session: Session, result: dict[str, Any]) -> None:
             repository.complete_job(session, job_id, self.worker_id, result)
 
-        heart = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+        heart = threading.Thread(
+            target=self._beat, args=(job_id, state, lost, timed_out, stop), name=f"heartbeat-{job_id}", daemon=True
+        )
         heart.start()
         job_view = Job(id=job_id, kind=kind, params=dict(params), attempts=attempt)
         try:
@@ -160,23 +136,60 @@ class Worker:
         except (JobAbandoned, LeaseLostError) as exc:
             self.log(f"[{self.worker_id}] job {job_id}: abandoned ({exc})")
         except Exception as exc:
-            # Bad input (no active version, too few corrections, bad params) will not get better by retrying,
-            # and neither will an attempt that hung until its time limit.
-            retry = not isinstance(exc, ValueError | PermissionError | JobTimedOut)
-            detail = f"{type(exc).__name__}: {exc}"
-            self.log(f"[{self.worker_id}] job {job_id}: failed ({detail})")
-            if retry:
-                self.log(traceback.format_exc())
-            try:
-                with self.Session.begin() as session:
-                    repository.fail_job(session, job_id, self.worker_id, detail[:4000], retry=retry)
-            except LeaseLostError:
-                pass
+            self._fail(job_id, exc)
         finally:
             stop.set()
             heart.join()
         with self.Session() as session:
             return repository.get_job(session, job_id)
+
+    def _beat(
+        self,
+        job_id: int,
+        state: dict[str, Any],
+        lost: threading.Event,
+        timed_out: threading.Event,
+        stop: threading.Event,
+    ) -> None:
+        """Renew the job's lease every third of it while the job reports progress (the heartbeat thread)."""
+        renewed_at = 0
+        while not stop.wait(self.lease_s / 3):
+            ticks = state["ticks"]
+            if ticks == renewed_at:
+                continue  # no progress since the last renewal: let the lease run out if it never comes
+            try:
+                with self.Session.begin() as s:
+                    repository.heartbeat_job(
+                        s,
+                        job_id,
+                        self.worker_id,
+                        progress=state["progress"],
+                        message=state["message"],
+                        lease_s=self.lease_s,
+                    )
+                renewed_at = ticks
+            except LeaseLostError:
+                lost.set()
+                return
+            except JobTimeLimitError:
+                timed_out.set()
+                return
+            except Exception as exc:  # a database hiccup: try again at the next beat
+                self.log(f"[{self.worker_id}] heartbeat of job {job_id} failed: {exc}")
+
+    def _fail(self, job_id: int, exc: Exception) -> None:
+        # Bad input (no active version, too few corrections, bad params) will not get better by retrying,
+        # and neither will an attempt that hung until its time limit.
+        retry = not isinstance(exc, ValueError | PermissionError | JobTimedOut)
+        detail = f"{type(exc).__name__}: {exc}"
+        self.log(f"[{self.worker_id}] job {job_id}: failed ({detail})")
+        if retry:
+            self.log(traceback.format_exc())
+        try:
+            with self.Session.begin() as session:
+                repository.fail_job(session, job_id, self.worker_id, detail[:4000], retry=retry)
+        except LeaseLostError:
+            pass
 
     def run_forever(self, poll_s: float = DEFAULT_POLL_S, stop: threading.Event | None = None) -> None:
         """Run jobs until ``stop`` is set, sleeping ``poll_s`` seconds whenever the queue is empty."""

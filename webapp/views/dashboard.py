@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 
 import pandas as pd
 import streamlit as st
@@ -55,43 +56,54 @@ def _models_against_experts() -> None:
     st.dataframe(models_against_experts(rows), hide_index=True, width="stretch")
 
 
-def dashboard_page() -> None:
-    user = auth.require_user()
-    st.title("Dashboard")
-    model_pairs: list[tuple[int, int]] = []
-    per_annotator: dict[str, Counter] = defaultdict(Counter)
-    grades_by_image: dict[int, dict[str, int]] = {}
-    reference: dict[int, int] = {}  # imported reference labels (drgnet import-labels), kept apart from clinicians
-    model_grades: dict[int, int] = {}
+@dataclass
+class _Figures:
+    """What the dashboard counts from the current annotations of the images in the review queue."""
+
+    model_pairs: list[tuple[int, int]] = field(default_factory=list)  # (expert grade, model grade)
+    per_annotator: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    grades_by_image: dict[int, dict[str, int]] = field(default_factory=dict)
+    reference: dict[int, int] = field(default_factory=dict)  # imported reference labels, kept apart from clinicians
+    model_grades: dict[int, int] = field(default_factory=dict)
+
+
+def _gather(user_id: int) -> _Figures:
+    figures = _Figures()
     with sessions()() as session:
-        rows = repository.review_queue(session, user.id, limit=MAX_IMAGES)
-        for row in rows:
+        for row in repository.review_queue(session, user_id, limit=MAX_IMAGES):
             if row.annotation_count == 0:
                 continue
             if row.prediction is not None:
-                model_grades[row.image.id] = row.prediction.grade
-            current = repository.annotations_for_image(session, row.image.id, current_only=True)
-            for ann in current:
+                figures.model_grades[row.image.id] = row.prediction.grade
+            for ann in repository.annotations_for_image(session, row.image.id, current_only=True):
                 if ann.imported:
                     if ann.grade is not None:
-                        reference[row.image.id] = ann.grade
+                        figures.reference[row.image.id] = ann.grade
                     continue
                 name = ann.annotator.username
-                stats = per_annotator[name]
+                stats = figures.per_annotator[name]
                 stats["annotations"] += 1
                 pred = ann.based_on_prediction or row.prediction
                 if ann.grade is None:
                     stats["ungradable"] += 1
                     continue
-                grades_by_image.setdefault(row.image.id, {})[name] = ann.grade
+                figures.grades_by_image.setdefault(row.image.id, {})[name] = ann.grade
                 if pred is not None:
-                    model_pairs.append((ann.grade, pred.grade))
+                    figures.model_pairs.append((ann.grade, pred.grade))
                     stats["grade changed"] += int(ann.grade != pred.grade)
                 stats["with lesion masks"] += int(bool(ann.mask_hashes))
+    return figures
+
+
+def dashboard_page() -> None:
+    user = auth.require_user()
+    st.title("Dashboard")
+    figures = _gather(user.id)
+    model_pairs, per_annotator, grades_by_image = figures.model_pairs, figures.per_annotator, figures.grades_by_image
     if user.is_admin:
         _export_panel(user.id)
-    if reference:
-        _reference_section(reference, model_grades, grades_by_image)
+    if figures.reference:
+        _reference_section(figures.reference, figures.model_grades, grades_by_image)
     if not per_annotator:
         st.info("No annotations yet: agreement figures appear once clinicians review images.")
         return
