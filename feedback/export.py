@@ -45,7 +45,7 @@ from db import repository
 from db.artifacts import artifact_store, image_store
 from db.models import Annotation, Image
 from drgnet.labels import LESIONS, NUM_LESIONS
-from feedback.weak_labels import combine_votes, decode_vote, reliability_weights
+from feedback.weak_labels import combine_votes, current_corrections, decode_vote
 
 FORMATS = ("idrid", "csv", "coco")
 Mode = Literal["consensus", "per-annotator"]
@@ -126,12 +126,7 @@ def collect_records(
     photographs holds one set of masks in memory), and every annotator's reliability weight (user id -> weight)."""
     if mode not in ("consensus", "per-annotator"):
         raise ValueError(f"unknown export mode {mode!r}; choose consensus or per-annotator")
-    everything = repository.current_annotations(session, include_imported=False)
-    grades: dict[int, dict[int, int]] = {}
-    for a in everything:
-        if a.grade is not None:
-            grades.setdefault(a.image_id, {})[a.annotator_id] = a.grade
-    weights = reliability_weights(grades)
+    everything, weights = current_corrections(session)
     by_image: dict[int, list[Annotation]] = {}
     for a in everything:
         by_image.setdefault(a.image_id, []).append(a)

@@ -242,6 +242,20 @@ def combine_votes(image_id: int, votes: Sequence[Vote], weights: Mapping[int, fl
     )
 
 
+def current_corrections(session: Session) -> tuple[list[Annotation], dict[int, float]]:
+    """Each annotator's current annotation of each image, oldest first, and the annotators' reliability weights.
+
+    Imported reference labels (``drgnet import-labels``) are left out: they are what the model and the clinicians
+    are compared with, not corrections, so they neither train the model nor weigh the annotators.
+    """
+    everything = repository.current_annotations(session, include_imported=False)
+    grades: dict[int, dict[int, int]] = {}
+    for a in everything:
+        if a.grade is not None:
+            grades.setdefault(a.image_id, {})[a.annotator_id] = a.grade
+    return everything, reliability_weights(grades)
+
+
 def collect_weak_labels(
     session: Session,
     store: ArtifactStore,
@@ -255,14 +269,7 @@ def collect_weak_labels(
     annotator's weight does not depend on which images a job happens to look at. Imported reference annotations
     are left out.
     """
-    # Imported reference labels (drgnet import-labels) are what the model and clinicians are compared with, not
-    # corrections: they neither train the model nor weigh the annotators.
-    everything = repository.current_annotations(session, include_imported=False)
-    grades: dict[int, dict[int, int]] = {}
-    for a in everything:
-        if a.grade is not None:
-            grades.setdefault(a.image_id, {})[a.annotator_id] = a.grade
-    weights = reliability_weights(grades)
+    everything, weights = current_corrections(session)
     wanted = set(image_ids) if image_ids is not None else None
     by_image: dict[int, list[Annotation]] = {}
     for a in everything:

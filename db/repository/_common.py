@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Mapping
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,17 @@ def _json_document(value: Any, what: str) -> Any:
         return json.loads(json.dumps(value, default=_json_default, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} cannot be stored as JSON: {exc}") from exc
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def _enum_member(enum: type[E], value: E | str, what: str) -> E:
+    """``value`` as a member of ``enum``; refused with the valid choices named."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(m.value for m in enum)}") from None
 
 
 def _check_grade(grade: Any, what: str = "grade") -> int:

@@ -12,7 +12,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from db.models import Annotation, AnnotationKind, Image, Prediction, ReviewDraft, User, utcnow
-from db.repository._common import NotFoundError, _check_grade, _check_hashes, _json_document, _serialise_writes
+from db.repository._common import (
+    NotFoundError,
+    _check_grade,
+    _check_hashes,
+    _enum_member,
+    _json_document,
+    _serialise_writes,
+)
 from db.repository.audit import _audit
 
 
@@ -100,12 +107,7 @@ def _checked_content(
     kind: AnnotationKind | str, grade: int | None, mask_hashes: Mapping[str, Any] | None
 ) -> tuple[AnnotationKind, int | None, dict[str, Any]]:
     """The annotation's kind, grade and masks, refused when they do not fit together."""
-    try:
-        kind = AnnotationKind(kind)
-    except ValueError:
-        raise ValueError(
-            f"unknown annotation kind {kind!r}; choose one of {', '.join(k.value for k in AnnotationKind)}"
-        ) from None
+    kind = _enum_member(AnnotationKind, kind, "annotation kind")
     if kind is AnnotationKind.UNGRADABLE:
         if grade is not None:
             raise ValueError("an ungradable annotation has no grade; pass grade=None")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from db.hashing import is_sha256
 from db.models import ModelStatus, ModelVersion, Role, User, utcnow
 from db.operator import current_operator
-from db.repository._common import NotFoundError, _json_document, _serialise_writes
+from db.repository._common import NotFoundError, _enum_member, _json_document, _serialise_writes
 from db.repository.audit import _audit
 
 #: Status changes :func:`set_model_version_status` allows (promotion and rollback have their own functions).
@@ -243,12 +243,7 @@ def set_model_version_status(
         ValueError: for a change that is not allowed.
         NotFoundError: for an unknown version.
     """
-    try:
-        status = ModelStatus(status)
-    except ValueError:
-        raise ValueError(
-            f"unknown model status {status!r}; choose one of {', '.join(s.value for s in ModelStatus)}"
-        ) from None
+    status = _enum_member(ModelStatus, status, "model status")
     if status is ModelStatus.ACTIVE:
         return promote_model_version(session, version_id, actor_id=actor_id, reason=reason)
     _lock_model_versions(session)

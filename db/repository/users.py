@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Role, User, UserSession, utcnow
 from db.passwords import check_password_strength
-from db.repository._common import NotFoundError
+from db.repository._common import NotFoundError, _enum_member
 from db.repository.audit import _audit
 
 _USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -50,10 +50,7 @@ def create_user(
             f"user name {username!r} is invalid: use 1-64 letters, digits, '.', '_', '-' or '@', "
             "starting with a letter or digit"
         )
-    try:
-        role = Role(role)
-    except ValueError:
-        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}") from None
+    role = _enum_member(Role, role, "role")
     if get_user(session, username) is not None:
         raise ValueError(f"user {username!r} already exists")
     user = User(username=username, role=role, password_hash=_hash_password(password, username), active=True)
