@@ -46,6 +46,22 @@ class JobTimedOut(RuntimeError):
     """The attempt ran past its time limit: stop and record it as failed (retrying would hang again)."""
 
 
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a job handler is given: the claimed job as it was when claimed (not a row bound to any session)."""
+
+    id: int
+    kind: str
+    params: Mapping[str, Any]
+    attempts: int
+
+
+#: A job handler: (job, progress(fraction, message), finalize(session, result)) -> result.
+Handler = Callable[
+    [ClaimedJob, Callable[[float, str], None], Callable[[Session, dict[str, Any]], None]], dict[str, Any]
+]
+
+
 def default_worker_id() -> str:
     """Host name and process id: unique among running workers, readable in the jobs table."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -73,10 +89,15 @@ class Worker:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     log: Callable[[str], None] = print
 
-    def handlers(self) -> dict[str, Callable[[Job, Callable[[float, str], None], Callable], dict[str, Any]]]:
+    def handlers(self) -> dict[str, Handler]:
         return {JOB_KIND: self._retrain}
 
-    def _retrain(self, job: Job, progress: Callable[[float, str], None], finalize: Callable) -> dict[str, Any]:
+    def _retrain(
+        self,
+        job: ClaimedJob,
+        progress: Callable[[float, str], None],
+        finalize: Callable[[Session, dict[str, Any]], None],
+    ) -> dict[str, Any]:
         return run_retraining(
             self.Session,
             job.params,
@@ -129,7 +150,7 @@ class Worker:
             target=self._beat, args=(job_id, state, lost, timed_out, stop), name=f"heartbeat-{job_id}", daemon=True
         )
         heart.start()
-        job_view = Job(id=job_id, kind=kind, params=dict(params), attempts=attempt)
+        job_view = ClaimedJob(id=job_id, kind=kind, params=dict(params), attempts=attempt)
         try:
             result = self.handlers()[kind](job_view, progress, finalize)
             self.log(f"[{self.worker_id}] job {job_id}: done ({_summary(result)})")
