@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import (
-    event,
-    text,
-)
+from sqlalchemy import event, text
 
 from db.models.clinical import Annotation
 from db.models.model_versions import Holdout, HoldoutImage

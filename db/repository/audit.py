@@ -1,9 +1,9 @@
-"""The audit log: every repository write appends an entry in its own transaction; reading it back."""
+"""The audit log: every repository write appends an entry in the same transaction as the write; reading it back."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from db.models import AuditEntry
 from db.operator import current_operator
 from db.repository._common import _json_document
+
+R = TypeVar("R")
 
 
 def _audit(
@@ -34,6 +36,16 @@ def _audit(
             details=_json_document(details, "audit details"),
         )
     )
+
+
+def _add_audited(
+    session: Session, row: R, action: str, actor_id: int | None, details: Mapping[str, Any] | None = None
+) -> R:
+    """Insert ``row`` and audit its creation (``action`` on the row's table, by ``actor_id``) in one go."""
+    session.add(row)
+    session.flush()
+    _audit(session, action, action.partition(".")[0], row.id, actor_id, details)
+    return row
 
 
 def record_audit(

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Job, JobStatus, utcnow
 from db.repository._common import NotFoundError, _json_document, _serialise_writes
-from db.repository.audit import _audit
+from db.repository.audit import _add_audited, _audit
 
 DEFAULT_LEASE_S = 300.0
 DEFAULT_MAX_ATTEMPTS = 3
@@ -50,17 +50,8 @@ def enqueue_job(
         max_attempts=max_attempts,
         time_limit_s=time_limit_s,
     )
-    session.add(job)
-    session.flush()
-    _audit(
-        session,
-        "job.enqueue",
-        "job",
-        job.id,
-        actor_id,
-        {"kind": kind, "max_attempts": max_attempts, "time_limit_s": time_limit_s},
-    )
-    return job
+    details = {"kind": kind, "max_attempts": max_attempts, "time_limit_s": time_limit_s}
+    return _add_audited(session, job, "job.enqueue", actor_id, details)
 
 
 def get_job(session: Session, job_id: int) -> Job | None:

@@ -12,7 +12,7 @@ from db.hashing import is_sha256
 from db.models import ModelStatus, ModelVersion, Role, User, utcnow
 from db.operator import current_operator
 from db.repository._common import NotFoundError, _enum_member, _json_document, _serialise_writes
-from db.repository.audit import _audit
+from db.repository.audit import _add_audited, _audit
 
 #: Status changes :func:`set_model_version_status` allows (promotion and rollback have their own functions).
 MODEL_STATUS_CHANGES: dict[ModelStatus, frozenset[ModelStatus]] = {
@@ -66,17 +66,8 @@ def add_model_version(
         metrics=_json_document(dict(metrics or {}), "metrics"),
         status=ModelStatus.CANDIDATE,
     )
-    session.add(version)
-    session.flush()
-    _audit(
-        session,
-        "model_version.add",
-        "model_version",
-        version.id,
-        actor_id,
-        {"name": name, "parent_id": parent_id, "checkpoint_sha256": checkpoint_sha256},
-    )
-    return version
+    details = {"name": name, "parent_id": parent_id, "checkpoint_sha256": checkpoint_sha256}
+    return _add_audited(session, version, "model_version.add", actor_id, details)
 
 
 def get_model_version(session: Session, version_id: int) -> ModelVersion | None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from db.hashing import is_sha256
 from db.models import Annotation, Image, ModelVersion, Prediction
 from db.repository._common import NUM_GRADES, NotFoundError, _check_grade, _check_hashes, _json_document
-from db.repository.audit import _audit
+from db.repository.audit import _add_audited
 
 
 def add_prediction(
@@ -72,23 +72,14 @@ def add_prediction(
         display_hashes=null() if display_hashes is None else _check_display(display_hashes),
         shadow=bool(shadow),
     )
-    session.add(prediction)
-    session.flush()
-    _audit(
-        session,
-        "prediction.add",
-        "prediction",
-        prediction.id,
-        actor_id,
-        {
-            "image_id": image_id,
-            "grade": grade,
-            "model_version_id": model_version_id,
-            "model_name": model_name,
-            "shadow": bool(shadow),
-        },
-    )
-    return prediction
+    details = {
+        "image_id": image_id,
+        "grade": grade,
+        "model_version_id": model_version_id,
+        "model_name": model_name,
+        "shadow": bool(shadow),
+    }
+    return _add_audited(session, prediction, "prediction.add", actor_id, details)
 
 
 def _check_display(display: Mapping[str, Any]) -> dict[str, Any]:

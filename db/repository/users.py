@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from db.models import Role, User, UserSession, utcnow
 from db.passwords import check_password_strength
 from db.repository._common import NotFoundError, _enum_member
-from db.repository.audit import _audit
+from db.repository.audit import _add_audited, _audit
 
 _USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 # argon2id with the library's defaults (RFC 9106 low-memory profile: 64 MiB, 3 passes).
@@ -54,10 +54,7 @@ def create_user(
     if get_user(session, username) is not None:
         raise ValueError(f"user {username!r} already exists")
     user = User(username=username, role=role, password_hash=_hash_password(password, username), active=True)
-    session.add(user)
-    session.flush()
-    _audit(session, "user.create", "user", user.id, actor_id, {"username": username, "role": role.value})
-    return user
+    return _add_audited(session, user, "user.create", actor_id, {"username": username, "role": role.value})
 
 
 def get_user(session: Session, username: str) -> User | None:
