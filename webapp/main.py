@@ -34,7 +34,7 @@ def main() -> None:
     if user.must_change_password:  # after an admin's reset: nothing else until the password is changed
         _run([nav.BY_NAME["account"].page()], position="hidden")
         return
-    _run(nav.pages_for(user.role))
+    _run({section: [spec.page() for spec in specs] for section, specs in nav.sections_for(user.role).items()})
 
 
 main()

@@ -54,10 +54,10 @@ LOGIN = PageSpec("login", "Sign in", None, login_page, frozenset(), default=True
 BY_NAME = {spec.name: spec for spec in PAGES}
 
 
-def pages_for(role: str) -> dict[str, list[st.Page]]:
+def sections_for(role: str) -> dict[str, list[PageSpec]]:
     """The pages ``role`` may open, by sidebar section, in table order."""
-    sections: dict[str, list[st.Page]] = {}
+    sections: dict[str, list[PageSpec]] = {}
     for spec in PAGES:
         if Role(role) in spec.roles:
-            sections.setdefault(spec.section, []).append(spec.page())
+            sections.setdefault(spec.section, []).append(spec)
     return sections
