@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from db.engine import data_dir as default_data_dir
 from db.hashing import is_sha256, sha256_hex
 from db.models import Annotation, HoldoutImage, Image, Prediction
+from db.repository import record_audit
 
 __all__ = [
     "ArtifactStore",
@@ -381,8 +382,6 @@ def collect_garbage(
     Returns:
         ``{"artifacts": report, "images": report}``.
     """
-    from db.repository import record_audit  # db.repository imports nothing of this module's users
-
     opts = {"min_age_s": min_age_s, "temp_min_age_s": temp_min_age_s, "dry_run": dry_run}
     reports = {
         ARTIFACTS_DIRNAME: artifact_store(data_dir).gc(referenced_artifact_hashes(session), **opts),

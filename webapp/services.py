@@ -8,6 +8,7 @@ without restarting the app.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -27,9 +28,10 @@ from db.engine import database_url, make_engine, make_sessionmaker
 from db.models import AnnotationKind, Image, ModelVersion, Prediction
 from drgnet.inference import Predictor
 from drgnet.labels import LESIONS
-from feedback import jobs, serving
+from feedback import jobs, serving, settings
 from feedback import predictions as feedback_predictions
 from feedback.display import DisplayPictures, ensure_display, load_display, photo_display
+from feedback.export import export_dataset
 from feedback.masks import encode_full
 from feedback.uploads import Progress, UploadOutcome, store_then_predict
 from webapp.cache import ByteLRU
@@ -262,8 +264,6 @@ def ingest_and_predict(
     Raises:
         PermissionError: the user may not upload (only admins, unless an admin allowed clinicians).
     """
-    from feedback import settings
-
     factory = sessions()
     with factory() as session:
         user = repository.get_user_by_id(session, uploaded_by_id)
@@ -287,10 +287,6 @@ def export_labels(fmt: str, mode: str, since: Any, actor_id: int) -> Any:
     Raises:
         ValueError: an unknown format or mode.
     """
-    import datetime as dt
-
-    from feedback.export import export_dataset
-
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     out = data_dir() / "exports" / f"{stamp}-{fmt}-{mode}"
     with sessions().begin() as session:

@@ -11,7 +11,7 @@ import streamlit as st
 from db import repository
 from drgnet.labels import GRADE_NAMES, is_referable
 from webapp import auth
-from webapp.services import sessions
+from webapp.services import export_labels, sessions
 from webapp.stats import annotator_pairs, confusion, quadratic_kappa, reference_comparison
 
 MAX_IMAGES = 5000
@@ -179,8 +179,6 @@ def _reference_section(
 
 def _export_panel(actor_id: int) -> None:
     """Admins export the corrected labels as a dataset into the data directory (audited)."""
-    from webapp.services import export_labels
-
     with st.expander("Export corrected labels as a dataset (admins)"):
         c1, c2, c3 = st.columns(3)
         fmt = c1.selectbox("Format", ["idrid", "csv", "coco"], key="ex_format")
