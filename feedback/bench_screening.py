@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from drgnet.training.checkpoint import WEIGHTS
+from drgnet.model.checkpoint import WEIGHTS
 
 
 @dataclass(frozen=True)

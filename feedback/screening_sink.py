@@ -33,8 +33,8 @@ from db.engine import make_sessionmaker
 from db.ingest import ingest_image
 from drgnet.data.preprocess import load_rgb
 from drgnet.inference import prediction_at_full_resolution
+from drgnet.model.checkpoint import WEIGHTS, sha256_file
 from drgnet.screening import SinkError
-from drgnet.training.checkpoint import WEIGHTS, sha256_file
 from feedback.display import make_display
 from feedback.intake import prepare_upload
 from feedback.predictions import store_maps, store_prediction

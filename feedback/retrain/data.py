@@ -6,7 +6,6 @@ A batch of :func:`mixed_batches` has the keys of :mod:`drgnet.training.task` plu
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,14 @@ import torch
 from sqlalchemy.orm import Session
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from db import repository
 from db.artifacts import artifact_store
-from db.ingest import read_image_bytes
-from db.models import Image
-from drgnet.data.preprocess import load_rgb, preprocess
+from drgnet.data.preprocess import preprocess
 from drgnet.data.readers import open_dataset
 from drgnet.labels import NUM_GRADES, NUM_LESIONS
 from drgnet.training.data import FundusDataset
 from drgnet.training.engine import forever
+from feedback.maps import read_rgb
 from feedback.weak_labels import WeakLabel, collect_weak_labels
 
 Progress = Callable[[float, str], None]
@@ -159,9 +158,8 @@ def load_corrections(
     labels, weights = collect_weak_labels(session, artifact_store(data_dir), tolerance_px=tolerance_px)
     items = []
     for i, label in enumerate(labels):
-        image = session.get(Image, label.image_id)
-        array = load_rgb(io.BytesIO(read_image_bytes(image, data_dir)))
-        items.append(CorrectedImage(array, label, image.sha256, image.source))
+        image = repository.get_image(session, label.image_id)  # collect_weak_labels found it in this transaction
+        items.append(CorrectedImage(read_rgb(image, data_dir), label, image.sha256, image.source))
         if progress is not None:
             progress((i + 1) / len(labels), f"reading corrections {i + 1}/{len(labels)}")
     return items, weights
