@@ -33,6 +33,14 @@ PAGE_RUNS_KEY = "auth_page_runs"
 ORDER_KEY = "worklist_ids"
 #: The image the review page shows.
 REVIEW_KEY = "review_image_id"
+#: One-time message after a save, shown on the next image.
+FLASH_KEY = "review_flash"
+#: Unsaved corrections per (user, image) while the review page is open (also kept in the database).
+DRAFTS_KEY = "review_drafts"
+#: Images this browser session saved an annotation for (the grader's counter).
+COUNTER_KEY = "reviewed_count"
+#: Set when storing the draft failed (the draft is still in this session).
+ERROR_KEY = "review_draft_error"
 
 #: Set after a password change, so the next run confirms it once.
 PASSWORD_CHANGED_KEY = "acc_changed"

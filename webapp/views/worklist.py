@@ -9,9 +9,7 @@ from drgnet.labels import GRADE_NAMES, normalised_entropy, referable_probability
 from feedback.strategies import STRATEGIES
 from webapp import auth
 from webapp.services import sessions
-from webapp.state import ORDER_KEY, REVIEW_KEY, open_review
-
-__all__ = ["ORDER_KEY", "QUEUE_LIMIT", "REVIEW_KEY", "open_review", "worklist_page"]
+from webapp.state import ORDER_KEY, open_review
 
 QUEUE_LIMIT = 500
 

@@ -16,7 +16,7 @@ Modules: :mod:`.page` (the page and its overview), :mod:`.regions` (which part o
 :mod:`.editor` (the canvas), :mod:`.form` (grade, comment, save) and :mod:`.draft` (the unsaved correction).
 """
 
-from webapp.views.review.draft import COUNTER_KEY, DRAFTS_KEY, FLASH_KEY
+from webapp.state import COUNTER_KEY, DRAFTS_KEY, FLASH_KEY
 from webapp.views.review.page import review_page
 
 __all__ = ["COUNTER_KEY", "DRAFTS_KEY", "FLASH_KEY", "review_page"]

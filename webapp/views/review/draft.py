@@ -12,14 +12,8 @@ import streamlit as st
 from db import repository
 from webapp.masks import Edit
 from webapp.services import sessions
-from webapp.views.worklist import ORDER_KEY, REVIEW_KEY
+from webapp.state import DRAFTS_KEY, ERROR_KEY, ORDER_KEY, REVIEW_KEY
 
-FLASH_KEY = "review_flash"
-DRAFTS_KEY = "review_drafts"
-#: Images this browser session saved an annotation for (the grader's counter).
-COUNTER_KEY = "reviewed_count"
-#: Set when storing the draft failed (the draft is still in this session).
-ERROR_KEY = "review_draft_error"
 #: Widgets whose values callbacks also set (grade and ungradable by keys, the region by a click or a lesion step).
 SETTABLE = ("grade", "ungradable", "mode", "cx", "cy")
 

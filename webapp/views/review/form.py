@@ -10,7 +10,7 @@ import streamlit as st
 import webapp.views.review.draft as drafts
 from db import repository
 from drgnet.labels import GRADE_NAMES, LESIONS
-from webapp import auth
+from webapp import auth, state
 from webapp.masks import strokes_full
 from webapp.services import Correction, after_annotation, data_dir, predicted_masks, save_correction, sessions
 
@@ -112,7 +112,7 @@ def _save(
     except Exception as exc:  # the annotation is safe; retraining can be queued later
         st.warning(f"Saved, but the retraining check failed: {exc}")
     drafts.drop_draft(image.id)
-    st.session_state[drafts.COUNTER_KEY] = st.session_state.get(drafts.COUNTER_KEY, 0) + 1
-    st.session_state[drafts.FLASH_KEY] = f"Annotation #{annotation_id} saved."
+    st.session_state[state.COUNTER_KEY] = st.session_state.get(state.COUNTER_KEY, 0) + 1
+    st.session_state[state.FLASH_KEY] = f"Annotation #{annotation_id} saved."
     drafts.go(next_id)
     st.rerun()

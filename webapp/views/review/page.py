@@ -12,13 +12,13 @@ import webapp.views.review.draft as drafts
 import webapp.views.review.render as render
 from db import repository
 from drgnet.labels import GRADE_NAMES, LESION_COLOUR_NAMES, LESION_NAMES, LESIONS, is_referable, referable_probability
-from webapp import auth
+from webapp import auth, state
 from webapp.masks import canvas_size
 from webapp.services import derivatives_enabled, display_cache, display_pictures, prefetch, sessions
+from webapp.state import ORDER_KEY, REVIEW_KEY
 from webapp.views.review.editor import CANVAS_WIDTH, editor
 from webapp.views.review.form import correction_form
 from webapp.views.review.regions import clickable_overview, region_of
-from webapp.views.worklist import ORDER_KEY, REVIEW_KEY
 
 OVERVIEW_CAPTION = "Photograph with lesion overlays (your edits included)"
 
@@ -36,7 +36,7 @@ class Loaded:
 def review_page() -> None:
     """The review page of the image the worklist (or the address, after a refresh) names."""
     user = auth.require_user()
-    flash = st.session_state.pop(drafts.FLASH_KEY, None)
+    flash = st.session_state.pop(state.FLASH_KEY, None)
     if flash:
         st.success(flash)
     image_id = _open_image_id()
@@ -114,7 +114,7 @@ def _header(image: Any) -> int | None:
     where = f"Image {pos} of {total} in the worklist · " if total else ""
     nav_cols[2].caption(
         f"{where}#{image.id} · {image.width}x{image.height} · "
-        f"reviewed this session: {st.session_state.get(drafts.COUNTER_KEY, 0)}"
+        f"reviewed this session: {st.session_state.get(state.COUNTER_KEY, 0)}"
     )
     return next_id
 
