@@ -360,12 +360,7 @@ def fit(
         state = _resume(out / "last", model, optimizer, device)
         log(f"resuming {out} after epoch {state.epoch}")
     runner = _ddp_runner(task, ctx, device)
-    steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * ctx.world_size))
-    if cfg.max_steps_per_epoch:
-        # A dataset with its own draw weights is drawn with replacement: its epoch is the step budget itself, so
-        # four real photographs train as many steps as four hundred synthetic ones.
-        drawn = hasattr(train_set, "sampling_weights")
-        steps_per_epoch = cfg.max_steps_per_epoch if drawn else min(steps_per_epoch, cfg.max_steps_per_epoch)
+    steps_per_epoch = _steps_per_epoch(train_set, cfg, ctx.world_size)
     meta = {"train_config": to_dict(cfg), **(extra_meta or {})}
     writer = _Writer(model, optimizer, val_set, cfg, out, meta, progress, log, device)
     for epoch in range(state.epoch, cfg.epochs):
@@ -393,6 +388,16 @@ def fit(
     distributed.trace_weights(model, "fit_done")
     last, best = out / "last", out / "best"
     return FitResult(best, last, state.best_metrics, state.history, state.best_state, time.perf_counter() - t_start)
+
+
+def _steps_per_epoch(train_set: FundusDataset, cfg: TrainConfig, world_size: int) -> int:
+    steps = math.ceil(len(train_set) / (cfg.batch_size * world_size))
+    if not cfg.max_steps_per_epoch:
+        return steps
+    # A dataset with its own draw weights is drawn with replacement: its epoch is the step budget itself, so
+    # four real photographs train as many steps as four hundred synthetic ones.
+    drawn = hasattr(train_set, "sampling_weights")
+    return cfg.max_steps_per_epoch if drawn else min(steps, cfg.max_steps_per_epoch)
 
 
 def _silent(_: str) -> None:
