@@ -31,58 +31,30 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: Augmentation strengths accepted by ``train_transforms``.
 STRENGTHS: tuple[str, ...] = ("light", "default", "strong")
 
+
+def _by_strength(**columns: tuple[object, object, object]) -> dict[str, dict[str, object]]:
+    # Written a parameter a row so that the three strengths of one range stand side by side.
+    return {strength: {name: values[i] for name, values in columns.items()} for i, strength in enumerate(STRENGTHS)}
+
+
 # Per strength: geometric and photometric ranges. Scale stays close to 1 from below so that a microaneurysm
 # of two or three pixels at model resolution is never shrunk away.
-_PARAMS: dict[str, dict[str, object]] = {
-    "light": {
-        "rotate": 15.0,
-        "scale": (0.95, 1.05),
-        "translate": 0.02,
-        "p_affine": 0.5,
-        "brightness": 0.1,
-        "contrast": 0.1,
-        "gamma": (90, 110),
-        "hue": 3,
-        "saturation": 8,
-        "colour_shift": 5,
-        "blur_sigma": (0.3, 0.7),
-        "noise_std": (0.005, 0.015),
-        "jpeg": (75, 100),
-        "p_photometric": 0.3,
-    },
-    "default": {
-        "rotate": 30.0,
-        "scale": (0.9, 1.1),
-        "translate": 0.04,
-        "p_affine": 0.7,
-        "brightness": 0.2,
-        "contrast": 0.2,
-        "gamma": (80, 125),
-        "hue": 6,
-        "saturation": 15,
-        "colour_shift": 10,
-        "blur_sigma": (0.3, 1.2),
-        "noise_std": (0.01, 0.03),
-        "jpeg": (50, 100),
-        "p_photometric": 0.4,
-    },
-    "strong": {
-        "rotate": 180.0,
-        "scale": (0.85, 1.2),
-        "translate": 0.06,
-        "p_affine": 0.9,
-        "brightness": 0.3,
-        "contrast": 0.3,
-        "gamma": (70, 140),
-        "hue": 10,
-        "saturation": 25,
-        "colour_shift": 20,
-        "blur_sigma": (0.3, 1.8),
-        "noise_std": (0.01, 0.05),
-        "jpeg": (30, 100),
-        "p_photometric": 0.5,
-    },
-}
+_PARAMS: dict[str, dict[str, object]] = _by_strength(
+    rotate=(15.0, 30.0, 180.0),
+    scale=((0.95, 1.05), (0.9, 1.1), (0.85, 1.2)),
+    translate=(0.02, 0.04, 0.06),
+    p_affine=(0.5, 0.7, 0.9),
+    brightness=(0.1, 0.2, 0.3),
+    contrast=(0.1, 0.2, 0.3),
+    gamma=((90, 110), (80, 125), (70, 140)),
+    hue=(3, 6, 10),
+    saturation=(8, 15, 25),
+    colour_shift=(5, 10, 20),
+    blur_sigma=((0.3, 0.7), (0.3, 1.2), (0.3, 1.8)),
+    noise_std=((0.005, 0.015), (0.01, 0.03), (0.01, 0.05)),
+    jpeg=((75, 100), (50, 100), (30, 100)),
+    p_photometric=(0.3, 0.4, 0.5),
+)
 
 
 def train_transforms(size: int, strength: str = "default", seed: int | None = None) -> A.Compose:
