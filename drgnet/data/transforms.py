@@ -12,6 +12,7 @@ so they come out as "no lesion" and ignored.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 # albumentations asks PyPI for a newer version at import time; a screening site may be offline, and a
 # clinical tool should not phone home. Set before the first import of albumentations anywhere.
@@ -146,17 +147,7 @@ def apply_transforms(transform: A.Compose, sample: Sample) -> Sample:
     lesion_masks = np.stack(out_masks[1:]).astype(np.uint8) if sample.masks is not None else None
     if lesion_masks is not None and len(lesion_masks) != NUM_LESIONS:
         raise ValueError(f"{sample.name}: transform changed the number of lesion masks")
-    return Sample(
-        image=image,
-        name=sample.name,
-        source=sample.source,
-        grade=sample.grade,
-        masks=lesion_masks,
-        lesion_known=sample.lesion_known,
-        ignore=ignore,
-        path=sample.path,
-        meta=dict(sample.meta),
-    )
+    return replace(sample, image=image, masks=lesion_masks, ignore=ignore, meta=dict(sample.meta))
 
 
 def _check_size(size: int) -> int:

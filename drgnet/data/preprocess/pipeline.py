@@ -260,14 +260,4 @@ def preprocess_sample(sample: Sample, size: int, check_fundus: bool = True) -> S
         "fov_radius": pre.fov.radius,
         "fov_found": pre.fov.found,
     }
-    return Sample(
-        image=pre.image,
-        name=sample.name,
-        source=sample.source,
-        grade=sample.grade,
-        masks=pre.masks,
-        lesion_known=sample.lesion_known,
-        ignore=ignore,
-        path=sample.path,
-        meta=meta,
-    )
+    return replace(sample, image=pre.image, masks=pre.masks, ignore=ignore, meta=meta)
