@@ -11,34 +11,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import typer
+
+from db.cli_support import URL_HELP, command_group, fail, operated_engine
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-URL_HELP = "Database URL (default: $DRGNET_DATABASE_URL, else the SQLite file <data dir>/drgnet.db)."
-
-db_app = typer.Typer(
-    name="db",
-    help="The database: migrations and artifact housekeeping.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-user_app = typer.Typer(
-    name="user",
-    help="User accounts of the review app.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=code)
+db_app = command_group("db", "The database: migrations and artifact housekeeping.")
+user_app = command_group("user", "User accounts of the review app.")
 
 
 def _where(url: str | None, data_dir: Path | None = None) -> str:
@@ -47,15 +30,7 @@ def _where(url: str | None, data_dir: Path | None = None) -> str:
     try:
         return database_url(url, data_directory=data_dir).render_as_string(hide_password=True)
     except ValueError as exc:
-        _fail(str(exc))
-
-
-def _command_path() -> str:
-    """``drgnet db gc`` and the like: the command being run, for the audit log."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    return ctx.command_path if ctx is not None else "drgnet"
+        fail(str(exc))
 
 
 @contextmanager
@@ -66,26 +41,17 @@ def _session(url: str | None, data_dir: Path | None = None) -> Iterator[Session]
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from db import migrate
     from db.engine import make_sessionmaker
-    from db.operator import cli_operator, operator_scope
 
-    try:
-        engine = migrate.open_current(url, data_directory=data_dir)
-    except ValueError as exc:
-        _fail(str(exc))
-    try:
+    with operated_engine(url, data_dir) as engine:
         try:
-            # Audit entries of a command line name the operating-system user who ran it.
-            with operator_scope(cli_operator(_command_path())), make_sessionmaker(engine).begin() as session:
+            with make_sessionmaker(engine).begin() as session:
                 yield session
         except (ValueError, LookupError) as exc:
-            _fail(str(exc.args[0]) if exc.args else str(exc))
+            fail(str(exc.args[0]) if exc.args else str(exc))
         except SQLAlchemyError as exc:
             # The driver's message only: the statement's parameters (a password hash, say) stay out of the terminal.
-            _fail(f"database error on {_where(url, data_dir)}: {getattr(exc, 'orig', None) or type(exc).__name__}")
-    finally:
-        engine.dispose()
+            fail(f"database error on {_where(url, data_dir)}: {getattr(exc, 'orig', None) or type(exc).__name__}")
 
 
 def _read_password(from_stdin: bool, *, confirm: bool) -> str:
@@ -117,14 +83,14 @@ def db_upgrade(
         try:
             url = database_url(None, data_directory=data_dir).render_as_string(hide_password=False)
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     where = _where(url)
     try:
         migrate.upgrade(url, revision)
     except OperationalError as exc:
-        _fail(f"cannot migrate {where}: {exc.orig}")
+        fail(f"cannot migrate {where}: {exc.orig}")
     except Exception as exc:  # alembic reports unknown revisions as CommandError / ResolutionError
-        _fail(f"cannot migrate {where} to {revision!r}: {exc}")
+        fail(f"cannot migrate {where} to {revision!r}: {exc}")
     typer.echo(f"{where}: at revision {migrate.current_revision(url)}")
 
 
@@ -142,9 +108,9 @@ def db_downgrade(
     try:
         migrate.downgrade(revision, url)
     except OperationalError as exc:
-        _fail(f"cannot migrate {where}: {exc.orig}")
+        fail(f"cannot migrate {where}: {exc.orig}")
     except Exception as exc:
-        _fail(f"cannot migrate {where} to {revision!r}: {exc}")
+        fail(f"cannot migrate {where} to {revision!r}: {exc}")
     typer.echo(f"{where}: at revision {migrate.current_revision(url) or 'base (empty)'}")
 
 
@@ -159,7 +125,7 @@ def db_current(url: str | None = typer.Option(None, "--url", help=URL_HELP)) -> 
     try:
         current = migrate.current_revision(url)
     except OperationalError as exc:
-        _fail(f"cannot reach the database {where}: {exc.orig}")
+        fail(f"cannot reach the database {where}: {exc.orig}")
     head = migrate.head_revision()
     state = "up to date" if current == head else "run `drgnet db upgrade`"
     typer.echo(f"{where}: revision {current or 'none'} (code head {head}; {state})")
@@ -260,7 +226,7 @@ def user_unlock(
     from db import accounts
 
     if (name is None) == (client is None):
-        _fail("give either a user name or --client ADDRESS")
+        fail("give either a user name or --client ADDRESS")
     with _session(url) as session:
         was_locked = accounts.unlock(session, username=name, client=client)
     what = name if name is not None else f"client {client}"

@@ -10,43 +10,22 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from db.cli_support import URL_HELP, command_group, fail, operated_engine
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-URL_HELP = "Database URL (default: $DRGNET_DATABASE_URL, else the SQLite file <data dir>/drgnet.db)."
 DATA_HELP = "Data directory: photographs, artifacts, models (default: $DRGNET_DATA_DIR, else ./data)."
 
-model_app = typer.Typer(
-    name="model",
-    help="Model versions: list, register, approve or reject, promote, roll back; hold-outs; settings.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+model_app = command_group(
+    "model", "Model versions: list, register, approve or reject, promote, roll back; hold-outs; settings."
 )
-holdout_app = typer.Typer(
-    name="holdout",
-    help="Frozen hold-outs the retraining gate judges on, and healthy replay sets.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+holdout_app = command_group("holdout", "Frozen hold-outs the retraining gate judges on, and healthy replay sets.")
 model_app.add_typer(holdout_app)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=code)
-
-
-def _command_path() -> str:
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    return ctx.command_path if ctx is not None else "drgnet"
 
 
 @contextmanager
@@ -55,20 +34,10 @@ def _database(url: str | None, data_dir: Path | None = None) -> Iterator[session
 
     Without a URL (and no ``DRGNET_DATABASE_URL``) the SQLite file of ``data_dir`` is used.
     """
-    from db import migrate
     from db.engine import make_sessionmaker
-    from db.operator import cli_operator, operator_scope
 
-    try:
-        engine = migrate.open_current(url, data_directory=data_dir)
-    except ValueError as exc:
-        _fail(str(exc))
-    try:
-        # Audit entries written by a command line name the operating-system user who ran it.
-        with operator_scope(cli_operator(_command_path())):
-            yield make_sessionmaker(engine)
-    finally:
-        engine.dispose()
+    with operated_engine(url, data_dir) as engine:
+        yield make_sessionmaker(engine)
 
 
 def _params(pairs: list[str], config: Path | None) -> dict[str, Any]:
@@ -80,11 +49,11 @@ def _params(pairs: list[str], config: Path | None) -> dict[str, Any]:
         try:
             params.update(json.loads(Path(config).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
-            _fail(f"{config}: cannot read retraining parameters ({exc})")
+            fail(f"{config}: cannot read retraining parameters ({exc})")
     try:
         params.update(RetrainConfig.parse_settings(pairs))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     return params
 
 
@@ -114,7 +83,7 @@ def worker(
     try:
         base = RetrainConfig.from_params(_params(settings, config))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     with _database(url, data_dir) as Session:  # noqa: N806
         w = Worker(
             Session, data_dir, worker_id or default_worker_id(), lease_s=lease, time_limit_s=time_limit, retrain=base
@@ -148,7 +117,7 @@ def retrain(
         try:
             job = queue_retraining(session, None, params)
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"retraining job {job.id} is {job.status.value}")
 
 
@@ -189,7 +158,7 @@ def model_register(
                 session, checkpoint, name, data_dir=data_dir, activate=activate, replay_data=replay_data
             )
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"registered {v.name!r} (id {v.id}) as {v.status.value}")
 
 
@@ -204,11 +173,11 @@ def model_promote(
     with _database(url) as Session, Session.begin() as session:  # noqa: N806
         v = repository.get_model_version_by_name(session, name)
         if v is None:
-            _fail(f"no model version called {name!r}; see drgnet model list")
+            fail(f"no model version called {name!r}; see drgnet model list")
         try:
             repository.promote_model_version(session, v.id, reason="drgnet model promote")
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"{name!r} is active")
 
 
@@ -221,7 +190,7 @@ def model_rollback(url: str | None = typer.Option(None, "--url", help=URL_HELP))
         try:
             v = repository.rollback_model_version(session, reason="drgnet model rollback")
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"rolled back: {v.name!r} is active again")
 
 
@@ -230,7 +199,7 @@ def _version(session: Any, name: str) -> Any:
 
     version = repository.get_model_version_by_name(session, name)
     if version is None:
-        _fail(f"no model version called {name!r}; see drgnet model list")
+        fail(f"no model version called {name!r}; see drgnet model list")
     return version
 
 
@@ -260,7 +229,7 @@ def model_approve(
         try:
             repository.approve_model_version(session, v.id, actor_id=None, reason=reason)
         except (ValueError, PermissionError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"approved: {name!r} is active")
 
 
@@ -278,7 +247,7 @@ def model_reject(
         try:
             repository.reject_model_version(session, v.id, actor_id=None, reason=reason)
         except (ValueError, PermissionError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"rejected: {name!r}")
 
 
@@ -296,15 +265,15 @@ def model_settings(
             key, sep, raw = pair.partition("=")
             setting = settings.SETTINGS.get(key.strip())
             if not sep or setting is None:
-                _fail(f"--set {pair!r}: write KEY=VALUE with KEY one of {', '.join(settings.SETTINGS)}")
+                fail(f"--set {pair!r}: write KEY=VALUE with KEY one of {', '.join(settings.SETTINGS)}")
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError:
-                _fail(f"--set {pair!r}: the value must be true, false or a number")
+                fail(f"--set {pair!r}: the value must be true, false or a number")
             try:
                 settings.change(session, setting, value, actor_id=None)
             except (ValueError, PermissionError) as exc:
-                _fail(str(exc))
+                fail(str(exc))
         for setting in settings.SETTINGS.values():
             typer.echo(f"{setting.key} = {json.dumps(settings.get(session, setting))}  ({setting.help})")
 
@@ -343,7 +312,7 @@ def holdout_register(
                 data_dir=data_dir,
             )
         except (ValueError, OSError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(
             f"registered {h.purpose.value} {h.name!r}: {h.n_images} photographs, grades {h.grade_counts}, "
             f"digest {h.digest[:12]}..."

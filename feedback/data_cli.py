@@ -11,7 +11,8 @@ from pathlib import Path
 
 import typer
 
-from feedback.cli import DATA_HELP, URL_HELP, _database, _fail
+from db.cli_support import URL_HELP, fail
+from feedback.cli import DATA_HELP, _database
 
 
 def _operator() -> str | None:
@@ -37,13 +38,13 @@ def export(
     from feedback.export import FORMATS, export_dataset
 
     if format not in FORMATS:
-        _fail(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
+        fail(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
     when = None
     if since:
         try:
             when = dt.date.fromisoformat(since)
         except ValueError:
-            _fail(f"--since {since!r}: write a date as YYYY-MM-DD")
+            fail(f"--since {since!r}: write a date as YYYY-MM-DD")
     with _database(url, data_dir) as sessions:
         try:
             with sessions.begin() as session:
@@ -57,7 +58,7 @@ def export(
                     operator=_operator(),
                 )
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     typer.echo(f"exported {result.records} labels ({result.mode}) as {result.format} to {result.out}")
     typer.echo(f"{len(result.files)} files; sha256 of each in {result.out / 'manifest.json'}")
 
@@ -79,7 +80,7 @@ def import_labels(
                 sessions, root, layout=layout, split=split, name=name, data_dir=data_dir, operator=_operator()
             )
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     typer.echo(summary.describe())
     for problem in summary.refused:
         typer.secho(f"  not imported: {problem}", fg=typer.colors.YELLOW, err=True)
