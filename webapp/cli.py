@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from db.cli_support import fail
 from db.engine import DATA_DIR_ENV, database_url
 
 MAIN = Path(__file__).resolve().parent / "main.py"
@@ -43,11 +44,6 @@ def streamlit_command(port: int, address: str) -> list[str]:
     ]
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 def _check_schema(url: Any, migrate_db: bool) -> None:
     """Migrate when asked; otherwise refuse a database that is not at the code's revision."""
     from sqlalchemy.exc import OperationalError
@@ -60,12 +56,12 @@ def _check_schema(url: Any, migrate_db: bool) -> None:
             migrate.upgrade(url)
         current, head = migrate.current_revision(url), migrate.head_revision()
     except OperationalError as exc:
-        _fail(f"cannot reach the database {where}: {exc.orig}")
+        fail(f"cannot reach the database {where}: {exc.orig}")
     except Exception as exc:  # alembic's errors (an unknown revision in the database, say)
-        _fail(f"cannot migrate {where}: {exc}")
+        fail(f"cannot migrate {where}: {exc}")
     if current != head:
         state = "has no DRG-Net tables yet" if current is None else f"is at revision {current}"
-        _fail(
+        fail(
             f"the database {where} {state}, but this code needs {head}: run `drgnet db upgrade` "
             "(after a backup), or start the app with --migrate"
         )
@@ -100,7 +96,7 @@ def app(
         AccountPolicy.from_env()  # a bad setting stops here, not at the first sign-in
         url = database_url()
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if seed_demo:
         from feedback.demo_seed import seed_demo as run_seed
 
