@@ -40,6 +40,18 @@ def _database(url: str | None, data_dir: Path | None = None) -> Iterator[session
         yield make_sessionmaker(engine)
 
 
+@contextmanager
+def _change(
+    url: str | None, data_dir: Path | None = None, refused: tuple[type[Exception], ...] = (ValueError,)
+) -> Iterator[Session]:
+    """One transaction of a command that changes the database; a ``refused`` error ends it with its message."""
+    with _database(url, data_dir) as Session, Session.begin() as session:  # noqa: N806
+        try:
+            yield session
+        except refused as exc:
+            fail(str(exc))
+
+
 def _params(pairs: list[str], config: Path | None) -> dict[str, Any]:
     """Retraining settings from a JSON file and ``--set key.path=value`` pairs (drgnet's one parser)."""
     from feedback.retrain import RetrainConfig
@@ -113,11 +125,8 @@ def retrain(
     from feedback.jobs import queue_retraining
 
     params = _params(settings, config)
-    with _database(url) as Session, Session.begin() as session:  # noqa: N806
-        try:
-            job = queue_retraining(session, None, params)
-        except ValueError as exc:
-            fail(str(exc))
+    with _change(url) as session:
+        job = queue_retraining(session, None, params)
         typer.echo(f"retraining job {job.id} is {job.status.value}")
 
 
@@ -152,13 +161,10 @@ def model_register(
     """Register a trained checkpoint as a model version."""
     from feedback.retrain import register_checkpoint
 
-    with _database(url, data_dir) as Session, Session.begin() as session:  # noqa: N806
-        try:
-            v = register_checkpoint(
-                session, checkpoint, name, data_dir=data_dir, activate=activate, replay_data=replay_data
-            )
-        except ValueError as exc:
-            fail(str(exc))
+    with _change(url, data_dir) as session:
+        v = register_checkpoint(
+            session, checkpoint, name, data_dir=data_dir, activate=activate, replay_data=replay_data
+        )
         typer.echo(f"registered {v.name!r} (id {v.id}) as {v.status.value}")
 
 
@@ -170,14 +176,9 @@ def model_promote(
     """Make a version the active one (the previous active version is retired)."""
     from db import repository
 
-    with _database(url) as Session, Session.begin() as session:  # noqa: N806
-        v = repository.get_model_version_by_name(session, name)
-        if v is None:
-            fail(f"no model version called {name!r}; see drgnet model list")
-        try:
-            repository.promote_model_version(session, v.id, reason="drgnet model promote")
-        except ValueError as exc:
-            fail(str(exc))
+    with _change(url) as session:
+        v = _version(session, name)
+        repository.promote_model_version(session, v.id, reason="drgnet model promote")
         typer.echo(f"{name!r} is active")
 
 
@@ -186,11 +187,8 @@ def model_rollback(url: str | None = typer.Option(None, "--url", help=URL_HELP))
     """Reject the active version and re-activate the one active before it."""
     from db import repository
 
-    with _database(url) as Session, Session.begin() as session:  # noqa: N806
-        try:
-            v = repository.rollback_model_version(session, reason="drgnet model rollback")
-        except ValueError as exc:
-            fail(str(exc))
+    with _change(url) as session:
+        v = repository.rollback_model_version(session, reason="drgnet model rollback")
         typer.echo(f"rolled back: {v.name!r} is active again")
 
 
@@ -222,14 +220,11 @@ def model_approve(
     """Approve a version that passed the gate: it becomes the active one."""
     from db import repository
 
-    with _database(url) as Session, Session.begin() as session:  # noqa: N806
+    with _change(url, refused=(ValueError, PermissionError)) as session:
         v = _version(session, name)
         for line in _gate_summary(v):
             typer.echo(line)
-        try:
-            repository.approve_model_version(session, v.id, actor_id=None, reason=reason)
-        except (ValueError, PermissionError) as exc:
-            fail(str(exc))
+        repository.approve_model_version(session, v.id, actor_id=None, reason=reason)
         typer.echo(f"approved: {name!r} is active")
 
 
@@ -242,12 +237,9 @@ def model_reject(
     """Reject a candidate version; it stays loadable for comparison but can never become active."""
     from db import repository
 
-    with _database(url) as Session, Session.begin() as session:  # noqa: N806
+    with _change(url, refused=(ValueError, PermissionError)) as session:
         v = _version(session, name)
-        try:
-            repository.reject_model_version(session, v.id, actor_id=None, reason=reason)
-        except (ValueError, PermissionError) as exc:
-            fail(str(exc))
+        repository.reject_model_version(session, v.id, actor_id=None, reason=reason)
         typer.echo(f"rejected: {name!r}")
 
 
@@ -298,21 +290,18 @@ def holdout_register(
     (a hold-out must hold every grade and healthy photographs)."""
     from feedback import holdouts
 
-    with _database(url, data_dir) as Session, Session.begin() as session:  # noqa: N806
-        try:
-            h = holdouts.register_folder(
-                session,
-                name,
-                folder,
-                layout=layout,
-                purpose=purpose,
-                source=source,
-                assume_healthy=assume_healthy,
-                description=description,
-                data_dir=data_dir,
-            )
-        except (ValueError, OSError) as exc:
-            fail(str(exc))
+    with _change(url, data_dir, refused=(ValueError, OSError)) as session:
+        h = holdouts.register_folder(
+            session,
+            name,
+            folder,
+            layout=layout,
+            purpose=purpose,
+            source=source,
+            assume_healthy=assume_healthy,
+            description=description,
+            data_dir=data_dir,
+        )
         typer.echo(
             f"registered {h.purpose.value} {h.name!r}: {h.n_images} photographs, grades {h.grade_counts}, "
             f"digest {h.digest[:12]}..."
