@@ -82,4 +82,4 @@ def test_the_migration_freezes_holdouts_with_the_models_triggers(backend: str) -
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for table in module.FROZEN_TABLES:
-        assert module._trigger_sql(backend, table) == append_only_ddl(backend, table)
+        assert module.append_only_trigger_sql(backend, table) == append_only_ddl(backend, table)

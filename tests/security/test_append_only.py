@@ -105,8 +105,8 @@ def test_models_and_migration_install_the_same_triggers(backend: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for table in APPEND_ONLY_TABLES:
-        assert module._trigger_sql(backend, table) == append_only_ddl(backend, table)
-    assert module.FUNCTION in APPEND_ONLY_FUNCTION_SQL
+        assert module.append_only_trigger_sql(backend, table) == append_only_ddl(backend, table)
+    assert module.REFUSE_FUNCTION in APPEND_ONLY_FUNCTION_SQL
 
 
 def test_a_create_all_database_refuses_too(engine: Engine):

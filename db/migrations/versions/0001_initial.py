@@ -14,22 +14,14 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from db.migrations._ddl import ENUM, JSON, SHA256, TIMESTAMP
+from db.migrations._ddl import one_of as _one_of
 
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
-SHA256 = sa.String(64)
-ENUM = sa.String(16)
-
-
-def _one_of(column: str, values: Sequence[str], name: str) -> sa.CheckConstraint:
-    quoted = ", ".join(f"'{v}'" for v in values)
-    return sa.CheckConstraint(f"{column} IN ({quoted})", name=op.f(name))
 
 
 def upgrade() -> None:

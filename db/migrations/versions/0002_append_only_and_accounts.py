@@ -10,8 +10,9 @@ Create Date: 2026-12-01
   process; ``user_sessions`` holds signed-in sessions (token hash, last seen, revoked); ``users.must_change_password``
   is set by an admin's password reset.
 
-The trigger statements are a frozen copy of :func:`db.models.append_only_ddl` (a migration must not change meaning
-when the code does); ``tests/security/test_append_only.py`` proves the two install the same triggers.
+The trigger statements (``db/migrations/_ddl.py``) are a frozen copy of :func:`db.models.append_only_ddl` (a
+migration must not change meaning when the code does); ``tests/security/test_append_only.py`` proves the two install
+the same triggers.
 """
 
 from __future__ import annotations
@@ -21,43 +22,28 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations._ddl import REFUSE_FUNCTION, TIMESTAMP, append_only_trigger_sql
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TIMESTAMP = sa.DateTime(timezone=True)
 TABLES = ("annotations", "audit_log")
-FUNCTION = "drgnet_refuse_change"
-
-
-def _trigger_sql(dialect: str, table: str) -> list[str]:
-    if dialect == "sqlite":
-        return [
-            f"CREATE TRIGGER trg_{table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {verb} refused'); END"
-            for verb in ("UPDATE", "DELETE")
-        ]
-    return [
-        f"CREATE TRIGGER trg_{table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-        f"FOR EACH ROW EXECUTE FUNCTION {FUNCTION}()",
-        f"CREATE TRIGGER trg_{table}_no_truncate BEFORE TRUNCATE ON {table} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()",
-    ]
 
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
         op.execute(
-            f"""CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
+            f"""CREATE OR REPLACE FUNCTION {REFUSE_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'restrict_violation';
 END
 $$"""
         )
     for table in TABLES:
-        for statement in _trigger_sql(dialect, table):
+        for statement in append_only_trigger_sql(dialect, table):
             op.execute(statement)
 
     # A plain ADD COLUMN (not batch mode): SQLite would otherwise copy the users table, which everything refers to.
@@ -107,4 +93,4 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_append_only ON {table}")
             op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_no_truncate ON {table}")
     if dialect == "postgresql":
-        op.execute(f"DROP FUNCTION IF EXISTS {FUNCTION}()")
+        op.execute(f"DROP FUNCTION IF EXISTS {REFUSE_FUNCTION}()")

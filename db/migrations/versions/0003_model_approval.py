@@ -26,46 +26,20 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from db.migrations._ddl import ENUM, JSON, SHA256, TIMESTAMP, append_only_trigger_sql
+from db.migrations._ddl import in_list as _in_list
+from db.migrations._ddl import one_of as _one_of
 
 revision: str = "0003"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
-SHA256 = sa.String(64)
-ENUM = sa.String(16)
-
 FROZEN_TABLES = ("holdouts", "holdout_images")
-FUNCTION = "drgnet_refuse_change"  # created by 0002
 
 OLD_STATUSES = ("candidate", "active", "rejected", "retired")
 NEW_STATUSES = ("candidate", "awaiting-approval", "active", "rejected", "retired")
-
-
-def _trigger_sql(dialect: str, table: str) -> list[str]:
-    if dialect == "sqlite":
-        return [
-            f"CREATE TRIGGER trg_{table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {verb} refused'); END"
-            for verb in ("UPDATE", "DELETE")
-        ]
-    return [
-        f"CREATE TRIGGER trg_{table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-        f"FOR EACH ROW EXECUTE FUNCTION {FUNCTION}()",
-        f"CREATE TRIGGER trg_{table}_no_truncate BEFORE TRUNCATE ON {table} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()",
-    ]
-
-
-def _in_list(column: str, values: Sequence[str]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
-def _one_of(column: str, values: Sequence[str], name: str) -> sa.CheckConstraint:
-    return sa.CheckConstraint(_in_list(column, values), name=op.f(name))
 
 
 def _sqlite_edit_table_sql(table: str, replacements: Sequence[tuple[str, str]]) -> None:
@@ -146,7 +120,7 @@ def upgrade() -> None:
     )
     dialect = op.get_bind().dialect.name
     for table in FROZEN_TABLES:
-        for statement in _trigger_sql(dialect, table):
+        for statement in append_only_trigger_sql(dialect, table):
             op.execute(statement)
     op.create_table(
         "app_settings",

@@ -15,15 +15,13 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from db.migrations._ddl import JSON, TIMESTAMP
 
 revision: str = "0004"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
