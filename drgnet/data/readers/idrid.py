@@ -45,6 +45,14 @@ class _IDRiDPart(DatasetReader):
             _io.has_images(_subdir(base, "1. Original Images", s)) for s in _IDRID_SETS.values()
         )
 
+    def _part_and_images(self) -> tuple[Path, Path]:
+        """The part folder and the split's image folder; a folder without them is not this layout."""
+        base = self._locate(self.root)
+        images = _subdir(base, "1. Original Images", _IDRID_SETS[self.split])
+        if base is None or images is None or not _io.has_images(images):
+            raise self._not_this()
+        return base, images
+
 
 class IDRiDSegmentationReader(_IDRiDPart):
     """IDRiD part A (lesion segmentation): 54 training and 27 test photographs, all four lesions, no grades.
@@ -63,11 +71,8 @@ class IDRiDSegmentationReader(_IDRiDPart):
     article = "an"
 
     def _scan(self) -> None:
-        base = self._locate(self.root)
+        base, images = self._part_and_images()
         set_name = _IDRID_SETS[self.split]
-        images = _subdir(base, "1. Original Images", set_name)
-        if base is None or not _io.has_images(images):
-            raise self._not_this()
         truth = _subdir(base, "2. All Segmentation Groundtruths", set_name)
         if truth is None:
             raise self._not_this(f"no masks: '2. All Segmentation Groundtruths/{set_name}' is missing")
@@ -126,10 +131,7 @@ class IDRiDGradingReader(_IDRiDPart):
     article = "an"
 
     def _scan(self) -> None:
-        base = self._locate(self.root)
-        images = _subdir(base, "1. Original Images", _IDRID_SETS[self.split])
-        if base is None or not _io.has_images(images):
-            raise self._not_this()
+        base, images = self._part_and_images()
         labels = self._label_file(_subdir(base, "2. Groundtruths"), self.split)
         if labels is None:
             raise self._not_this(f"no label file '2. Groundtruths/{_IDRID_LABEL_FILES[self.split]}'")
