@@ -37,6 +37,11 @@ expect.set_options(timeout=TIMEOUT_MS)  # (Playwright's default, 5 s, is shorter
 # rerun the browser sent before it saw the new value (widgets that callbacks set are renamed, and a stale report of
 # the old one is ignored), the run_every session fragment (gone), port races (retried). The failure message now
 # carries the page's state (DRGNET_E2E_DEBUG=path also saves a screenshot); skipped in CI until it is understood.
+# Seen since (02:00-02:12 UTC, load 8.6-9.7, 3 of 6 loaded keyboard runs failed, every time on the third image): the
+# grade key reached the page (keydown on BODY, nothing focused) while a script run was in progress although the page
+# had been idle just before it, and no grade callback ever ran on the server (a server-side trace of every run showed
+# the radio's value equal to the draft's grade in all runs, failing ones included): the key's trigger is lost between
+# the browser and the callback when it lands in a rerun that started on its own after the page settled. Not fixed.
 _FLAKY_UNDER_LOAD = pytest.mark.skipif(
     os.environ.get("CI") == "true", reason="flaky under heavy load (issue 15, see the comment above); run alone"
 )
@@ -69,6 +74,21 @@ STATE_JS = """() => ({
     radios: [...document.querySelectorAll('[data-testid="stRadio"]')].filter((r) => r.innerText.includes('Your grade'))
         .map((r) => [...r.querySelectorAll('input')].filter((i) => i.checked).map((i) => i.value).join(',')),
 })"""
+
+
+# Each key the document receives: its target, the focused element and whether a script run was going on (a key that
+# never reaches its callback shows whether the browser got it, and when).
+KEYLOG_JS = """() => {
+    window.drgnetKeys = [];
+    if (window.drgnetKeyLog) return;
+    window.drgnetKeyLog = true;
+    document.addEventListener('keydown', (e) => window.drgnetKeys.push({
+        key: e.key,
+        target: e.target.tagName,
+        focused: document.activeElement?.tagName,
+        script: document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state'),
+    }), true);
+}"""
 
 
 def _grade_shown(page, grade: int) -> None:
@@ -197,9 +217,14 @@ def test_clinician_grades_three_images_by_keyboard_only(server, browser, passwor
         title = page.locator("h1").first.inner_text()
         titles.append(title)
         image_id = _image_id(page)
+        page.evaluate(KEYLOG_JS)
         page.keyboard.press(str(grade))
         # The key's callback stored the grade before its rerun drew the radio: both must show it before "S".
-        _draft_has(data, "clinician", image_id, grade=grade, ungradable=False)
+        try:
+            _draft_has(data, "clinician", image_id, grade=grade, ungradable=False)
+        except AssertionError as exc:  # say where the key went and what the page showed
+            keys = page.evaluate("() => window.drgnetKeys")
+            raise AssertionError(f"{exc}; keys seen: {keys}; the page: {page.evaluate(STATE_JS)}") from exc
         _grade_shown(page, grade)
         page.keyboard.press("s")
         if n < len(grades) - 1:
