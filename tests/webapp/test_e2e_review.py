@@ -37,11 +37,11 @@ expect.set_options(timeout=TIMEOUT_MS)  # (Playwright's default, 5 s, is shorter
 # rerun the browser sent before it saw the new value (widgets that callbacks set are renamed, and a stale report of
 # the old one is ignored), the run_every session fragment (gone), port races (retried). The failure message now
 # carries the page's state (DRGNET_E2E_DEBUG=path also saves a screenshot); skipped in CI until it is understood.
-# Seen since (02:00-02:12 UTC, load 8.6-9.7, 3 of 6 loaded keyboard runs failed, every time on the third image): the
-# grade key reached the page (keydown on BODY, nothing focused) while a script run was in progress although the page
-# had been idle just before it, and no grade callback ever ran on the server (a server-side trace of every run showed
-# the radio's value equal to the draft's grade in all runs, failing ones included): the key's trigger is lost between
-# the browser and the callback when it lands in a rerun that started on its own after the page settled. Not fixed.
+# Seen since (01:50-02:12 UTC; 3 of 4 keyboard runs at load 8.6-9.7 failed, each on the third image; 2 at 3-4 passed):
+# the grade key reached the page (keydown on BODY, nothing focused) while a script run was in progress although the
+# page had been idle just before it, and no grade callback ever ran on the server (a server-side trace of every run
+# showed the radio's value equal to the draft's grade in all runs, failing ones included): the key's trigger is lost
+# between the browser and the callback when it lands in a rerun that started on its own after the page settled.
 _FLAKY_UNDER_LOAD = pytest.mark.skipif(
     os.environ.get("CI") == "true", reason="flaky under heavy load (issue 15, see the comment above); run alone"
 )
