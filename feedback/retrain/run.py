@@ -226,9 +226,16 @@ def _save_candidate(
     save_checkpoint(folder, candidate, candidate.config, metrics={"holdout": holdout}, extra=meta)
 
 
-def _candidate_name(parent: _Snapshot, job_tag: str) -> str:
+def _candidate_name(Session: sessionmaker[Session], parent: _Snapshot, job_tag: str, models: Path) -> str:  # noqa: N803
+    """A version name no other version or checkpoint folder has: two runs from one parent can start in one second."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{parent.name.split('+')[0][:60]}+ft-{stamp}" + (f"-{job_tag}" if job_tag else "")
+    base = f"{parent.name.split('+')[0][:60]}+ft-{stamp}" + (f"-{job_tag}" if job_tag else "")
+    name, n = base, 1
+    with Session() as s:
+        while (models / name).exists() or repository.get_model_version_by_name(s, name) is not None:
+            n += 1
+            name = f"{base}-{n}"
+    return name
 
 
 def run_retraining(
@@ -290,7 +297,7 @@ def run_retraining(
     )
     reasons.extend(f"note: {n}" for n in _camera_notes(inputs))
 
-    folder = models_dir(data) / _candidate_name(inputs.parent, job_tag)
+    folder = models_dir(data) / _candidate_name(Session, inputs.parent, job_tag, models_dir(data))
     report(0.95, f"saving candidate {folder.name!r}")
     _save_candidate(folder, candidate, cfg, inputs.parent, replay_path, after, data)
     metrics = {

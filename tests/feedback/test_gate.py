@@ -5,6 +5,7 @@ automatic promotion on)."""
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -102,10 +103,17 @@ def test_worse_candidate_is_rejected_and_kept_with_metrics(
 
 
 def test_not_worse_candidate_waits_for_approval_unless_auto_promotion_is_on(
-    sqlite_corrected_db: CorrectedDB, holdout_cohort: Path
+    sqlite_corrected_db: CorrectedDB, holdout_cohort: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = sqlite_corrected_db
     register_holdout(db.Session, holdout_cohort, db.data_dir)
+
+    class _OneSecond(datetime):  # both runs below start "in the same second": their names must still differ
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 12, 7, 2, 5, 23, tzinfo=tz)
+
+    monkeypatch.setattr("feedback.retrain.run.datetime", _OneSecond)
     # No step: the EMA teacher is the active model's exact copy, so it is "not worse" by any margin.
     result = run_retraining(db.Session, PARAMS, data_dir=db.data_dir)
     assert result["gate_passed"] is True, result["reasons"]
@@ -119,10 +127,12 @@ def test_not_worse_candidate_waits_for_approval_unless_auto_promotion_is_on(
 
     with db.Session.begin() as s:
         settings.change(s, settings.AUTO_PROMOTE, True, actor_id=db.admin_id)
+    first_name = waiting.name
     result = run_retraining(db.Session, PARAMS, data_dir=db.data_dir)
     assert result["promoted"] is True and result["status"] == "active"
     with db.Session() as s:
         assert repository.active_model_version(s).id == result["version_id"]
+        assert repository.active_model_version(s).name == f"{first_name}-2"
         (change,) = repository.audit_entries(s, action="setting.change")
         assert change.user_id == db.admin_id and change.details == {"key": "auto_promote", "from": None, "to": True}
 
