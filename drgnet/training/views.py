@@ -122,7 +122,7 @@ class HighResViews(Dataset):
     Position ``p * (1 + crops_per_global)`` is photograph ``p``'s global view; the positions after it are its
     crops (each drawn afresh on every access). Items carry ``grade_min`` beside the keys of
     :func:`drgnet.training.data.sample_to_item`. Preprocessed views are cached in memory (a 1024 px lesion view
-    with its masks takes about 7 MB).
+    with its masks and pixel indices takes about 12 MB).
 
     Args:
         sources: The photographs and their draw weights.
@@ -219,7 +219,10 @@ class HighResViews(Dataset):
             if view.masks is not None:
                 known = np.asarray(view.lesion_known, bool)
                 lesions = view.masks[known].any(axis=0) & inside if known.any() else lesions
-            self._lesion[photo] = _LesionView(view, np.flatnonzero(lesions), np.flatnonzero(inside))
+            # int32 indices: half the memory of int64 for the same pixels (a 1024 px view has ~0.8 M inside).
+            self._lesion[photo] = _LesionView(
+                view, np.flatnonzero(lesions).astype(np.int32), np.flatnonzero(inside).astype(np.int32)
+            )
         return self._lesion[photo]
 
     def crop(self, photo: int, rng) -> Sample:
