@@ -41,6 +41,8 @@ DRAFTS_KEY = "review_drafts"
 COUNTER_KEY = "reviewed_count"
 #: Set when storing the draft failed (the draft is still in this session).
 ERROR_KEY = "review_draft_error"
+#: Why the last save failed (the draft is kept), shown once above the form.
+SAVE_ERROR_KEY = "review_save_error"
 
 #: Set after a password change, so the next run confirms it once.
 PASSWORD_CHANGED_KEY = "acc_changed"

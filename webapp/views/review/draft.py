@@ -16,26 +16,55 @@ from webapp.state import DRAFTS_KEY, ERROR_KEY, ORDER_KEY, REVIEW_KEY
 
 #: Widgets whose values callbacks also set (grade and ungradable by keys, the region by a click or a lesion step).
 SETTABLE = ("grade", "ungradable", "mode", "cx", "cy")
+#: The region widgets' values; grade and ungradable live in the draft.
+VIEW_FIELDS = ("mode", "cx", "cy")
 
 
 def widget_key(name: str, image_id: int) -> str:
-    """The key of a widget in :data:`SETTABLE`: renamed each time a callback sets its value.
+    """The key of a widget in :data:`SETTABLE`: renamed each time a callback sets a value (see :func:`renew`).
 
-    A browser sends every widget's value with each rerun it asks for. A rerun asked for before the browser saw a
-    value a callback set (a canvas or a second key press on a busy server) carries the old value, which Streamlit
-    takes for the clinician's change: the grade set by a key went back to the predicted one. Under a new key the
-    old widget's stale value has nowhere to go.
+    A browser sends every widget's value with each rerun it asks for, and asks for reruns of its own (the drawing
+    canvas reports itself after each page load). A rerun asked for before the browser saw a value a callback set
+    carries the old value, which Streamlit takes for the clinician's change. So these widgets never get their value
+    through ``st.session_state``: each is drawn with the draft's (or the view's) value as its default, and a callback
+    that sets one renames them all. A new key is a new widget, which shows its default whatever the browser knew
+    before; a stale report under the old key is ignored (:func:`set_field`).
     """
     return f"rv_{name}{st.session_state.get(f'rv_gen_{image_id}', 0)}_{image_id}"
 
 
-def set_widgets(image_id: int, **values: Any) -> None:
-    """Set :data:`SETTABLE` widgets' values from a callback (the others keep theirs, under their new keys)."""
-    old = {name: st.session_state.get(widget_key(name, image_id)) for name in SETTABLE}
+def renew(image_id: int) -> None:
+    """Rename the :data:`SETTABLE` widgets: the next run draws them anew with the values now in the draft and view."""
     st.session_state[f"rv_gen_{image_id}"] = st.session_state.get(f"rv_gen_{image_id}", 0) + 1
-    for name, value in {**old, **values}.items():
-        if value is not None:
-            st.session_state[widget_key(name, image_id)] = value
+
+
+def view(image_id: int) -> dict[str, Any]:
+    """The zoomed editor's mode and centre (:data:`VIEW_FIELDS`) as last set by a widget or a callback."""
+    return st.session_state.setdefault(f"rv_view_{image_id}", {})
+
+
+def set_view(image_id: int, **values: Any) -> None:
+    """Set the region from a callback (a click on the overview, a lesion step)."""
+    view(image_id).update(values)
+    renew(image_id)
+
+
+def is_current(field: str, image_id: int, key: str) -> bool:
+    """Whether a widget's report belongs to the widget drawn now (not to a renamed one or a removed one)."""
+    if key not in st.session_state:
+        # The widget is gone (a save or page change removed it before its last change arrived): nothing to keep.
+        # Reading it would raise KeyError in Streamlit's callback and leave the clinician a blank page.
+        return False
+    # A renamed widget's old self (see widget_key): a browser that had not seen the rename yet reported its old
+    # value with a later rerun, which Streamlit takes for a change. It would put back the grade a key replaced.
+    return field not in SETTABLE or key == widget_key(field, image_id)
+
+
+def set_view_field(user_id: int, image_id: int, field: str, key: str) -> None:
+    """Callback of a region widget (mode, centre): the view follows it, and the canvas's strokes join the draft."""
+    if is_current(field, image_id, key):
+        view(image_id)[field] = st.session_state[key]
+        commit_live(user_id, image_id)
 
 
 def get_draft(user_id: int, image_id: int) -> dict[str, Any]:
@@ -104,30 +133,23 @@ def undo(user_id: int, image_id: int) -> None:
 
 def set_field(user_id: int, image_id: int, field: str, key: str) -> None:
     """Copy a form widget's new value into the draft."""
-    if key not in st.session_state:
-        # The widget is gone (a save or page change removed it before its last change arrived): nothing to keep.
-        # Reading it would raise KeyError in Streamlit's callback and leave the clinician a blank page.
-        return
-    if field in SETTABLE and key != widget_key(field, image_id):
-        # A renamed widget's old self (see widget_key): a browser that had not seen the rename yet reported its old
-        # value with a later rerun, which Streamlit takes for a change. It would put back the grade a key replaced.
-        return
-    get_draft(user_id, image_id)[field] = st.session_state[key]
-    persist(user_id, image_id)
+    if is_current(field, image_id, key):
+        get_draft(user_id, image_id)[field] = st.session_state[key]
+        persist(user_id, image_id)
 
 
 def set_grade(user_id: int, image_id: int, grade: int) -> None:
     """A grade key (0-4): the grade, and the photograph is gradable."""
-    set_widgets(image_id, grade=grade, ungradable=False)
     get_draft(user_id, image_id).update(grade=grade, ungradable=False)
+    renew(image_id)
     persist(user_id, image_id)
 
 
 def toggle_ungradable(user_id: int, image_id: int) -> None:
     """The U key."""
-    ungradable = not st.session_state.get(widget_key("ungradable", image_id), False)
-    set_widgets(image_id, ungradable=ungradable)
-    get_draft(user_id, image_id)["ungradable"] = ungradable
+    draft = get_draft(user_id, image_id)
+    draft["ungradable"] = not draft.get("ungradable", False)
+    renew(image_id)
     persist(user_id, image_id)
 
 

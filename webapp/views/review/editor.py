@@ -76,21 +76,25 @@ def _controls(user_id: int, image: Any, regions: list[Region]) -> Tools:
     )
     tool = cols[1].radio("Tool", ["Paint", "Erase"], horizontal=True, key=f"rv_tool_{image_id}")
     mode_cols = st.columns([2, 1, 1, 1, 2, 2])
-    zoomed = (
-        mode_cols[0].radio("Edit", [WHOLE, REGION], horizontal=True, key=drafts.widget_key("mode", image_id), **commit)
-        == REGION
-    )
+    where = drafts.view(image_id)
+
+    def settable(field: str) -> dict[str, Any]:  # see drafts.widget_key: drawn with the view's value as default
+        key = drafts.widget_key(field, image_id)
+        return {"key": key, "on_change": drafts.set_view_field, "args": (user_id, image_id, field, key)}
+
+    modes = [WHOLE, REGION]
+    mode_cols[0].radio("Edit", modes, index=modes.index(where.get("mode", WHOLE)), horizontal=True, **settable("mode"))
+    zoomed = where.get("mode", WHOLE) == REGION  # (what region_of reads: the radio's change is in it already)
     # One brush per mode: a photo pixel is the natural brush when zoomed, two for the whole photograph.
     brush = cols[2].slider(
         "Brush (photo pixels)", 1, 64, 1 if zoomed else 2, key=f"rv_brush_{'r' if zoomed else 'w'}_{image_id}"
     )
     if zoomed:
         st.session_state.setdefault(f"rv_side_{image_id}", DEFAULT_SIDE)
-        st.session_state.setdefault(drafts.widget_key("cx", image_id), w // 2)
-        st.session_state.setdefault(drafts.widget_key("cy", image_id), h // 2)
         mode_cols[1].selectbox("Region (photo px)", REGION_SIDES, key=f"rv_side_{image_id}", **commit)
-        mode_cols[2].number_input("Centre x", 0, w - 1, key=drafts.widget_key("cx", image_id), **commit)
-        mode_cols[3].number_input("Centre y", 0, h - 1, key=drafts.widget_key("cy", image_id), **commit)
+        cx, cy = int(where.get("cx", w // 2)), int(where.get("cy", h // 2))
+        mode_cols[2].number_input("Centre x", 0, w - 1, cx, **settable("cx"))
+        mode_cols[3].number_input("Centre y", 0, h - 1, cy, **settable("cy"))
     for col, label, step in ((mode_cols[4], "Previous lesion region", -1), (mode_cols[5], "Next lesion region", 1)):
         col.button(
             label,

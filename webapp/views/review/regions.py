@@ -1,7 +1,8 @@
 """Which part of the photograph the zoomed editor shows: a box of photo pixels, picked on the overview or stepped to.
 
-The box's centre and side are widget values (see :func:`webapp.views.review.draft.widget_key`), so the number inputs
-show where it is; a click on the overview or a lesion step moves them, and the editor's mode switches to the region.
+The box's mode and centre are the view's (:func:`webapp.views.review.draft.view`), which the editor's widgets show
+and change; a click on the overview or a lesion step moves the centre and switches the editor to the region (and
+renames those widgets, see :func:`webapp.views.review.draft.widget_key`). The side is a plain widget value.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import streamlit as st
 
 from drgnet.labels import LESIONS
 from webapp.masks import photo_point, region_box
-from webapp.views.review.draft import commit_live, set_widgets, widget_key
+from webapp.views.review.draft import commit_live, set_view, view
 
 WHOLE, REGION = "Whole photograph", "Zoomed region"
 REGION_SIDES = [16, 32, 64, 128, 256, 512]
@@ -26,11 +27,11 @@ Region = tuple[str, int, int, int]
 
 def region_of(image_id: int, width: int, height: int) -> tuple[int, int, int, int] | None:
     """The photo box of the zoomed editor, or None when the whole photograph is edited."""
-    if st.session_state.get(widget_key("mode", image_id), WHOLE) != REGION:
+    where = view(image_id)
+    if where.get("mode", WHOLE) != REGION:
         return None
     side = int(st.session_state.get(f"rv_side_{image_id}", DEFAULT_SIDE))
-    cx = int(st.session_state.get(widget_key("cx", image_id), width // 2))
-    cy = int(st.session_state.get(widget_key("cy", image_id), height // 2))
+    cx, cy = int(where.get("cx", width // 2)), int(where.get("cy", height // 2))
     return region_box(cx, cy, side, width, height)
 
 
@@ -47,7 +48,7 @@ def lesion_regions(masks: np.ndarray, visible: list[str], scale: float) -> list[
 
 
 def _centre_on(image_id: int, x: int, y: int) -> None:
-    set_widgets(image_id, cx=x, cy=y, mode=REGION)
+    set_view(image_id, cx=x, cy=y, mode=REGION)
 
 
 def step_lesion(user_id: int, image_id: int, regions: list[Region], step: int) -> None:
