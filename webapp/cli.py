@@ -41,6 +41,10 @@ def streamlit_command(port: int, address: str) -> list[str]:
         "false",
         "--client.toolbarMode",
         "minimal",
+        # One script runner per browser session, which folds a new request into the pending one (see
+        # webapp/streamlit_fix.py); fast reruns start a second runner and a click's trigger can be lost between them.
+        "--runner.fastReruns",
+        "false",
     ]
 
 

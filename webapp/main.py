@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from webapp import auth, nav, state
+from webapp import auth, nav, state, streamlit_fix
 
 
 def _run(pages: list[st.Page] | dict[str, list[st.Page]], **kwargs: str) -> None:
@@ -37,4 +37,5 @@ def main() -> None:
     _run({section: [spec.page() for spec in specs] for section, specs in nav.sections_for(user.role).items()})
 
 
+streamlit_fix.install()
 main()

@@ -80,6 +80,23 @@ def _overlay(page):
     return page.get_by_text("Photograph with lesion overlays").first
 
 
+IDLE_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app && app.getAttribute('data-test-script-state') === 'notRunning'
+        && !document.querySelector('[data-stale="true"]');
+}"""
+
+
+def _idle(page) -> None:
+    """Wait until the app's last script run has finished and replaced every element of the run before.
+
+    A click on a widget while a run redraws it can be lost in the browser (seen once in 20 loaded runs: a grade
+    radio clicked during the run the drawing canvas asks for after a page load never sent its change), so each step
+    starts on a settled page, as a person's does.
+    """
+    page.wait_for_function(IDLE_JS)
+
+
 def _review_shown(page, old_title: str) -> None:
     """Wait until another image's review page is up with its overlay pictures decoded."""
     page.wait_for_function(
@@ -112,12 +129,19 @@ def test_clinician_reviews_paints_and_saves(server, browser, passwords):
         page.get_by_text("Attention", exact=True).click()
         page.wait_for_timeout(1500)
 
+    _idle(page)
     grade_radio = page.locator('[data-testid="stRadio"]').filter(has_text="Your grade")
     grade_radio.get_by_text("3 Severe NPDR").click()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stRadio"]')]
+            .filter((r) => r.innerText.includes('Your grade'))
+            .some((r) => [...r.querySelectorAll('input')].some((i) => i.checked && i.value.startsWith('3')))"""
+    )
+    _idle(page)
     layer_radio = page.locator('[data-testid="stRadio"]').filter(has_text="Lesion layer to edit")
     layer_radio.get_by_text("Haemorrhages").click()
-    page.wait_for_timeout(1500)
     page.get_by_text("Predicted HE pixels").wait_for()
+    _idle(page)
 
     canvas = page.locator("canvas.upper-canvas").first
     canvas.wait_for(state="visible")
@@ -132,6 +156,7 @@ def test_clinician_reviews_paints_and_saves(server, browser, passwords):
         page.mouse.move(x0 + (x1 - x0) * i / 20, y)
     page.mouse.up()
     page.get_by_text("Edited layers: HE").wait_for()
+    _idle(page)
     _shot(page, "review.png")
 
     page.get_by_role("button", name="Save annotation").click()

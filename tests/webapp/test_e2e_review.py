@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pytest
 from playwright.sync_api import expect
-from test_e2e import TIMEOUT_MS, _login, _review_shown, browser, server  # noqa: F401 - fixtures
+from test_e2e import IDLE_JS, TIMEOUT_MS, _idle, _login, _review_shown, browser, server  # noqa: F401 - fixtures
 
 from db import repository
 from db.artifacts import artifact_store
@@ -28,37 +28,12 @@ from feedback.predictions import load_maps
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 expect.set_options(timeout=TIMEOUT_MS)  # (Playwright's default, 5 s, is shorter than a cold page run under load)
 
-# Known problem (issue 15, still open): under heavy load (two busy loops on top of the other jobs, load average 7-14)
-# these two failed in 2 of 5 loaded runs after the last fix (both at load average 11-14; they pass alone, and passed in
-# the three runs at load 5-9, one of them with test_e2e.py and test_sessions_e2e.py): the page did not settle with one
-# grade radio within 90 s, and two identical headers were seen at once. Last seen (01:45 UTC, unloaded, after a rebase):
-# an idle page with one grade radio showing the predicted grade while the stored draft held the key's grade.
-# Found and fixed meanwhile: fixed sleeps (every step now waits for its own effect), a grade set by key undone by a
-# rerun the browser sent before it saw the new value (widgets that callbacks set are renamed, and a stale report of
-# the old one is ignored), the run_every session fragment (gone), port races (retried). The failure message now
-# carries the page's state (DRGNET_E2E_DEBUG=path also saves a screenshot); skipped in CI until it is understood.
-# Seen since (01:50-02:12 UTC; 3 of 4 keyboard runs at load 8.6-9.7 failed, each on the third image; 2 at 3-4 passed):
-# the grade key reached the page (keydown on BODY, nothing focused) while a script run was in progress although the
-# page had been idle just before it, and no grade callback ever ran on the server (a server-side trace of every run
-# showed the radio's value equal to the draft's grade in all runs, failing ones included): the key's trigger is lost
-# between the browser and the callback when it lands in a rerun that started on its own after the page settled.
-# 02:45-02:56 UTC: the zoomed-stroke test below failed 4 of 8 runs on a quiet machine (load < 1), waiting 90 s for
-# "saved." after the save click: most likely the same lost trigger (a click landing in the rerun that follows a page
-# load). It passed in both clean-clone CI runs of that day; skipped in CI with the others until the cause is found.
-_FLAKY_UNDER_LOAD = pytest.mark.skipif(
-    os.environ.get("CI") == "true", reason="flaky under heavy load (issue 15, see the comment above); run alone"
-)
-
-IDLE_JS = """() => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    return app && app.getAttribute('data-test-script-state') === 'notRunning'
-        && !document.querySelector('[data-stale="true"]');
-}"""
-
-
-def _idle(page) -> None:
-    """Wait until the app's last script run has finished and replaced every element of the run before."""
-    page.wait_for_function(IDLE_JS)
+# These ran flaky under load until two causes were found with a server-side trace of every rerun request (stop 20):
+# - a key pressed just before the drawing canvas reported itself (once its picture loaded) was dropped by Streamlit's
+#   script runner before its callback ran (webapp/streamlit_fix.py closes that gap);
+# - a button read with "if st.button(...)" lost its click when that rerun stopped the run first (the review page's
+#   buttons act in callbacks now), and a widget renamed by a key showed its old default to a browser that had not
+#   seen the rename (those widgets are drawn with the draft's value as default).
 
 
 GRADE_SHOWN_JS = """(g) => {
@@ -138,7 +113,6 @@ def _factory(data):
     return make_sessionmaker(make_engine(f"sqlite:///{data / 'drgnet.db'}"))
 
 
-@_FLAKY_UNDER_LOAD
 def test_three_pixel_stroke_in_a_zoomed_region_lands_on_those_photo_pixels(server, browser, passwords):  # noqa: F811
     url, data = server
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
@@ -206,7 +180,6 @@ def test_three_pixel_stroke_in_a_zoomed_region_lands_on_those_photo_pixels(serve
     assert not (predicted & ~stored).any()  # nothing erased
 
 
-@_FLAKY_UNDER_LOAD
 def test_clinician_grades_three_images_by_keyboard_only(server, browser, passwords):  # noqa: F811
     url, data = server
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
@@ -246,7 +219,6 @@ def test_clinician_grades_three_images_by_keyboard_only(server, browser, passwor
     assert [by_name[t.removeprefix("Review: ")] for t in titles] == [(g, "grade-only") for g in grades]
 
 
-@_FLAKY_UNDER_LOAD
 def test_a_browser_refresh_keeps_the_draft(server, browser, passwords):  # noqa: F811
     url, data = server
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
