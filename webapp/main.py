@@ -16,7 +16,9 @@ from webapp import auth, nav, state, streamlit_fix
 def _run(pages: list[st.Page] | dict[str, list[st.Page]], **kwargs: str) -> None:
     registered = pages if isinstance(pages, list) else [p for section in pages.values() for p in section]
     state.set_pages(registered)
-    st.navigation(pages, **kwargs).run()
+    navigation = st.navigation(pages, **kwargs)
+    state.follow_pending_page()
+    navigation.run()
 
 
 def main() -> None:

@@ -53,6 +53,8 @@ UPLOAD_OUTCOMES_KEY = "up_outcomes"
 
 #: url path -> ``st.Page`` the router registered in this run.
 _PAGES_KEY = "router_pages"
+#: A page a callback asked for; the router switches to it before drawing the page the run was asked for.
+_PENDING_PAGE_KEY = "router_pending_page"
 
 
 def set_pages(pages: Iterable[st.Page]) -> None:
@@ -72,7 +74,18 @@ def switch_to(name: str) -> None:
     st.switch_page(pages[name])
 
 
-def open_review(image_id: int) -> None:
-    """Show ``image_id`` on the review page."""
+def open_review_next(image_id: int) -> None:
+    """Callback of an "Open" button: the review page of ``image_id`` is the next run's page.
+
+    The page the click came from is not drawn again first (the worklist's queue query and rows cost a good part of
+    a second on 2 cores), and the click cannot be lost to a rerun that stops the page before its button is read.
+    """
     st.session_state[REVIEW_KEY] = image_id
-    switch_to("review")
+    st.session_state[_PENDING_PAGE_KEY] = "review"
+
+
+def follow_pending_page() -> None:
+    """Switch to the page a callback asked for, if any (the router calls it before it runs a page)."""
+    name = st.session_state.pop(_PENDING_PAGE_KEY, None)
+    if name is not None:
+        switch_to(name)

@@ -28,6 +28,9 @@ from typing import Any
 from streamlit import config
 from streamlit.runtime.state.safe_session_state import SafeSessionState
 
+#: Streamlit's own method (tests put it back to show the gap).
+ORIGINAL = SafeSessionState.on_script_will_rerun
+
 
 def _apply_then_yield(self: SafeSessionState, fresh_widget_states: Any, **kwargs: Any) -> None:
     with self._lock:

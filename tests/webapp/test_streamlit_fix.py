@@ -43,15 +43,14 @@ def _click_with_a_newer_request_waiting() -> SafeSessionState:
     return state
 
 
-def test_streamlit_drops_the_click_without_the_fix():
-    if getattr(SafeSessionState.on_script_will_rerun, "drgnet_fix", False):
-        pytest.skip("the fix is installed in this process already")
+def test_streamlit_drops_the_click_without_the_fix(monkeypatch):
+    monkeypatch.setattr(SafeSessionState, "on_script_will_rerun", streamlit_fix.ORIGINAL)  # (an app test installed it)
     with pytest.raises(RerunException):  # the run restarts with the newer request's states: the click is gone
         _click_with_a_newer_request_waiting()
 
 
 def test_the_fix_applies_the_click_first(monkeypatch):
-    monkeypatch.setattr(SafeSessionState, "on_script_will_rerun", SafeSessionState.on_script_will_rerun)
+    monkeypatch.setattr(SafeSessionState, "on_script_will_rerun", streamlit_fix.ORIGINAL)
     fast = config.get_option("runner.fastReruns")
     assert streamlit_fix.install(), "this Streamlit changed shape: check webapp/streamlit_fix.py against it"
     assert streamlit_fix.install()  # once only

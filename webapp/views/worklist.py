@@ -9,7 +9,7 @@ from drgnet.labels import GRADE_NAMES, normalised_entropy, referable_probability
 from feedback.strategies import STRATEGIES
 from webapp import auth
 from webapp.services import sessions
-from webapp.state import ORDER_KEY, open_review
+from webapp.state import ORDER_KEY, open_review_next
 
 QUEUE_LIMIT = 500
 
@@ -48,8 +48,9 @@ def worklist_page() -> None:
     if not rows:
         st.info("Nothing to review with these filters.")
         return
-    if st.button("Review the first one", type="primary", key="wl_start"):
-        open_review(rows[0].image.id)
+    st.button(
+        "Review the first one", type="primary", key="wl_start", on_click=open_review_next, args=(rows[0].image.id,)
+    )
 
     head = st.columns([3, 2, 1, 1, 1, 1])
     for col, text in zip(
@@ -64,7 +65,6 @@ def worklist_page() -> None:
         cols[2].write(f"{referable_probability(pred.probabilities):.0%}" if pred else "")
         cols[3].write(f"{normalised_entropy(pred.probabilities):.2f}" if pred else "")
         cols[4].write(f"{row.annotation_count}{' (mine)' if row.has_my_annotation else ''}")
-        if cols[5].button("Open", key=f"wl_open_{row.image.id}"):
-            open_review(row.image.id)
+        cols[5].button("Open", key=f"wl_open_{row.image.id}", on_click=open_review_next, args=(row.image.id,))
     if len(rows) > 100:
         st.caption(f"First 100 of {len(rows)} shown; narrow the filters to see the others.")
