@@ -63,12 +63,14 @@ class MixSource:
     """One more source of training photographs for ``TrainConfig.mix`` (all of it trains; none is split off)."""
 
     data: str = (
-        ""  # dataset folder, or "real-healthy": the healthy real photographs found here (drgnet.data.real_samples)
+        ""  # dataset folder, "real-healthy" (the healthy real photographs found here, drgnet.data.real_samples) or
+        # "idrid-train4" (the four real IDRiD photographs of the shared data folder)
     )
     layout: str = "auto"
     weight: float = 1.0  # how often each of its photographs is drawn, against 1 for a photograph of `data`
     grade: int | None = None  # the grade of photographs its reader gives none (e.g. 0 for healthy eyes)
     min_grade: int = 0  # for ungraded photographs known to show DR (IDRiD's lesion set): taught P(grade >= this)
+    exclude: tuple[str, ...] = ()  # photograph names left out (held out for testing), e.g. ["DRIVE_40"]
 
 
 @dataclass(frozen=True)

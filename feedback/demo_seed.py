@@ -1,6 +1,6 @@
 """Seed a database for the review app: a registered active model, two accounts and predicted photographs.
 
-``drgnet app --seed-demo`` (and so ``make demo``) calls :func:`seed_demo` with the cached demo model; the tests call
+``drgnet app --seed-demo`` (and so ``make demo``) calls :func:`seed_demo` with the shipped base model; the tests call
 :func:`seed` with a tiny model. Both are idempotent: a second run reuses the model version, the accounts and the
 stored photographs and predictions. Passwords are generated, printed once and never written to disk (only their
 argon2 hashes are stored); an account that already exists keeps its password.
@@ -94,13 +94,12 @@ def seed(
 
 
 def seed_demo(data_dir: Path, n_images: int = 30, log: Callable[[str], None] = print) -> dict[str, str | None]:
-    """Seed the app with the cached demo model (trained on first use) and ``n_images`` photographs of its cohort."""
+    """Seed the app with the shipped base model (no training) and ``n_images`` synthetic photographs it never saw."""
     from drgnet.training.demo import ensure_demo_model
 
-    checkpoint, metrics = ensure_demo_model(Path(data_dir), log=log)
-    folder = Path(data_dir) / "demo-cohort" / "1. Original Images"
-    images = sorted(folder.glob("*.jpg"))[-n_images:]  # the last ones: the cohort's tail, least seen in training
-    created = seed(Path(data_dir), checkpoint, images, metrics=metrics, log=log)
+    model = ensure_demo_model(Path(data_dir), log=log)
+    images = sorted(model.photographs.glob("*.jpg"))[-n_images:]
+    created = seed(Path(data_dir), model.checkpoint, images, metrics=model.metrics, version_name=model.name, log=log)
     for name, password in created.items():
         if password is None:
             log(f"account {name!r} exists already (its password was printed when it was created)")

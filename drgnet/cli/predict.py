@@ -11,7 +11,9 @@ from drgnet.cli._common import LESION_FOV_HELP, fail
 
 def predict(
     images: list[Path] = typer.Argument(..., help="Photographs."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint folder."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Checkpoint folder (default: the shipped base model, models/drgnet-base)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
     overlay: Path | None = typer.Option(None, "--overlay", help="Write lesion + attention overlays here."),
     lesion_fov_px: int | None = typer.Option(None, "--lesion-fov-px", min=0, help=LESION_FOV_HELP),
@@ -19,10 +21,12 @@ def predict(
     """Grade photographs and summarise their lesions."""
     import json
 
+    from drgnet.base_model import base_checkpoint
     from drgnet.inference import Predictor, draw_max_pixels, render_overlay
 
     try:
         limit = draw_max_pixels()
+        checkpoint = checkpoint if checkpoint is not None else base_checkpoint()
         predictor = Predictor.from_checkpoint(checkpoint, map_max_pixels=limit, lesion_fov_px=lesion_fov_px)
     except ValueError as exc:
         fail(str(exc))

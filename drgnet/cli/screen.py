@@ -36,11 +36,19 @@ def _open_sink(
     return sink, checkpoint
 
 
-def _check_engine(engine: str, checkpoint: Path | None, onnx: Path | None) -> None:
+def _check_engine(engine: str, checkpoint: Path | None, onnx: Path | None) -> Path | None:
+    """The checkpoint to screen with: the one given, else (torch engine) the shipped base model."""
     if engine == "torch" and checkpoint is None:
-        fail("--checkpoint is required with the torch engine (or --db, to use the active model version)")
+        from drgnet.base_model import base_checkpoint
+
+        try:
+            checkpoint = base_checkpoint()
+        except ValueError as exc:
+            fail(str(exc))
+        typer.echo(f"screening with the base model: {checkpoint}")
     if engine == "onnx" and onnx is None:
         fail("--onnx MODEL.onnx is required with --engine onnx (write one with `drgnet export-onnx`)")
+    return checkpoint
 
 
 def _options(threshold: float, masks: Path | None, max_file_mb: float) -> Any:
@@ -65,7 +73,9 @@ def screen(
     ),
     out: Path = typer.Option(..., "--out", help="results.csv or results.jsonl; the same file again resumes."),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Checkpoint folder (torch engine; with --db the default is the active version)."
+        None,
+        "--checkpoint",
+        help="Checkpoint folder (torch engine; default: with --db the active version, else models/drgnet-base).",
     ),
     engine: str = typer.Option("torch", "--engine", help="torch or onnx."),
     onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model from `drgnet export-onnx` (onnx engine)."),
@@ -112,7 +122,7 @@ def screen(
     sink = None
     if db:
         sink, checkpoint = _open_sink(engine, checkpoint, database_url, data_dir, source, threshold)
-    _check_engine(engine, checkpoint, onnx)
+    checkpoint = _check_engine(engine, checkpoint, onnx)
     spec = EngineSpec(
         kind=engine,
         checkpoint=str(checkpoint) if checkpoint else None,

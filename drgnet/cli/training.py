@@ -101,19 +101,22 @@ def evaluate_cmd(
 
 def demo(
     data_dir: Path = typer.Option(Path("data"), "--data-dir", envvar="DRGNET_DATA_DIR", help="Where the demo lives."),
-    retrain: bool = typer.Option(False, "--retrain", help="Train again even if a cached demo model exists."),
+    retrain: bool = typer.Option(
+        False, "--retrain", help="Train the small demo model afresh instead of using the base model."
+    ),
 ) -> None:
-    """Train (or reuse) the small demo model on a synthetic cohort and report its test metrics."""
+    """The demo's model: the shipped base model at once (no training), or with --retrain the small demo model
+    trained afresh on a synthetic cohort; reports its test metrics."""
     from drgnet.training.demo import ensure_demo_model
 
     try:
-        ckpt, metrics = ensure_demo_model(data_dir, retrain=retrain, log=typer.echo)
+        demo_model = ensure_demo_model(data_dir, retrain=retrain, log=typer.echo)
     except ValueError as exc:
         fail(str(exc))
-    typer.echo(f"synthetic cohort: {data_dir / 'demo-cohort'} (photographs, lesion masks, grades.csv)")
-    typer.echo(f"demo model: {ckpt}")
-    if metrics:
-        typer.echo("test split:\n" + format_metrics(metrics))
+    typer.echo(f"synthetic photographs: {demo_model.photographs.parent} (photographs, lesion masks, grades.csv)")
+    typer.echo(f"demo model ({demo_model.name}): {demo_model.checkpoint}")
+    if demo_model.metrics:
+        typer.echo("test split:\n" + format_metrics(demo_model.metrics))
 
 
 def adapt(

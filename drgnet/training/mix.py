@@ -12,20 +12,22 @@ from drgnet.config import MixSource, TrainConfig
 from drgnet.data import Sample
 from drgnet.data.preprocess import load_rgb
 from drgnet.data.readers import open_dataset
-from drgnet.data.real_samples import HEALTHY_STEMS, sample_photographs, skimage_retina
+from drgnet.data.real_samples import HEALTHY_STEMS, idrid_train4_dir, sample_photographs, skimage_retina
 from drgnet.labels import GRADES
 from drgnet.training.data import FundusDataset
 from drgnet.training.views import HighResViews, Subset, ViewSource
 
 #: ``MixSource.data`` naming the healthy real photographs found on this machine instead of a folder.
 REAL_HEALTHY = "real-healthy"
+#: ``MixSource.data`` naming the four real IDRiD photographs of the shared data folder (``DRGNET_SHARED_DIR``).
+REAL_IDRID = "idrid-train4"
 
 
-def healthy_real_photographs() -> list[Sample]:
+def healthy_real_photographs(exclude: Sequence[str] = ()) -> list[Sample]:
     """The real photographs of healthy eyes found here: scikit-image's retina and the sdists' healthy samples.
 
     Grade 0, no lesion masks (so a lesion loss ignores them). Empty when none is found (see
-    ``drgnet.data.real_samples``).
+    ``drgnet.data.real_samples``). ``exclude``: names (``skimage_retina`` or a file stem) left out, unread.
     """
     paths = {}
     retina = skimage_retina()
@@ -33,7 +35,25 @@ def healthy_real_photographs() -> list[Sample]:
         paths["skimage_retina"] = retina
     found = sample_photographs()
     paths.update({stem: found[stem] for stem in HEALTHY_STEMS if stem in found})
-    return [Sample(load_rgb(p), name, REAL_HEALTHY, grade=0, path=p) for name, p in paths.items()]
+    return [
+        Sample(load_rgb(p), name, REAL_HEALTHY, grade=0, path=p) for name, p in paths.items() if name not in exclude
+    ]
+
+
+def healthy_names() -> list[str]:
+    """Every name a healthy real photograph may have (``MixSource.exclude`` of ``real-healthy`` picks from these)."""
+    return ["skimage_retina", *HEALTHY_STEMS]
+
+
+def _without(samples: Sequence[Sample], exclude: Sequence[str], where: str) -> Sequence[Sample]:
+    """``samples`` less the photographs named in ``exclude``; a name that is not there is an error."""
+    if not exclude:
+        return samples
+    names = list(getattr(samples, "names", None) or [s.name for s in samples])
+    unknown = sorted(set(exclude) - set(names))
+    if unknown:
+        raise ValueError(f"{where}: exclude names {', '.join(unknown)}, not among its photographs")
+    return Subset(samples, [i for i, name in enumerate(names) if name not in exclude])
 
 
 def open_mix_source(source: MixSource) -> ViewSource:
@@ -47,11 +67,19 @@ def open_mix_source(source: MixSource) -> ViewSource:
         if grade is not None and grade not in GRADES:
             raise ValueError(f"{where}: {name} {grade!r} is not an ICDR grade (0-4)")
     if source.data == REAL_HEALTHY:
-        samples: Sequence[Sample] = healthy_real_photographs()
+        unknown = sorted(set(source.exclude) - set(healthy_names()))
+        if unknown:
+            raise ValueError(f"{where}: exclude names {', '.join(unknown)}; known: {', '.join(healthy_names())}")
+        samples: Sequence[Sample] = healthy_real_photographs(source.exclude)
         if not samples:
             raise ValueError(f"{where}: no healthy real photograph found (see drgnet.data.real_samples)")
+    elif source.data == REAL_IDRID:
+        folder = idrid_train4_dir()
+        if folder is None:
+            raise ValueError(f"{where}: no shared data folder with data/idrid-train4 (set DRGNET_SHARED_DIR)")
+        samples = _without(open_dataset(folder, layout="idrid-seg"), source.exclude, where)
     else:
-        samples = open_dataset(source.data, layout=source.layout)
+        samples = _without(open_dataset(source.data, layout=source.layout), source.exclude, where)
     return ViewSource(samples, source.weight, source.grade, source.min_grade, name=source.data)
 
 

@@ -176,7 +176,9 @@ def test_inputs_are_folders_globs_files_and_csv_lists(photos, tmp_path):
         collect_inputs([f"{tmp_path}/*.png"])
 
 
-def test_cli_screen_and_its_errors(photos, tiny_checkpoint, tmp_path):
+def test_cli_screen_and_its_errors(photos, tiny_checkpoint, tmp_path, monkeypatch):
+    import drgnet.base_model
+
     out = tmp_path / "cli.jsonl"
     args = ["screen", str(photos), "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--no-progress"]
     result = runner.invoke(app, [*args, "--batch-size", "4", "--workers", "1"])
@@ -185,8 +187,10 @@ def test_cli_screen_and_its_errors(photos, tiny_checkpoint, tmp_path):
     assert len(read_results(out)) == 6
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "6 already in" in again.output
+    # Without --checkpoint the shipped base model screens; where it is missing the error names its folder.
+    monkeypatch.setattr(drgnet.base_model, "BASE_MODEL_DIR", tmp_path / "no-base-model")
     missing = runner.invoke(app, ["screen", str(photos), "--out", str(out)])
-    assert missing.exit_code == 2 and "--checkpoint is required" in missing.output
+    assert missing.exit_code == 2 and "no-base-model lacks checkpoint.json" in missing.output
     no_onnx = runner.invoke(app, ["screen", str(photos), "--out", str(out), "--engine", "onnx"])
     assert no_onnx.exit_code == 2 and "--onnx" in no_onnx.output
     bad_input = runner.invoke(

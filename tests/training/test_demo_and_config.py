@@ -28,19 +28,39 @@ def test_demo_model_is_trained_once_then_reused_and_retrained_when_the_recipe_ch
     }
     monkeypatch.setattr(demo, "RECIPE", recipe)
     logs: list[str] = []
-    ckpt, metrics = demo.ensure_demo_model(tmp_path, log=logs.append)
+    ckpt, metrics = demo.train_demo_model(tmp_path, log=logs.append)
     assert (ckpt / "model.safetensors").is_file() and "qwk" in metrics
     assert (tmp_path / "demo-cohort" / "preview.png").is_file()
     assert any("training the demo model" in line for line in logs)
 
     logs.clear()
-    again, _ = demo.ensure_demo_model(tmp_path, log=logs.append)
+    again, _ = demo.train_demo_model(tmp_path, log=logs.append)
     assert again == ckpt and any("reusing cached demo model" in line for line in logs)
 
     monkeypatch.setattr(demo, "RECIPE", {**recipe, "epochs": 2})
     logs.clear()
-    demo.ensure_demo_model(tmp_path, log=logs.append)
+    demo.train_demo_model(tmp_path, log=logs.append)
     assert any("recipe changed" in line for line in logs)
+
+
+def test_demo_without_retrain_trains_nothing_and_serves_the_base_model(tmp_path, monkeypatch, tiny_checkpoint):
+    import drgnet.base_model
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the demo trained without --retrain")
+
+    monkeypatch.setattr(demo, "train", no_training)
+    monkeypatch.setattr(drgnet.base_model, "BASE_MODEL_DIR", tiny_checkpoint)
+    monkeypatch.setattr(demo, "PHOTOS", {"n": 2, "size": 96, "style": "default", "seed": 3})
+    result = runner.invoke(app, ["demo", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"demo model (drgnet-base): {tiny_checkpoint}" in result.output
+    assert len(list((tmp_path / "demo-photos" / demo.IMAGES).glob("*.jpg"))) == 2
+    assert not (tmp_path / "demo-model").exists()
+
+    monkeypatch.setattr(drgnet.base_model, "BASE_MODEL_DIR", tmp_path / "no-model")
+    missing = runner.invoke(app, ["demo", "--data-dir", str(tmp_path)])
+    assert missing.exit_code == 2 and "no-model lacks checkpoint.json" in missing.output
 
 
 def test_demo_cache_key_names_the_generator_revision(monkeypatch):

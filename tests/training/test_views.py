@@ -144,3 +144,19 @@ def test_a_small_mixed_set_trains_the_whole_step_budget(tmp_path):
     task = _CountingTask(DRGNet(cfg.model), cfg.loss)
     fit(task, views, None, cfg, tmp_path, progress=False, log=lambda _: None)
     assert task.steps == 3
+
+
+def test_a_mix_source_leaves_out_the_photographs_it_excludes(tmp_path, monkeypatch):
+    generate_cohort(tmp_path / "b", 3, size=96, grades=[0, 2, 4], seed=2)
+    names = open_dataset(tmp_path / "b").names
+    kept = open_mix_source(MixSource(str(tmp_path / "b"), exclude=(names[1],)))
+    assert [s.name for s in kept.samples] == [names[0], names[2]]
+    with pytest.raises(ValueError, match="exclude names nobody, not among its photographs"):
+        open_mix_source(MixSource(str(tmp_path / "b"), exclude=("nobody",)))
+    # The healthy real photographs are named before any is read: a misspelt hold-out is an error, not a no-op.
+    with pytest.raises(ValueError, match="exclude names DRIVE_04; known: skimage_retina, DRIVE_22"):
+        open_mix_source(MixSource("real-healthy", grade=0, exclude=("DRIVE_04",)))
+    # "idrid-train4" names the shared folder's four real photographs; without that folder the error says so.
+    monkeypatch.setenv("DRGNET_SHARED_DIR", str(tmp_path / "no-shared"))
+    with pytest.raises(ValueError, match="no shared data folder with data/idrid-train4"):
+        open_mix_source(MixSource("idrid-train4", min_grade=1))
