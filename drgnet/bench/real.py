@@ -157,14 +157,14 @@ def _sources(variant: str, data: _Data, fold: int, cfg: RealBenchConfig) -> list
 
 
 @torch.inference_mode()
-def _grade(model: DRGNet, sample: Sample, size: int, device: str) -> int:
+def grade_photo(model: DRGNet, sample: Sample, size: int, device: str) -> int:
     view = preprocess_sample(sample, size)
     x = torch.from_numpy(view.image).permute(2, 0, 1)[None].float().div(255.0).to(device)
     return int(model(x).grade_logits.argmax(dim=1).item())
 
 
 @torch.inference_mode()
-def _lesion_probs(model: DRGNet, view: Sample, device: str) -> np.ndarray:
+def lesion_view_probs(model: DRGNet, view: Sample, device: str) -> np.ndarray:
     """``(4, L, L)`` lesion probabilities of a lesion view, by blended tiles of the input size as in ``predict``."""
 
     def run(tiles: np.ndarray) -> np.ndarray:
@@ -189,14 +189,14 @@ def _score_fold(model: DRGNet, data: _Data, fold: int, variant: str, cfg: RealBe
     left_out = data.idrid[fold]
     view = preprocess_sample(left_out, cfg.train.model.lesion_fov_px)
     valid = np.asarray(view.lesion_known, bool)[:, None, None] & ~view.ignore[None]
-    row["_lesions"].add(_lesion_probs(model, view, device), view.masks, valid)
-    row["left_out_grades"][left_out.name] = _grade(model, left_out, size, device)
+    row["_lesions"].add(lesion_view_probs(model, view, device), view.masks, valid)
+    row["left_out_grades"][left_out.name] = grade_photo(model, left_out, size, device)
     trained_on_healthy = variant in REAL_VARIANTS
     for i, photo in enumerate(data.healthy):
         if not trained_on_healthy or i % 4 == fold % 4:
-            row["healthy_grades"].setdefault(photo.name, []).append(_grade(model, photo, size, device))
+            row["healthy_grades"].setdefault(photo.name, []).append(grade_photo(model, photo, size, device))
     for photo in data.dr_other:
-        row["other_dr_grades"].setdefault(photo.name, []).append(_grade(model, photo, size, device))
+        row["other_dr_grades"].setdefault(photo.name, []).append(grade_photo(model, photo, size, device))
 
 
 def run(cfg: RealBenchConfig, out: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:

@@ -1,12 +1,12 @@
 """The ``drgnet`` command line: one module per command group, joined here.
 
-=============  ===========================================================
+=============  =========================================================================
 ``data``       ``synth``, ``synth-stats``
 ``training``   ``train``, ``eval``, ``adapt``, ``demo``
 ``predict``    ``predict``, ``export-onnx``
 ``screen``     ``screen``
-``bench``      ``bench synth | quality | speed | transfer | realism | real``
-=============  ===========================================================
+``bench``      ``bench synth | quality | speed | transfer | realism | real | real-model``
+=============  =========================================================================
 
 ``db``, ``user``, ``worker``, ``retrain``, ``model``, ... come from the other packages of the distribution through
 entry points (:func:`_load_plugins`): the ML core never imports them.
@@ -44,6 +44,7 @@ bench_app.command("tiles")(bench.bench_tiles)
 bench_app.command("transfer")(bench.bench_transfer)
 bench_app.command("realism")(bench.bench_realism)
 bench_app.command("real")(bench.bench_real)
+bench_app.command("real-model")(bench.bench_real_model)
 
 
 def _load_plugins() -> None:

@@ -184,3 +184,21 @@ def bench_real(
     from drgnet.bench import real
 
     _run_training_bench("real", real.quick_config() if quick else real.RealBenchConfig(), config, settings, device, out)
+
+
+def bench_real_model(
+    checkpoints: list[Path] = typer.Option(
+        [], "--checkpoint", help="Checkpoint folder (repeatable; default: the base model, models/drgnet-base)."
+    ),
+    out: Path = typer.Option(Path("runs/bench/real-model"), "--out", help="Folder for real-model.md and .json."),
+) -> None:
+    """Trained checkpoints on the real photographs found here, side by side: IDRiD-4 AUPR, real grades, speed."""
+    from drgnet.base_model import base_checkpoint
+    from drgnet.bench import real_model
+
+    try:
+        rows = real_model.run(checkpoints or [base_checkpoint()], out, log=typer.echo)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(real_model.markdown(rows))
+    typer.echo(f"wrote {out / 'real-model.md'}")
