@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	# The shipped base model (models/drgnet-base), no training; `drgnet demo --retrain` trains the small demo model.
 	$(BIN)/drgnet demo --data-dir $(DATA)
 	# Seeds the review app (idempotent: a second run reuses everything), then serves it on http://localhost:8501.
 	$(BIN)/drgnet app --data-dir $(DATA) --seed-demo
@@ -47,9 +48,11 @@ bench: $(STAMP)
 	$(BIN)/drgnet bench real --set train.epochs=3 --set train.max_steps_per_epoch=30 --device $(BENCH_DEVICE)
 	$(BIN)/drgnet bench feedback
 	$(BIN)/drgnet bench review --n 8
-	# Screening with --db (needs the demo model; PostgreSQL too when DRGNET_TEST_POSTGRES_URL is set).
-	$(BIN)/drgnet demo --data-dir $(DATA)
+	# Screening with --db with the small demo model (trained here; PostgreSQL too when DRGNET_TEST_POSTGRES_URL is set).
+	$(BIN)/drgnet demo --retrain --data-dir $(DATA)
 	$(BIN)/drgnet bench screen-db --checkpoint $(DATA)/demo-model/best $(if $(DRGNET_TEST_POSTGRES_URL),--postgres-url $(DRGNET_TEST_POSTGRES_URL))
+	# The shipped base model against the small demo model on the real photographs of ../shared (DRGNET_SHARED_DIR).
+	$(BIN)/drgnet bench real-model --checkpoint models/drgnet-base --checkpoint $(DATA)/demo-model/best
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
