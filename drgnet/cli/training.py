@@ -116,7 +116,7 @@ def demo(
     typer.echo(f"synthetic photographs: {demo_model.photographs.parent} (photographs, lesion masks, grades.csv)")
     typer.echo(f"demo model ({demo_model.name}): {demo_model.checkpoint}")
     if demo_model.metrics:
-        typer.echo("test split:\n" + format_metrics(demo_model.metrics))
+        typer.echo(f"{demo_model.metrics_of}:\n" + format_metrics(demo_model.metrics))
 
 
 def adapt(

@@ -59,6 +59,7 @@ class DemoModel:
     metrics: dict[str, Any]
     photographs: Path  # folder of synthetic photographs the model did not train on (or its cohort's tail)
     name: str  # model version name in the app: "drgnet-base" or "demo"
+    metrics_of: str = "test split"  # which photographs `metrics` are of
 
 
 def ensure_demo_model(data_dir: Path, retrain: bool = False, log: Callable[[str], None] = print) -> DemoModel:
@@ -71,7 +72,8 @@ def ensure_demo_model(data_dir: Path, retrain: bool = False, log: Callable[[str]
     log(f"using the base model {checkpoint} (no training; `drgnet demo --retrain` trains the small demo model)")
     photos = data_dir / "demo-photos"
     ensure_cohort(photos, PHOTOS, log)
-    return DemoModel(checkpoint, shipped_metrics(), photos / IMAGES, "drgnet-base")
+    # The metrics stored with the base model are of the synthetic validation split (its model card has the rest).
+    return DemoModel(checkpoint, shipped_metrics(), photos / IMAGES, "drgnet-base", "synthetic validation split")
 
 
 def ensure_cohort(cohort: Path, spec: dict[str, Any], log: Callable[[str], None] = print) -> None:
