@@ -44,6 +44,18 @@ class TileBenchConfig:
     batch_size: int = 8  # pictures (global views and tiles) per network call
     repeats: int = 3  # timed runs per row after one warm-up; the median is reported
     seed: int = 0
+    # A trained checkpoint to time instead of the random network (``model`` must be its config: see for_checkpoint).
+    checkpoint: str = ""
+
+
+def for_checkpoint(path: Path, sides: tuple[int, ...] = (), **fields: Any) -> TileBenchConfig:
+    """The bench of a trained checkpoint: its network and its own lesion view, plus ``sides`` (``fields``: the rest)."""
+    from drgnet.config import from_dict
+    from drgnet.model.checkpoint import read_checkpoint_meta
+
+    model = from_dict(ModelConfig, read_checkpoint_meta(Path(path))["model"])
+    also = tuple(s for s in sides if s != model.lesion_fov_px)
+    return TileBenchConfig(model, also, checkpoint=str(path), **fields)
 
 
 def _clocks() -> np.ndarray:
@@ -120,17 +132,21 @@ def _engines(cfg: TileBenchConfig, tmp: Path) -> dict[str, Any]:
 
     from drgnet.engines import OnnxEngine, TorchEngine, export_onnx
     from drgnet.model import DRGNet
-    from drgnet.model.checkpoint import save_checkpoint
+    from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     model_cfg = cfg.model
-    model = DRGNet(model_cfg).eval()
+    if cfg.checkpoint:
+        model, _ = load_checkpoint(Path(cfg.checkpoint))
+        checkpoint = Path(cfg.checkpoint)
+    else:
+        model = DRGNet(model_cfg).eval()
+        checkpoint = save_checkpoint(tmp / "ckpt", model, model_cfg) if "onnx" in cfg.engines else None
     engines: dict[str, Any] = {}
     if "torch" in cfg.engines:
         engines["torch"] = TorchEngine(model, "bench", channels_last=True)
     if "onnx" in cfg.engines:
-        checkpoint = save_checkpoint(tmp / "ckpt", model, model_cfg)
         engines["onnx"] = OnnxEngine(export_onnx(checkpoint, tmp / "drgnet.onnx").path, threads=cfg.threads)
     return engines
 

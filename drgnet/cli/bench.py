@@ -69,6 +69,12 @@ def bench_tiles(
     threads: int = typer.Option(2, "--threads", min=1, help="Intra-op threads of both engines."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per row (median reported)."),
     out: Path = typer.Option(Path("runs/bench"), "--out", help="Folder for tiles.md and tiles.json."),
+    checkpoint: Path | None = typer.Option(
+        None,
+        "--checkpoint",
+        help="Time this trained model (its input size, its lesion view and any other --lesion-fov-px sides) "
+        "instead of a random network.",
+    ),
 ) -> None:
     """Seconds per 12-megapixel photograph for full-resolution lesion maps: tiled vs the global view."""
     from drgnet.bench import tiles
@@ -76,9 +82,13 @@ def bench_tiles(
 
     names = tuple(e.strip() for e in engines.split(",") if e.strip())
     first, *more = (int(s) for s in lesion_fov_px.split(",") if s.strip())
-    model = ModelConfig(encoder_weights=None, input_size=input_size, lesion_fov_px=first)
-    cfg = tiles.TileBenchConfig(model, tuple(more), engines=names, threads=threads, repeats=repeats)
+    rest = {"engines": names, "threads": threads, "repeats": repeats}
     try:
+        if checkpoint is not None:
+            cfg = tiles.for_checkpoint(checkpoint, (first, *more), **rest)
+        else:
+            model = ModelConfig(encoder_weights=None, input_size=input_size, lesion_fov_px=first)
+            cfg = tiles.TileBenchConfig(model, tuple(more), **rest)
         result = tiles.run(cfg, out, log=typer.echo)
     except ValueError as exc:
         fail(str(exc))

@@ -51,3 +51,18 @@ def test_tile_bench_times_every_stage_of_the_tiled_and_the_global_path(tmp_path)
     assert "tiled, lesion view 192" in report and "vs baseline" in report and "load average" in report
     with pytest.raises(ValueError, match="unknown engine"):
         tiles.run(tiles.TileBenchConfig(engines=("tensorrt",)), tmp_path)
+
+
+def test_tile_bench_times_a_trained_checkpoint_at_its_own_sizes(tmp_path, tiny_checkpoint, tiny_config):
+    from drgnet.bench import tiles
+
+    cfg = tiles.for_checkpoint(
+        tiny_checkpoint, (tiny_config.lesion_fov_px, 96), width=360, height=240, engines=("onnx",)
+    )
+    assert cfg.model == tiny_config and cfg.also_lesion_fov_px == (96,)
+    result = tiles.run(cfg, tmp_path, log=lambda _: None)
+    assert result["config"]["checkpoint"] == str(tiny_checkpoint)
+    timed = sorted(r["lesion_side"] for r in result["rows"])
+    assert timed == [tiny_config.input_size, 96, tiny_config.lesion_fov_px]
+    with pytest.raises(ValueError, match="not a checkpoint folder"):
+        tiles.for_checkpoint(tmp_path / "missing")
