@@ -41,8 +41,21 @@ _apply_then_yield.drgnet_fix = True  # type: ignore[attr-defined]
 
 
 def install() -> bool:
-    """Install the fix (once); False when this Streamlit does not have the gap the fix closes."""
-    config.set_option("runner.fastReruns", False)
+    """Install the fix; False when this Streamlit does not have the gap the fix closes.
+
+    The app calls it on every script run: only the first call of a process does the work.
+    """
+    global _installed
+    if _installed is None:
+        config.set_option("runner.fastReruns", False)
+        _installed = _patch()
+    return _installed
+
+
+_installed: bool | None = None
+
+
+def _patch() -> bool:
     current = SafeSessionState.on_script_will_rerun
     if getattr(current, "drgnet_fix", False):
         return True

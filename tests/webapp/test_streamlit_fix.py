@@ -51,6 +51,7 @@ def test_streamlit_drops_the_click_without_the_fix(monkeypatch):
 
 def test_the_fix_applies_the_click_first(monkeypatch):
     monkeypatch.setattr(SafeSessionState, "on_script_will_rerun", streamlit_fix.ORIGINAL)
+    monkeypatch.setattr(streamlit_fix, "_installed", None)  # as in a fresh app process
     fast = config.get_option("runner.fastReruns")
     assert streamlit_fix.install(), "this Streamlit changed shape: check webapp/streamlit_fix.py against it"
     assert streamlit_fix.install()  # once only

@@ -73,9 +73,9 @@ class IDRiDSegmentationReader(_IDRiDPart):
     def _scan(self) -> None:
         base, images = self._part_and_images()
         set_name = _IDRID_SETS[self.split]
-        truth = _subdir(base, "2. All Segmentation Groundtruths", set_name)
+        truth = _subdir(base, self._truth, set_name)
         if truth is None:
-            raise self._not_this(f"no masks: '2. All Segmentation Groundtruths/{set_name}' is missing")
+            raise self._not_this(f"no masks: '{self._truth}/{set_name}' is missing")
         folders = [_io.find_dir(truth, _IDRID_LESION_DIRS[c], *_IDRID_LESION_ALIASES.get(c, ())) for c in LESIONS]
         indexes = _lesion_indexes(folders, truth)
         if all(ix is None for ix in indexes):
@@ -132,7 +132,7 @@ class IDRiDGradingReader(_IDRiDPart):
 
     def _scan(self) -> None:
         base, images = self._part_and_images()
-        labels = self._label_file(_subdir(base, "2. Groundtruths"), self.split)
+        labels = self._label_file(_subdir(base, self._truth), self.split)
         if labels is None:
             raise self._not_this(f"no label file '2. Groundtruths/{_IDRID_LABEL_FILES[self.split]}'")
         columns, records = _io.read_table(labels)
