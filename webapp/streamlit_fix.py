@@ -18,10 +18,18 @@ request stops the running script runner and starts a new one: a trigger still wa
 all the same, and with the fix both runners would change the session state at once. Without them one runner takes
 each request; a request that comes while a run goes on is folded into the pending one (triggers kept) and stops the
 run at its next Streamlit call, so a click is answered as fast.
+
+:func:`install` also turns ``runner.postScriptGC`` off (``drgnet app`` passes that too). Streamlit runs a full
+garbage collection after every script run, including a run a page switch ends: with torch and the app's modules in
+memory that held the interpreter lock for about 0.4 s (sampled every 10 ms: no thread ran, the browser got nothing),
+so opening the review page from the worklist paid it before its run could start. Objects of this app are freed by
+reference counting; the collector's own generations still run, and :func:`install` freezes what was loaded up to the
+first run (``gc.freeze``) so that those collections do not walk every module object each time.
 """
 
 from __future__ import annotations
 
+import gc
 import inspect
 from typing import Any
 
@@ -48,6 +56,8 @@ def install() -> bool:
     global _installed
     if _installed is None:
         config.set_option("runner.fastReruns", False)
+        config.set_option("runner.postScriptGC", False)
+        gc.freeze()
         _installed = _patch()
     return _installed
 

@@ -6,6 +6,9 @@ states it applies, in the same call; the browser tests show the callbacks runnin
 
 from __future__ import annotations
 
+import gc
+import inspect
+
 import pytest
 from streamlit import config
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
@@ -52,12 +55,24 @@ def test_streamlit_drops_the_click_without_the_fix(monkeypatch):
 def test_the_fix_applies_the_click_first(monkeypatch):
     monkeypatch.setattr(SafeSessionState, "on_script_will_rerun", streamlit_fix.ORIGINAL)
     monkeypatch.setattr(streamlit_fix, "_installed", None)  # as in a fresh app process
-    fast = config.get_option("runner.fastReruns")
+    fast, post_gc = config.get_option("runner.fastReruns"), config.get_option("runner.postScriptGC")
     assert streamlit_fix.install(), "this Streamlit changed shape: check webapp/streamlit_fix.py against it"
     assert streamlit_fix.install()  # once only
     try:
         assert config.get_option("runner.fastReruns") is False  # one script runner per session (see the module)
+        assert config.get_option("runner.postScriptGC") is False  # no 0.4 s full collection after every run
+        assert gc.get_freeze_count() > 0  # what was loaded so far is out of the collector's way
     finally:
         config.set_option("runner.fastReruns", fast)
+        config.set_option("runner.postScriptGC", post_gc)
+        gc.unfreeze()
     state = _click_with_a_newer_request_waiting()
     assert state["save"] is True  # applied; the runner's next check restarts the run after this
+
+
+def test_streamlit_still_collects_after_a_run_unless_told_not_to():
+    """The option install() turns off is the one Streamlit's runner reads before its full collection."""
+    from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
+
+    source = inspect.getsource(ScriptRunner._on_script_finished)
+    assert 'config.get_option("runner.postScriptGC")' in source and "gc.collect(2)" in source
