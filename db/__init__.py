@@ -10,5 +10,5 @@
 - :mod:`db.ingest`: uploaded photographs -> stored, stripped, deduplicated images.
 - :mod:`db.artifacts`: content-addressed masks and maps on disk, and their garbage collection.
 - :mod:`db.migrate`: Alembic migrations (``db/migrations``) run from Python; ``drgnet db upgrade``.
-- :mod:`db.cli`: the ``drgnet db`` and ``drgnet user`` command groups.
+- :mod:`db.cli`: the ``drgnet db`` and ``drgnet user`` command groups, one module each.
 """

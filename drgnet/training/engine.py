@@ -179,9 +179,6 @@ def bar_callback(bar: tqdm) -> StepCallback:
     return update
 
 
-# ------------------------------------------------------------------------------------------------- epochs
-
-
 @dataclass
 class FitResult:
     best: Path
