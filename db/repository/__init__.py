@@ -3,7 +3,9 @@
 Each function takes a :class:`~sqlalchemy.orm.Session` and never commits: the caller owns the transaction
 (``with Session.begin() as session: ...``), so several calls commit or roll back together. Every write also appends
 an :class:`~db.models.AuditEntry` in the same transaction, so the audit log holds exactly the writes that committed.
-The one exception is :func:`heartbeat_job`: progress reports are state, not decisions, and would flood the log.
+The exceptions: :func:`heartbeat_job` (progress reports are state, not decisions, and would flood the log), and
+the session and sign-in throttle rows, which :mod:`db.accounts` writes as part of a decision it audits itself
+(``user.login``, ``user.lockout``, ``user.logout`` ...).
 
 Annotations are append-only: there is no function to change or delete one (the models refuse it too). A new
 opinion is a new row; :func:`add_annotation` links it to the same annotator's previous annotation of the image.
