@@ -26,17 +26,14 @@ import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.engine import data_dir as default_data_dir
 from db.hashing import is_sha256, sha256_hex
-from db.models import Annotation, HoldoutImage, Image, Prediction
-from db.repository import record_audit
+from db.repository import record_audit, referenced_artifact_hashes, referenced_image_hashes
 
 __all__ = [
     "ArtifactStore",
@@ -328,42 +325,6 @@ def artifact_store(data_dir: str | os.PathLike[str] | None = None) -> ArtifactSt
 def image_store(data_dir: str | os.PathLike[str] | None = None) -> ArtifactStore:
     """The store of photographs: ``<data dir>/images``."""
     return ArtifactStore(Path(data_dir if data_dir is not None else default_data_dir()) / IMAGES_DIRNAME)
-
-
-def _hashes_in(document: Any) -> Iterator[str]:
-    # JSON columns may nest (e.g. {"MA": {"positive": h1, "negative": h2}}): take every hash-shaped string.
-    if isinstance(document, str):
-        if is_sha256(document):
-            yield document
-    elif isinstance(document, Mapping):
-        for value in document.values():
-            yield from _hashes_in(value)
-    elif isinstance(document, list | tuple):
-        for value in document:
-            yield from _hashes_in(value)
-
-
-def referenced_artifact_hashes(session: Session) -> set[str]:
-    """Every artifact hash that a prediction (maps, display derivatives) or an annotation (masks) refers to."""
-    found: set[str] = set()
-    rows = session.execute(
-        select(Prediction.lesion_map_hashes, Prediction.attention_map_hash, Prediction.display_hashes)
-    ).yield_per(1000)
-    for lesion_maps, attention, display in rows:
-        found.update(_hashes_in(lesion_maps))
-        found.update(_hashes_in(display))
-        if attention:
-            found.add(attention)
-    for (masks,) in session.execute(select(Annotation.mask_hashes)).yield_per(1000):
-        found.update(_hashes_in(masks))
-    for (masks,) in session.execute(select(HoldoutImage.mask_hashes)).yield_per(1000):
-        found.update(_hashes_in(masks))
-    return found
-
-
-def referenced_image_hashes(session: Session) -> set[str]:
-    """The hashes of all stored photographs that image rows or registered hold-outs refer to."""
-    return set(session.scalars(select(Image.sha256))) | set(session.scalars(select(HoldoutImage.image_sha256)))
 
 
 def collect_garbage(

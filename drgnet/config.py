@@ -163,9 +163,6 @@ class TransferConfig:
     workers: int = 0
 
 
-# ----------------------------------------------------------------------------------- files and --set options
-
-
 def load_config(cls: type[T], path: Path) -> T:
     """A config dataclass from a JSON or TOML file (by suffix); errors name the file and the bad key."""
     path = Path(path)

@@ -1,4 +1,4 @@
-"""Sign-in state of one browser: a server-side session (db/accounts.py) that survives a refresh.
+"""Sign-in state of one browser: a server-side session (db/accounts/) that survives a refresh.
 
 ``st.session_state`` lives as long as the browser's websocket: a refresh (F5) or a new tab starts an empty one. So a
 sign-in also writes a cookie holding a random session token (256 bits; the database keeps only its sha256), and a

@@ -76,8 +76,6 @@ def strokes_from_canvas(rgba: np.ndarray | None) -> tuple[np.ndarray, np.ndarray
     return add, remove
 
 
-# ----------------------------------------------------------------------------------------- edits in photo coordinates
-
 #: Edit codes, as in the feedback layer's partial masks: 0 untouched, 1 erased, 2 painted.
 UNTOUCHED, ERASED, PAINTED = 0, 1, 2
 

@@ -3,7 +3,9 @@
 Each function takes a :class:`~sqlalchemy.orm.Session` and never commits: the caller owns the transaction
 (``with Session.begin() as session: ...``), so several calls commit or roll back together. Every write also appends
 an :class:`~db.models.AuditEntry` in the same transaction, so the audit log holds exactly the writes that committed.
-The one exception is :func:`heartbeat_job`: progress reports are state, not decisions, and would flood the log.
+The exceptions: :func:`heartbeat_job` (progress reports are state, not decisions, and would flood the log), and
+the session and sign-in throttle rows, which :mod:`db.accounts` writes as part of a decision it audits itself
+(``user.login``, ``user.lockout``, ``user.logout`` ...).
 
 Annotations are append-only: there is no function to change or delete one (the models refuse it too). A new
 opinion is a new row; :func:`add_annotation` links it to the same annotator's previous annotation of the image.
@@ -15,6 +17,8 @@ unique index enforces it as well).
 One module per aggregate; import from here (``from db import repository``), not from the modules:
 
 - :mod:`~db.repository.users`: accounts and passwords.
+- :mod:`~db.repository.sessions`: signed-in browser sessions. :mod:`~db.repository.throttles`: failed sign-in counters.
+  Both are written for :mod:`db.accounts`, which decides (and audits) when.
 - :mod:`~db.repository.images`: photographs. :mod:`~db.repository.predictions`: model predictions of them.
 - :mod:`~db.repository.annotations`: clinicians' annotations and unsaved review drafts.
 - :mod:`~db.repository.review_queue`: the worklist query.
@@ -23,6 +27,7 @@ One module per aggregate; import from here (``from db import repository``), not 
 - :mod:`~db.repository.settings`: run-time settings.
 - :mod:`~db.repository.jobs`: the job queue with leases.
 - :mod:`~db.repository.audit`: the audit log.
+- :mod:`~db.repository.references`: the file hashes rows refer to, which :mod:`db.artifacts` garbage collection keeps.
 """
 
 from db.repository._common import NUM_GRADES, NotFoundError
@@ -87,8 +92,11 @@ from db.repository.predictions import (
     predictions_for_image,
     set_display_hashes,
 )
+from db.repository.references import referenced_artifact_hashes, referenced_image_hashes
 from db.repository.review_queue import QueueOrder, ReviewQueueRow, review_queue
+from db.repository.sessions import add_user_session, get_user_session, revoke_user_sessions, user_session_by_token_hash
 from db.repository.settings import get_setting, set_setting
+from db.repository.throttles import find_throttle, get_or_add_throttle, locked_throttles
 from db.repository.users import create_user, disable_user, get_user, get_user_by_id, list_users, verify_password
 
 __all__ = [
@@ -161,4 +169,13 @@ __all__ = [
     "set_setting",
     "verify_password",
     "versions_awaiting_approval",
+    "referenced_artifact_hashes",
+    "referenced_image_hashes",
+    "add_user_session",
+    "get_user_session",
+    "revoke_user_sessions",
+    "user_session_by_token_hash",
+    "find_throttle",
+    "get_or_add_throttle",
+    "locked_throttles",
 ]

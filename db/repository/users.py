@@ -8,13 +8,14 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Role, User, UserSession, utcnow
+from db.models import Role, User
 from db.passwords import check_password_strength
 from db.repository._common import NotFoundError, _enum_member
 from db.repository.audit import _add_audited, _audit
+from db.repository.sessions import revoke_user_sessions
 
 _USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 # argon2id with the library's defaults (RFC 9106 low-memory profile: 64 MiB, 3 passes).
@@ -120,11 +121,7 @@ def disable_user(session: Session, username: str, *, actor_id: int | None = None
     if user.active:
         user.active = False
         # Signed-in sessions die with the account, in the same transaction.
-        session.execute(
-            update(UserSession)
-            .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
-            .values(revoked_at=utcnow(), revoked_reason="disabled")
-        )
+        revoke_user_sessions(session, user.id, "disabled")
         session.flush()
         _audit(session, "user.disable", "user", user.id, actor_id, {"username": username})
     return user

@@ -116,9 +116,6 @@ def plan_eye(rng: np.random.Generator) -> Eye:
     return eye
 
 
-# --------------------------------------------------------------------------------------------- rendering
-
-
 @dataclass(frozen=True)
 class Raster:
     """How normalised coordinates map onto one square canvas."""

@@ -202,9 +202,6 @@ def _make_cotton_wool(rng: np.random.Generator, eye: Eye, x: float, y: float) ->
     return Lesion("SE", "cotton_wool", (x, y), ext, polys, colour, opacity, soft, int(rng.integers(1 << 31)))
 
 
-# --------------------------------------------------------------------------------------------- rendering
-
-
 def render_scars(alb: np.ndarray, scars: list[tuple[float, float, float, float]], raster: Raster) -> None:
     """Laser scars: a pale, atrophic ring around clumped dark pigment."""
     if not scars:

@@ -54,9 +54,6 @@ class Pathology:
     findings: tuple[str, ...]
 
 
-# --------------------------------------------------------------------------------------------- planning
-
-
 class _Placer:
     """Keeps lesions of different kinds from overlapping (each mask then shows what is visible) and keeps
     them off the disc, off large vessels and inside the part of the field that survives any clipping."""

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from drgnet.config import LossConfig, TransferConfig, to_dict
 from drgnet.data.readers import open_dataset
@@ -34,7 +33,7 @@ from drgnet.losses.transfer import (
 )
 from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
 from drgnet.training.data import FundusDataset
-from drgnet.training.engine import bar_callback, forever, make_optimizer, run_steps, seed_everything
+from drgnet.training.engine import forever, prepare_training, run_steps, step_progress
 from drgnet.training.task import JointTask
 
 
@@ -215,26 +214,22 @@ def adapt(
     """
     cfg = cfg or TransferConfig()
     t0 = time.perf_counter()
-    seed_everything(cfg.seed)
     meta: dict[str, Any] = {}
     if model is None:
         model, meta = load_checkpoint(Path(checkpoint))
-    model.to(device)
+    optimizer = prepare_training(model, cfg, device)
     data = _adapt_data(source, target_images, model.config.input_size, cfg, source_layout, source_indices)
     before = mean_prediction_entropy(model, data.target_eval, device)
+    model.train()  # the entropy above was measured in eval mode
     task = AdaptTask(model, cfg).to(device)
-    optimizer = make_optimizer(model, cfg.lr, cfg.encoder_lr_scale, cfg.weight_decay)
     history: list[dict[str, float]] = []
-    bar = tqdm(total=cfg.steps, desc="adapt", disable=not progress)
-    show = bar_callback(bar)
+    with step_progress(cfg.steps, "adapt", progress) as show:
 
-    def on_step(step: int, logged: dict[str, float]) -> None:
-        history.append(logged)
-        show(step, logged)
+        def on_step(step: int, logged: dict[str, float]) -> None:
+            history.append(logged)
+            show(step, logged)
 
-    model.train()
-    run_steps(task, paired_batches(data.source, data.target), optimizer, cfg.steps, device=device, on_step=on_step)
-    bar.close()
+        run_steps(task, paired_batches(data.source, data.target), optimizer, cfg.steps, device=device, on_step=on_step)
     after = mean_prediction_entropy(model, data.target_eval, device)
     seconds = time.perf_counter() - t0
     log(f"target grade entropy: {before:.3f} before, {after:.3f} after adaptation ({seconds:.0f} s)")

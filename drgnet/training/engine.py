@@ -10,6 +10,9 @@ the optimiser trains. A task may also define two hooks the loop calls around eac
 
 Keys starting with ``_`` in a task's output are intermediate tensors for its hooks, never logged.
 
+All three start the same way: :func:`prepare_training` (seed, device, AdamW) and :func:`step_progress` (a bar in a
+terminal, or a report to a job page).
+
 :func:`fit` adds epochs around :func:`run_steps`: seedable (the same seed gives the same run), resumable
 (``out/last`` holds weights, optimizer and loop state after every epoch), best checkpoint by validation QWK in
 ``out/best``, data-parallel under torchrun (``drgnet.training.distributed``): each rank trains on its share of
@@ -23,9 +26,10 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -42,6 +46,8 @@ from drgnet.training.evaluate import evaluate
 T = TypeVar("T")
 Batch = dict[str, torch.Tensor]
 StepCallback = Callable[[int, dict[str, float]], None]
+#: Progress for a person watching elsewhere (a job page): (fraction done, what is happening).
+ProgressReport = Callable[[float, str], None]
 
 MAX_GRAD_NORM = 5.0  # gradient clipping of every task: a noisy correction or an early GAN step cannot blow up
 
@@ -179,7 +185,50 @@ def bar_callback(bar: tqdm) -> StepCallback:
     return update
 
 
-# ------------------------------------------------------------------------------------------------- epochs
+class OptimiserSettings(Protocol):
+    """What every training config (:class:`TrainConfig`, ``TransferConfig``, ``RetrainConfig``) says about the run."""
+
+    seed: int
+    lr: float
+    encoder_lr_scale: float
+    weight_decay: float
+
+
+def prepare_training(model: nn.Module, cfg: OptimiserSettings, device: str | torch.device) -> torch.optim.Optimizer:
+    """The start of every run (fit, camera adaptation, feedback retraining): the same seed gives the same run.
+
+    Seeds Python, NumPy and torch with ``cfg.seed`` (:func:`seed_everything`), moves ``model`` to ``device`` in
+    training mode and returns its AdamW optimiser (:func:`make_optimizer`). Modules a task creates afterwards (a
+    discriminator, an EMA teacher) are initialised from the seeded generators.
+    """
+    seed_everything(cfg.seed)
+    model.to(device).train()
+    return make_optimizer(model, cfg.lr, cfg.encoder_lr_scale, cfg.weight_decay)
+
+
+@contextmanager
+def step_progress(total: int, desc: str, show: bool | ProgressReport) -> Iterator[StepCallback]:
+    """An ``on_step`` callback reporting ``total`` steps: a terminal bar, a report callable, or nothing.
+
+    Args:
+        total: Steps the run will take.
+        desc: What is running ("epoch 2/10", "adapt", "fine-tuning").
+        show: True for a tqdm bar (closed on leaving the block), False for silence, or a callable that receives
+            (fraction done, ``"<desc> step i/total: loss x"``), e.g. a job's progress report.
+    """
+    if callable(show):
+        report = show
+
+        def update(step: int, logged: dict[str, float]) -> None:
+            report((step + 1) / max(total, 1), f"{desc} step {step + 1}/{total}: loss {logged['loss']:.3f}")
+
+        yield update
+        return
+    bar = tqdm(total=total, desc=desc, disable=not show)
+    try:
+        yield bar_callback(bar)
+    finally:
+        bar.close()
 
 
 @dataclass
@@ -352,9 +401,7 @@ def fit(
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
     model = task.model
-    model.to(device)
-    seed_everything(cfg.seed)
-    optimizer = make_optimizer(model, cfg.lr, cfg.encoder_lr_scale, cfg.weight_decay)
+    optimizer = prepare_training(model, cfg, device)
     state = _FitState()
     if resume and (out / "last" / "trainer.json").is_file():
         state = _resume(out / "last", model, optimizer, device)
@@ -365,20 +412,19 @@ def fit(
     writer = _Writer(model, optimizer, val_set, cfg, out, meta, progress, log, device)
     for epoch in range(state.epoch, cfg.epochs):
         model.train()
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress)
-        means = run_steps(
-            task,
-            iter(_epoch_batches(train_set, cfg, ctx, epoch, steps_per_epoch)),
-            optimizer,
-            steps_per_epoch,
-            first_step=epoch * steps_per_epoch,
-            total_steps=steps_per_epoch * cfg.epochs,
-            schedule=cfg.schedule,
-            device=device,
-            runner=runner,
-            on_step=bar_callback(bar),
-        )
-        bar.close()
+        with step_progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", progress) as on_step:
+            means = run_steps(
+                task,
+                iter(_epoch_batches(train_set, cfg, ctx, epoch, steps_per_epoch)),
+                optimizer,
+                steps_per_epoch,
+                first_step=epoch * steps_per_epoch,
+                total_steps=steps_per_epoch * cfg.epochs,
+                schedule=cfg.schedule,
+                device=device,
+                runner=runner,
+                on_step=on_step,
+            )
         record: dict[str, Any] = {"epoch": epoch, "train": distributed.mean_across_ranks(means)}
         if ctx.is_main:
             writer.end_epoch(state, record)
@@ -408,12 +454,16 @@ __all__ = [
     "MAX_GRAD_NORM",
     "SCHEDULES",
     "FitResult",
+    "OptimiserSettings",
+    "ProgressReport",
     "bar_callback",
     "fit",
     "forever",
     "make_optimizer",
     "param_groups",
+    "prepare_training",
     "run_steps",
     "score",
     "seed_everything",
+    "step_progress",
 ]

@@ -24,7 +24,7 @@ from drgnet.losses import (
     symmetric_kl,
 )
 from drgnet.model import DRGNet, ModelOutput
-from drgnet.training.engine import make_optimizer, run_steps
+from drgnet.training.engine import prepare_training, run_steps, step_progress
 from drgnet.training.task import lesion_terms
 from feedback.retrain.config import RetrainConfig
 from feedback.retrain.data import mixed_batches
@@ -167,22 +167,15 @@ def finetune(
     healthy eyes (a :class:`~feedback.retrain.data.ReplayDataset`), ``cfg.healthy_per_batch`` of them in every
     batch.
     """
-    torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-    model.to(device).train()
+    optimizer = prepare_training(model, cfg, device)
     teacher = make_teacher(model, cfg.ema_decay)
     task = FeedbackTask(model, cfg, teacher)
-    optimizer = make_optimizer(model, cfg.lr, cfg.encoder_lr_scale, cfg.weight_decay)
     batches = mixed_batches(
         corrections, cfg.batch_size, cfg.seed, [(replay, cfg.replay_per_batch), (healthy, cfg.healthy_per_batch)]
     )
-
-    def report(step: int, logged: dict[str, float]) -> None:
-        if progress is not None:
-            done = f"fine-tuning step {step + 1}/{cfg.steps}: loss {logged['loss']:.3f}"
-            progress((step + 1) / max(cfg.steps, 1), done)
-
-    run_steps(task, batches, optimizer, cfg.steps, device=device, on_step=report)
+    with step_progress(cfg.steps, "fine-tuning", progress or False) as report:
+        run_steps(task, batches, optimizer, cfg.steps, device=device, on_step=report)
     result = teacher.module if teacher is not None else model
     result.eval()
     return result.cpu()  # type: ignore[return-value]

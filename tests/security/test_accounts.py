@@ -1,4 +1,4 @@
-"""Sign-ins resist guessing; passwords are strong; sessions end when they should (db/accounts.py, both backends).
+"""Sign-ins resist guessing; passwords are strong; sessions end when they should (db/accounts/, both backends).
 
 Before: 15 wrong passwords in 2.6 s and then the right one signed in; "password" and "12345678" were accepted.
 """

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import random
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -10,7 +15,16 @@ from typer.testing import CliRunner
 from drgnet.cli import app
 from drgnet.config import LossConfig, TrainConfig, TransferConfig, build_config, override
 from drgnet.model import DRGNet
-from drgnet.training.engine import forever, make_optimizer, param_groups, run_steps, warmup_cosine
+from drgnet.training import adapt, engine
+from drgnet.training.engine import (
+    forever,
+    make_optimizer,
+    param_groups,
+    prepare_training,
+    run_steps,
+    step_progress,
+    warmup_cosine,
+)
 from drgnet.training.presets import get_preset
 
 
@@ -59,6 +73,52 @@ def test_run_steps_calls_the_hooks_with_global_steps_and_follows_the_schedule() 
     assert lrs == pytest.approx([0.1 * warmup_cosine(s, 40) for s in (10, 11, 12)])
     assert set(means) == {"loss", "double", "extra"}  # "_hidden" is for hooks only
     assert means["extra"] == pytest.approx(11.0) and means["double"] == pytest.approx(2 * means["loss"])
+
+
+def test_prepare_training_seeds_every_generator_and_returns_the_optimiser() -> None:
+    cfg = TransferConfig(seed=7, lr=0.01, encoder_lr_scale=1.0, weight_decay=0.05)
+    draws = []
+    for _ in range(2):
+        model = nn.Linear(3, 1).eval()
+        optimizer = prepare_training(model, cfg, "cpu")
+        draws.append((random.random(), float(np.random.rand()), float(torch.rand(1))))
+        assert model.training  # the run starts in training mode
+        assert isinstance(optimizer, torch.optim.AdamW)
+        assert [g["lr"] for g in optimizer.param_groups] == [0.01]
+        assert optimizer.param_groups[0]["weight_decay"] == 0.05
+    assert draws[0] == draws[1]
+    prepare_training(nn.Linear(3, 1), TransferConfig(seed=8), "cpu")
+    assert random.random() != draws[0][0]
+
+
+def test_step_progress_reports_each_step_to_a_callable_or_a_bar() -> None:
+    reports: list[tuple[float, str]] = []
+    task = _Regression()
+    with step_progress(2, "fine-tuning", lambda done, text: reports.append((done, text))) as on_step:
+        run_steps(task, iter(_batches(2)), make_optimizer(task.model, 0.1), 2, on_step=on_step)
+    assert [done for done, _ in reports] == [0.5, 1.0]
+    assert reports[1][1].startswith("fine-tuning step 2/2: loss ")
+    with step_progress(2, "adapt", False) as on_step:
+        on_step(0, {"loss": 1.0})  # a disabled bar: nothing shown, nothing raised
+
+
+def _calls(function: object) -> set[str]:
+    tree = ast.parse(inspect.getsource(function))  # type: ignore[arg-type]
+    return {
+        node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute)
+    }
+
+
+def test_fit_adaptation_and_retraining_start_through_one_setup() -> None:
+    # Each once seeded and built its optimiser its own way (retraining seeded torch alone).
+    from feedback.retrain import finetune
+
+    for run in (engine.fit, adapt.adapt, finetune):
+        calls = _calls(run)
+        assert "prepare_training" in calls and "step_progress" in calls, run.__qualname__
+        assert not calls & {"seed_everything", "manual_seed", "make_optimizer", "tqdm"}, run.__qualname__
 
 
 def test_warmup_cosine_rises_then_falls_to_its_floor() -> None:

@@ -72,11 +72,11 @@ def test_fast_guessing_then_the_right_password_is_refused(app_env, passwords, mo
     # try) so the outcome does not depend on how fast AppTest runs on this machine.
     from datetime import timedelta
 
-    from db import accounts
+    from db.accounts import _throttling
     from db.models import utcnow
 
     start, tries = utcnow(), []
-    monkeypatch.setattr(accounts, "utcnow", lambda: start + timedelta(seconds=0.17 * len(tries)))
+    monkeypatch.setattr(_throttling, "utcnow", lambda: start + timedelta(seconds=0.17 * len(tries)))
     at = _app()
     for i in range(15):
         at = _login(at, "clinician", f"guess-{i}")

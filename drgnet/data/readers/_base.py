@@ -97,8 +97,6 @@ class DatasetReader(Sequence[Sample]):
         self._entries: list[_Entry] = []
         self._scan()
 
-    # ------------------------------------------------------------------ per-layout hooks
-
     def _scan(self) -> None:
         """Find this layout's images and labels under ``root`` and hand them to ``_set_entries``.
 
@@ -143,8 +141,6 @@ class DatasetReader(Sequence[Sample]):
         _check_unique(entries, where or {})
         self._entries = entries
 
-    # ------------------------------------------------------------------ sequence protocol
-
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -167,8 +163,6 @@ class DatasetReader(Sequence[Sample]):
         split = f", split={self.split!r}" if self.split else ""
         return f"{type(self).__name__}({str(self.root)!r}{split}, {len(self)} images)"
 
-    # ------------------------------------------------------------------ label views (no image loading)
-
     @property
     def names(self) -> list[str]:
         """Image names, unique within this reader, in index order."""
@@ -189,8 +183,6 @@ class DatasetReader(Sequence[Sample]):
         out = copy.copy(self)
         out._entries = [self._entries[i] for i in indices]
         return out
-
-    # ------------------------------------------------------------------ loading
 
     def _load(self, entry: _Entry) -> Sample:
         # Through the module, not the function: preprocess owns every photograph decode, and tests count calls.

@@ -1,57 +1,15 @@
-"""``drgnet db ...`` and ``drgnet user ...``: migrations, housekeeping and user accounts.
-
-``drgnet`` (drgnet/cli.py) must not import this package (DESIGN.md §2), so these groups are registered through the
-``drgnet.commands`` entry-point group in pyproject.toml and added to the command line at start-up. Every ``drgnet``
-invocation loads this module, so it imports SQLAlchemy and Alembic only inside the commands that need them.
-"""
+"""``drgnet user ...``: user accounts of the review app (create, disable, passwords, lockouts)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
-from db.cli_support import URL_HELP, command_group, fail, operated_engine
+from db.cli._session import _session
+from db.cli_support import URL_HELP, command_group, fail
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-db_app = command_group("db", "The database: migrations and artifact housekeeping.")
 user_app = command_group("user", "User accounts of the review app.")
-
-
-def _where(url: str | None, data_dir: Path | None = None) -> str:
-    from db.engine import database_url
-
-    try:
-        return database_url(url, data_directory=data_dir).render_as_string(hide_password=True)
-    except ValueError as exc:
-        fail(str(exc))
-
-
-@contextmanager
-def _session(url: str | None, data_dir: Path | None = None) -> Iterator[Session]:
-    """One transaction on a database that is migrated to head; errors become messages a user can act on.
-
-    Without a URL (and no ``DRGNET_DATABASE_URL``) the SQLite file of ``data_dir`` is used.
-    """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from db.engine import make_sessionmaker
-
-    with operated_engine(url, data_dir) as engine:
-        try:
-            with make_sessionmaker(engine).begin() as session:
-                yield session
-        except (ValueError, LookupError) as exc:
-            fail(str(exc.args[0]) if exc.args else str(exc))
-        except SQLAlchemyError as exc:
-            # The driver's message only: the statement's parameters (a password hash, say) stay out of the terminal.
-            fail(f"database error on {_where(url, data_dir)}: {getattr(exc, 'orig', None) or type(exc).__name__}")
 
 
 def _read_password(from_stdin: bool, *, confirm: bool) -> str:
@@ -60,102 +18,6 @@ def _read_password(from_stdin: bool, *, confirm: bool) -> str:
         password = line[:-1] if line.endswith("\n") else line
         return password[:-1] if password.endswith("\r") else password
     return typer.prompt("Password", hide_input=True, confirmation_prompt=confirm)
-
-
-# ---------------------------------------------------------------------------------------------------------- db ...
-
-
-@db_app.command("upgrade")
-def db_upgrade(
-    revision: str = typer.Argument("head", help="Target revision."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", envvar="DRGNET_DATA_DIR", help="Data directory whose drgnet.db to use without --url."
-    ),
-) -> None:
-    """Create or migrate the database schema (the SQLite file and its folder are created on first use)."""
-    from sqlalchemy.exc import OperationalError
-
-    from db import migrate
-    from db.engine import database_url
-
-    if url is None and data_dir is not None:
-        try:
-            url = database_url(None, data_directory=data_dir).render_as_string(hide_password=False)
-        except ValueError as exc:
-            fail(str(exc))
-    where = _where(url)
-    try:
-        migrate.upgrade(url, revision)
-    except OperationalError as exc:
-        fail(f"cannot migrate {where}: {exc.orig}")
-    except Exception as exc:  # alembic reports unknown revisions as CommandError / ResolutionError
-        fail(f"cannot migrate {where} to {revision!r}: {exc}")
-    typer.echo(f"{where}: at revision {migrate.current_revision(url)}")
-
-
-@db_app.command("downgrade")
-def db_downgrade(
-    revision: str = typer.Argument(..., help="Target revision; 'base' removes every table (and all data)."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
-) -> None:
-    """Migrate the database schema down to REVISION."""
-    from sqlalchemy.exc import OperationalError
-
-    from db import migrate
-
-    where = _where(url)
-    try:
-        migrate.downgrade(revision, url)
-    except OperationalError as exc:
-        fail(f"cannot migrate {where}: {exc.orig}")
-    except Exception as exc:
-        fail(f"cannot migrate {where} to {revision!r}: {exc}")
-    typer.echo(f"{where}: at revision {migrate.current_revision(url) or 'base (empty)'}")
-
-
-@db_app.command("current")
-def db_current(url: str | None = typer.Option(None, "--url", help=URL_HELP)) -> None:
-    """Show the database's schema revision and the code's newest one."""
-    from sqlalchemy.exc import OperationalError
-
-    from db import migrate
-
-    where = _where(url)
-    try:
-        current = migrate.current_revision(url)
-    except OperationalError as exc:
-        fail(f"cannot reach the database {where}: {exc.orig}")
-    head = migrate.head_revision()
-    state = "up to date" if current == head else "run `drgnet db upgrade`"
-    typer.echo(f"{where}: revision {current or 'none'} (code head {head}; {state})")
-
-
-@db_app.command("gc")
-def db_gc(
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", envvar="DRGNET_DATA_DIR", help="Data directory (default ./data)."
-    ),
-    min_age: float = typer.Option(
-        3600.0, "--min-age", min=0, help="Keep unreferenced files younger than this many seconds."
-    ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be removed."),
-) -> None:
-    """Remove stored files (photographs, masks, maps) that no database row refers to."""
-    from db.artifacts import collect_garbage
-
-    with _session(url, data_dir) as session:
-        reports = collect_garbage(session, data_dir, min_age_s=min_age, dry_run=dry_run)
-    verb = "would remove" if dry_run else "removed"
-    for store, report in reports.items():
-        typer.echo(
-            f"{store}: {verb} {len(report.removed)} unreferenced and {len(report.temp_removed)} temporary files "
-            f"({report.bytes_freed / 1e6:.1f} MB); kept {report.kept}"
-        )
-
-
-# -------------------------------------------------------------------------------------------------------- user ...
 
 
 @user_app.command("add")
