@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from typer.testing import CliRunner
 
 from drgnet.bench import speed
-from drgnet.config import ModelConfig
+from drgnet.cli import app
+from drgnet.config import ModelConfig, to_dict
+
+runner = CliRunner()
 
 
 def test_speed_bench_measures_baseline_and_onnx_with_memory_and_flops(tmp_path):
@@ -56,13 +62,27 @@ def test_tile_bench_times_every_stage_of_the_tiled_and_the_global_path(tmp_path)
 def test_tile_bench_times_a_trained_checkpoint_at_its_own_sizes(tmp_path, tiny_checkpoint, tiny_config):
     from drgnet.bench import tiles
 
-    cfg = tiles.for_checkpoint(
-        tiny_checkpoint, (tiny_config.lesion_fov_px, 96), width=360, height=240, engines=("onnx",)
-    )
+    cfg = tiles.for_checkpoint(tiny_checkpoint, (tiny_config.lesion_fov_px, 96))
     assert cfg.model == tiny_config and cfg.also_lesion_fov_px == (96,)
-    result = tiles.run(cfg, tmp_path, log=lambda _: None)
-    assert result["config"]["checkpoint"] == str(tiny_checkpoint)
-    timed = sorted(r["lesion_side"] for r in result["rows"])
+    # The command line: a settings file, --set over it, the checkpoint's own network instead of model.*.
+    settings = tmp_path / "tiles.toml"
+    settings.write_text('width = 360\nheight = 240\nengines = ["onnx"]\nalso_lesion_fov_px = [96]\nrepeats = 3\n')
+    args = ["bench", "tiles", "--checkpoint", str(tiny_checkpoint), "--config", str(settings), "--set", "repeats=1"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "out" / "tiles.json").read_text())
+    assert saved["config"]["checkpoint"] == str(tiny_checkpoint) and saved["config"]["repeats"] == 1
+    assert saved["config"]["model"] == to_dict(tiny_config)
+    timed = sorted(r["lesion_side"] for r in saved["rows"])
     assert timed == [tiny_config.input_size, 96, tiny_config.lesion_fov_px]
     with pytest.raises(ValueError, match="not a checkpoint folder"):
         tiles.for_checkpoint(tmp_path / "missing")
+
+
+def test_bench_commands_take_their_settings_from_the_config_dataclass(tmp_path):
+    bad = runner.invoke(app, ["bench", "speed", "--set", "size=100", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "multiple of 32" in bad.output
+    unknown = runner.invoke(app, ["bench", "realism", "--set", "counts=16"])
+    assert unknown.exit_code == 2 and "synthetic_counts" in unknown.output  # the valid names are listed
+    for command in ("speed", "tiles", "realism"):
+        assert "--batches" not in runner.invoke(app, ["bench", command, "--help"]).output

@@ -47,8 +47,11 @@ def test_register_list_rollback_retrain(sqlite_url: str, data_dir: Path, trained
         assert repository.active_model_version(s).name == "v1"
         assert repository.list_jobs(s)[0].params == {"steps": 2, "holdout": "x"}
     engine.dispose()
-    bench = runner.invoke(cli.app, ["bench", "feedback", "--help"])
-    assert bench.exit_code == 0 and "--k" in bench.output
+    # The benchmark's settings are FeedbackBenchConfig's, checked before anything trains.
+    bench = runner.invoke(cli.app, ["bench", "feedback", "--set", "methods=ours,finetune"])
+    assert bench.exit_code == 2 and "unknown method 'finetune'" in bench.output
+    bench = runner.invoke(cli.app, ["bench", "screen-db", "--set", "k=3"])
+    assert bench.exit_code == 2 and "n_corrected" not in bench.output and "batch_size" in bench.output
 
 
 def test_holdout_register_approve_reject_settings_record_the_os_user(
