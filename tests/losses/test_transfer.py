@@ -11,6 +11,7 @@ from drgnet.losses.transfer import (
     adversarial_loss,
     discriminator_loss,
     entropy_loss,
+    grade_entropy,
     self_information,
     wasserstein_distance,
 )
@@ -58,6 +59,14 @@ def test_self_information_and_entropy_are_highest_when_unsure():
     assert self_information(sure).mean().item() < 0.01
     flat, peaked = torch.zeros(1, 5), torch.tensor([[10.0, 0, 0, 0, 0]])
     assert entropy_loss(unsure, flat) > entropy_loss(sure, peaked)
+
+
+def test_the_differentiable_grade_entropy_is_the_clinical_uncertainty():
+    from drgnet.labels import normalised_entropy
+
+    logits = torch.randn(6, 5) * 3
+    expected = [normalised_entropy(p) for p in torch.softmax(logits, dim=1).tolist()]
+    assert grade_entropy(logits).tolist() == pytest.approx(expected, abs=1e-5)
 
 
 def test_discriminator_losses_push_opposite_ways():
