@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 
 from drgnet.bench import speed
 from drgnet.cli import app
-from drgnet.config import ModelConfig, to_dict
+from drgnet.config import to_dict
 
 runner = CliRunner()
 
@@ -38,12 +39,10 @@ def test_speed_bench_rejects_unknown_engines_and_sizes(tmp_path):
         speed.run(speed.SpeedBenchConfig(size=100), tmp_path)
 
 
-def test_tile_bench_times_every_stage_of_the_tiled_and_the_global_path(tmp_path):
+def test_tile_bench_times_every_stage_of_the_tiled_and_the_global_path(tmp_path, tiny_config):
     from drgnet.bench import tiles
 
-    tiny = ModelConfig(
-        encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32, lesion_fov_px=192
-    )
+    tiny = dataclasses.replace(tiny_config, lesion_fov_px=192)
     cfg = tiles.TileBenchConfig(tiny, width=360, height=240, engines=("onnx",), threads=1, repeats=1)
     result = tiles.run(cfg, tmp_path, log=lambda _: None)
     rows = {(r["engine"], r["path"].split()[0].strip(",")): r for r in result["rows"]}
