@@ -33,7 +33,7 @@ test: lint
 
 BENCH_DEVICE ?= cpu
 bench: $(STAMP)
-	$(BIN)/drgnet bench synth --n 500 --size 512
+	$(BIN)/drgnet bench synth --set n=500 --set size=512
 	# Real photographs: ../shared (DRGNET_SHARED_DIR) and scripts/fetch_real_samples.sh (DRGNET_SAMPLES_DIR).
 	$(BIN)/drgnet bench realism --set synthetic_counts=16,48 --set repeats=10
 	$(BIN)/drgnet bench speed --set size=512 --set batches=1,8

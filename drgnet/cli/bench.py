@@ -18,23 +18,6 @@ import typer
 from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, settings_of
 
 
-def bench_synth(
-    n: int = typer.Option(500, "--n", min=1),
-    size: int = typer.Option(512, "--size", min=64),
-    workers: int = typer.Option(0, "--workers", min=0, help="0: one per core."),
-    out: Path = typer.Option(Path("runs/bench/synth.md"), "--out", help="Markdown report."),
-) -> None:
-    """Synthetic cohort generation speed against a serial baseline."""
-    from drgnet.bench import synth as bench
-
-    result = bench.run(n=n, size=size, workers=workers or None)
-    report = result.markdown()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report + "\n")
-    typer.echo(report)
-    typer.echo(f"\nwrote {out}")
-
-
 def _config_option(module: str, config_class: str) -> Any:
     """The ``--config`` option of the benchmark whose settings are ``drgnet.bench.<module>.<config_class>``."""
     return typer.Option(None, "--config", help=f"{CONFIG_HELP} (drgnet.bench.{module}.{config_class})")
@@ -42,6 +25,29 @@ def _config_option(module: str, config_class: str) -> Any:
 
 def _set_option() -> Any:
     return typer.Option([], "--set", help=SET_HELP)
+
+
+def bench_synth(
+    config: Path | None = _config_option("synth", "SynthBenchConfig"),
+    settings: list[str] = _set_option(),
+    out: Path = typer.Option(Path("runs/bench/synth.md"), "--out", help="Markdown report."),
+) -> None:
+    """Synthetic cohort generation speed against a serial baseline.
+
+    E.g. --set n=500 --set size=512 --set workers=2.
+    """
+    from drgnet.bench import synth as bench
+
+    cfg = settings_of(bench.SynthBenchConfig(), config, settings)
+    try:
+        result = bench.run(cfg)
+    except ValueError as exc:
+        fail(str(exc))
+    report = result.markdown()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report + "\n")
+    typer.echo(report)
+    typer.echo(f"\nwrote {out}")
 
 
 def bench_speed(
@@ -133,10 +139,8 @@ def _training_bench(module: str, config_class: str, summary: str) -> Callable[..
     """The command of a benchmark that trains: ``drgnet.bench.<module>.run`` on its config and ``--set`` pairs."""
 
     def command(
-        config: Path | None = typer.Option(
-            None, "--config", help=f"{CONFIG_HELP} (drgnet.bench.{module}.{config_class})"
-        ),
-        settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+        config: Path | None = _config_option(module, config_class),
+        settings: list[str] = _set_option(),
         device: str | None = typer.Option(None, "--device", help="cpu or cuda (training; latency is always CPU)."),
         out: Path = typer.Option(Path(f"runs/bench/{module}"), "--out", help=f"Folder for {module}.md and .json."),
     ) -> None:
@@ -166,8 +170,8 @@ bench_transfer = _training_bench(
 
 
 def bench_real(
-    config: Path | None = typer.Option(None, "--config", help=f"{CONFIG_HELP} (drgnet.bench.real.RealBenchConfig)"),
-    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    config: Path | None = _config_option("real", "RealBenchConfig"),
+    settings: list[str] = _set_option(),
     quick: bool = typer.Option(False, "--quick", help="Smoke-test budget: tiny model, 64 px, 2 folds, 2 steps."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
     out: Path = typer.Option(Path("runs/bench/real"), "--out", help="Folder for real.md and real.json."),

@@ -83,5 +83,8 @@ def test_bench_commands_take_their_settings_from_the_config_dataclass(tmp_path):
     assert bad.exit_code == 2 and "multiple of 32" in bad.output
     unknown = runner.invoke(app, ["bench", "realism", "--set", "counts=16"])
     assert unknown.exit_code == 2 and "synthetic_counts" in unknown.output  # the valid names are listed
-    for command in ("speed", "tiles", "realism"):
-        assert "--batches" not in runner.invoke(app, ["bench", command, "--help"]).output
+    report = tmp_path / "synth.md"
+    args = ["--set", "n=2", "--set", "size=64", "--set", "serial_n=1", "--set", "workers=1", "--out", str(report)]
+    synth = runner.invoke(app, ["bench", "synth", *args])
+    assert synth.exit_code == 0, synth.output
+    assert "| cohort | 2 | 64 | 1 |" in report.read_text()
