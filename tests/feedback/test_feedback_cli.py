@@ -53,6 +53,8 @@ def test_register_list_rollback_retrain(sqlite_url: str, data_dir: Path, trained
     assert bench.exit_code == 2 and "unknown method 'finetune'" in bench.output
     bench = runner.invoke(cli.app, ["bench", "screen-db", "--set", "k=3"])
     assert bench.exit_code == 2 and "n_corrected" not in bench.output and "batch_size" in bench.output
+    bench = runner.invoke(cli.app, ["bench", "review", "--set", "n=4", "--set", "opens=3"])
+    assert bench.exit_code == 2 and "n (4) must be at least twice opens (3)" in bench.output
 
 
 def test_retraining_settings_file_is_read_as_every_drgnet_command_reads_one(tmp_path: Path, capsys) -> None:
