@@ -33,11 +33,11 @@ test: lint
 
 BENCH_DEVICE ?= cpu
 bench: $(STAMP)
-	$(BIN)/drgnet bench synth --n 500 --size 512
+	$(BIN)/drgnet bench synth --set n=500 --set size=512
 	# Real photographs: ../shared (DRGNET_SHARED_DIR) and scripts/fetch_real_samples.sh (DRGNET_SAMPLES_DIR).
-	$(BIN)/drgnet bench realism --counts 16,48 --repeats 10
-	$(BIN)/drgnet bench speed --size 512 --batches 1,8
-	$(BIN)/drgnet bench tiles --input-size 512 --lesion-fov-px 1024
+	$(BIN)/drgnet bench realism --set synthetic_counts=16,48 --set repeats=10
+	$(BIN)/drgnet bench speed --set size=512 --set batches=1,8
+	$(BIN)/drgnet bench tiles --set model.input_size=512 --set model.lesion_fov_px=1024
 	# CPU-sized budget (about 40 minutes on 2 cores); docs/benchmarks.md has the larger GPU run.
 	$(BIN)/drgnet bench quality --set n=300 --set image_size=384 --set input_size=224 --set train.epochs=4 \
 		--set train.max_steps_per_epoch=25 --set train.batch_size=8 --device $(BENCH_DEVICE)
@@ -46,8 +46,8 @@ bench: $(STAMP)
 		--set adapt.steps=40 --device $(BENCH_DEVICE)
 	# Real photographs in training: leave-one-out over the four IDRiD photographs of ../shared (skipped without it).
 	$(BIN)/drgnet bench real --set train.epochs=3 --set train.max_steps_per_epoch=30 --device $(BENCH_DEVICE)
-	$(BIN)/drgnet bench feedback
-	$(BIN)/drgnet bench review --n 8
+	$(BIN)/drgnet bench feedback --device $(BENCH_DEVICE)
+	$(BIN)/drgnet bench review --set n=8
 	# Screening with --db with the small demo model (trained here; PostgreSQL too when DRGNET_TEST_POSTGRES_URL is set).
 	$(BIN)/drgnet demo --retrain --data-dir $(DATA)
 	$(BIN)/drgnet bench screen-db --checkpoint $(DATA)/demo-model/best $(if $(DRGNET_TEST_POSTGRES_URL),--postgres-url $(DRGNET_TEST_POSTGRES_URL))

@@ -163,14 +163,38 @@ class TransferConfig:
     workers: int = 0
 
 
-def load_config(cls: type[T], path: Path) -> T:
-    """A config dataclass from a JSON or TOML file (by suffix); errors name the file and the bad key."""
+def read_settings(path: Path) -> dict[str, Any]:
+    """The settings of a JSON or TOML file (by suffix) as nested dicts, not yet checked against a config.
+
+    Raises:
+        ValueError: naming the file, when it cannot be read or parsed or does not hold a table of settings.
+    """
     path = Path(path)
     try:
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (OSError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read {cls.__name__} ({exc})") from exc
+        raise ValueError(f"{path}: cannot read settings ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a table of settings (a JSON object), got {type(data).__name__}")
+    return data
+
+
+def dotted_settings(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys, ``{"loss": {"gce_q": 0.5}}`` -> ``{"loss.gce_q": 0.5}``: for :func:`override`,
+    which then changes only the settings named and keeps the rest of ``loss`` (a whole table would replace it)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(dotted_settings(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_config(cls: type[T], path: Path) -> T:
+    """A config dataclass from a JSON or TOML file (by suffix); errors name the file and the bad key."""
+    data = read_settings(path)
     try:
         return from_dict(cls, data)
     except (TypeError, ValueError) as exc:

@@ -11,9 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import average_precision_score, cohen_kappa_score, confusion_matrix, f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score, roc_auc_score
 
-from drgnet.labels import GRADE_NAMES, GRADES, LESIONS, REFERABLE_MIN_GRADE, referable_probability
+from drgnet.labels import (
+    GRADE_NAMES,
+    GRADES,
+    LESIONS,
+    NUM_GRADES,
+    REFERABLE_MIN_GRADE,
+    normalised_entropy,
+    referable_probability,
+)
 
 
 def quadratic_weighted_kappa(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -32,8 +40,61 @@ def _safe_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, score))
 
 
+def grade_confusion(true_grades: np.ndarray, predicted_grades: np.ndarray) -> np.ndarray:
+    """Counts ``(5, 5)`` of (true, predicted) grade pairs: rows are the true grades, columns the predicted ones.
+
+    Raises:
+        ValueError: a grade outside the ICDR scale, or arrays of different lengths.
+    """
+    true_grades = np.asarray(true_grades, dtype=int).reshape(-1)
+    predicted_grades = np.asarray(predicted_grades, dtype=int).reshape(-1)
+    if len(true_grades) != len(predicted_grades):
+        raise ValueError(f"{len(true_grades)} true grades but {len(predicted_grades)} predicted grades")
+    both = np.concatenate([true_grades, predicted_grades])
+    if len(both) and (both.min() < 0 or both.max() >= NUM_GRADES):
+        raise ValueError(f"grades must be ICDR grades 0-{NUM_GRADES - 1}, got {sorted(set(both.tolist()))}")
+    counts = np.zeros((NUM_GRADES, NUM_GRADES), dtype=np.int64)
+    np.add.at(counts, (true_grades, predicted_grades), 1)
+    return counts
+
+
+def _sensitivity_specificity(referable: np.ndarray, called: np.ndarray) -> tuple[float, float]:
+    """Share of referable eyes called referable, share of the others not called; NaN where there are none."""
+    referable, called = np.asarray(referable, dtype=bool), np.asarray(called, dtype=bool)
+    sensitivity = float(called[referable].mean()) if referable.any() else float("nan")
+    specificity = float((~called[~referable]).mean()) if (~referable).any() else float("nan")
+    return sensitivity, specificity
+
+
+def referable_sensitivity_specificity(true_grades: np.ndarray, predicted_grades: np.ndarray) -> tuple[float, float]:
+    """Sensitivity and specificity of the referral decision from graded eyes (NaN without referable / other eyes).
+
+    The rule: an eye is referable when its grade is at least ``REFERABLE_MIN_GRADE`` (moderate NPDR), on both
+    sides; a model's referable call is its predicted (most probable) grade >= ``REFERABLE_MIN_GRADE``, the call
+    the app and ``drgnet screen`` show (``Prediction.referable``). :func:`grade_metrics`, which has the grade
+    probabilities, calls instead at P(grade >= ``REFERABLE_MIN_GRADE``) >= ``referable_threshold``; the two differ
+    only where the most probable grade and the referable probability mass disagree.
+    """
+    true_grades, predicted_grades = np.asarray(true_grades, dtype=int), np.asarray(predicted_grades, dtype=int)
+    return _sensitivity_specificity(true_grades >= REFERABLE_MIN_GRADE, predicted_grades >= REFERABLE_MIN_GRADE)
+
+
+def normalised_grade_entropy(probs: np.ndarray) -> np.ndarray:
+    """:func:`drgnet.labels.normalised_entropy` of each grade distribution of ``probs`` ``(N, 5)``: ``(N,)``, 0 for
+    a certain prediction, 1 for a uniform one (the uncertainty a clinician sees next to each grade)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be (N, grades), got shape {probs.shape}")
+    return np.array([normalised_entropy(p) for p in probs], dtype=np.float64)
+
+
 def grade_metrics(y_true: np.ndarray, probs: np.ndarray, referable_threshold: float = 0.5) -> dict[str, object]:
-    """All grade metrics from true grades ``(N,)`` and predicted probabilities ``(N, 5)``."""
+    """All grade metrics from true grades ``(N,)`` and predicted probabilities ``(N, 5)``.
+
+    The referable sensitivity and specificity call an eye referable when P(grade >= ``REFERABLE_MIN_GRADE``) is at
+    least ``referable_threshold`` (the probabilities are at hand; :func:`referable_sensitivity_specificity` is the
+    rule on grades alone).
+    """
     y_true = np.asarray(y_true, dtype=int)
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape != (len(y_true), len(GRADES)):
@@ -45,8 +106,7 @@ def grade_metrics(y_true: np.ndarray, probs: np.ndarray, referable_threshold: fl
     valid_aucs = [v for v in per_class_auc.values() if not np.isnan(v)]
     ref_true = (y_true >= REFERABLE_MIN_GRADE).astype(int)
     ref_score = np.array([referable_probability(p) for p in probs], dtype=np.float64)
-    ref_pred = ref_score >= referable_threshold
-    positives, negatives = ref_true == 1, ref_true == 0
+    sensitivity, specificity = _sensitivity_specificity(ref_true == 1, ref_score >= referable_threshold)
     return {
         "n": len(y_true),
         "accuracy": float((y_pred == y_true).mean()) if len(y_true) else float("nan"),
@@ -55,9 +115,9 @@ def grade_metrics(y_true: np.ndarray, probs: np.ndarray, referable_threshold: fl
         "auc_ovr": float(np.mean(valid_aucs)) if valid_aucs else float("nan"),
         "auc_per_grade": per_class_auc,
         "referable_auc": _safe_auc(ref_true, ref_score),
-        "referable_sensitivity": float(ref_pred[positives].mean()) if positives.any() else float("nan"),
-        "referable_specificity": float((~ref_pred[negatives]).mean()) if negatives.any() else float("nan"),
-        "confusion": confusion_matrix(y_true, y_pred, labels=list(GRADES)).tolist(),
+        "referable_sensitivity": sensitivity,
+        "referable_specificity": specificity,
+        "confusion": grade_confusion(y_true, y_pred).tolist(),
     }
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import typer
 
+from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, settings_of
+
 METHODS = ("ours", "ours-no-map-teacher", "naive")
 
 
@@ -266,49 +268,26 @@ def markdown(cfg: FeedbackBenchConfig, rows: list[dict[str, Any]]) -> str:
 
 
 def bench_feedback(
-    n_source: int = typer.Option(200, "--n-source", min=10),
-    n_corrected: int = typer.Option(40, "--k", min=2, help="Corrected target photographs."),
-    n_target_test: int = typer.Option(60, "--n-target-test", min=5),
-    image_size: int = typer.Option(192, "--image-size", min=64),
-    input_size: int = typer.Option(128, "--input-size", min=64),
-    source_epochs: int = typer.Option(4, "--epochs", min=1),
-    steps_per_epoch: int = typer.Option(25, "--steps-per-epoch", min=1),
-    retrain_steps: int = typer.Option(40, "--retrain-steps", min=1),
-    noise: str = typer.Option("0,0.2,0.4", "--noise", help="Comma-separated noise levels."),
-    kinds: str = typer.Option("grade-only,partial,full", "--kinds"),
-    methods: str = typer.Option(
-        "ours,naive", "--methods", help="ours, naive, ours-no-map-teacher, or ours:FIELD=VALUE+... (ablations)."
-    ),
-    target_style: str = typer.Option("smartphone", "--target-style"),
-    pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
-    seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(Path("runs/bench/feedback"), "--out"),
+    config: Path | None = typer.Option(None, "--config", help=f"{CONFIG_HELP} (feedback.bench.FeedbackBenchConfig)"),
+    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: the config's)."),
+    out: Path = typer.Option(Path("runs/bench/feedback"), "--out", help="Folder for feedback.md and .json."),
 ) -> None:
-    """Learning from simulated corrections on a new camera: ours vs naive fine-tuning, by noise and kind."""
-    cfg = FeedbackBenchConfig(
-        n_source=n_source,
-        n_corrected=n_corrected,
-        n_target_test=n_target_test,
-        image_size=image_size,
-        input_size=input_size,
-        source_epochs=source_epochs,
-        source_steps_per_epoch=steps_per_epoch,
-        retrain_steps=retrain_steps,
-        noise_levels=tuple(float(x) for x in noise.split(",") if x.strip()),
-        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
-        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-        target_style=target_style,
-        pretrained=pretrained,
-        seed=seed,
-    )
+    """Learning from simulated corrections on a new camera: ours vs naive fine-tuning, by noise and kind.
+
+    E.g. --set n_corrected=20 --set noise_levels=0 --set kinds=partial
+    --set methods=ours,naive,ours:tolerance_px=0 (methods: ours, naive, ours-no-map-teacher, or ours:FIELD=VALUE+...).
+    """
     from feedback.retrain import RetrainConfig
 
+    cfg = settings_of(FeedbackBenchConfig(), config, settings)
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
     for method in cfg.methods:
         try:
             method_config(method, RetrainConfig())
         except ValueError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
+            fail(str(exc))
     rows = run(cfg, out, log=typer.echo)
     typer.echo(markdown(cfg, rows))
     typer.echo(f"wrote {out / 'feedback.md'}")

@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ import typer
 from db import migrate, repository
 from db.engine import make_engine, make_sessionmaker
 from db.ingest import ingest_image
+from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, settings_of
 from drgnet.inference import LesionSummary
 from drgnet.inference import Prediction as ModelPrediction
 from drgnet.labels import LESIONS
@@ -46,6 +48,15 @@ from feedback.predictions import store_prediction
 WIDTH, HEIGHT = 4288, 2848
 PASSWORD = "bench-password-1"
 CHROMIUM = "/usr/bin/chromium"
+
+
+@dataclass(frozen=True)
+class ReviewBenchConfig:
+    n: int = 8  # 12-megapixel photographs stored (with --reuse: how many of the stored ones the worklist shows)
+    opens: int = 3  # how many are opened from the worklist; the rest are reached with Next
+    baseline: bool = True  # also measure the app without display derivatives (full-size decode)
+
+
 SHOWN_JS = """(old) => {
     const h = document.querySelector('h1');
     const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
@@ -242,19 +253,24 @@ def markdown(results: dict[str, dict[str, list[float]]], n: int) -> str:
 
 
 def bench_review(
-    n: int = typer.Option(8, "--n", min=3, help="12-megapixel photographs to store."),
-    opens: int = typer.Option(3, "--opens", min=1, help="How many to open from the worklist (the rest: Next)."),
-    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also measure without derivatives."),
-    out: Path = typer.Option(Path("runs/bench/review"), "--out"),
+    config: Path | None = typer.Option(
+        None, "--config", help=f"{CONFIG_HELP} (feedback.bench_review.ReviewBenchConfig)"
+    ),
+    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Path = typer.Option(Path("runs/bench/review"), "--out", help="Folder for review.md."),
     keep: bool = typer.Option(False, "--keep", help="Keep the temporary data dir."),
     reuse: Path | None = typer.Option(None, "--reuse", help="A data dir a run with --keep built (skips storing)."),
 ) -> None:
-    """Review page speed on 12-megapixel photographs, with display derivatives and (baseline) without."""
+    """Review page speed on 12-megapixel photographs, with display derivatives and (baseline) without.
+
+    E.g. --set n=10 --set opens=3 --set baseline=false.
+    """
+    cfg = settings_of(ReviewBenchConfig(), config, settings)
+    n, opens, baseline = cfg.n, cfg.opens, cfg.baseline
+    if opens < 1 or 2 * opens > n:
+        fail(f"n ({n}) must be at least twice opens ({opens}), and opens at least 1")
     if not Path(CHROMIUM).exists():
-        typer.secho(f"error: {CHROMIUM} not found (apt-get install chromium)", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
-    if 2 * opens > n:
-        raise typer.BadParameter(f"--n {n} must be at least twice --opens {opens}")
+        fail(f"{CHROMIUM} not found (apt-get install chromium)")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="drgnet-bench-review-"))
     try:

@@ -19,15 +19,16 @@ from typing import Any
 
 import typer
 
+from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, settings_of
 from drgnet.model.checkpoint import WEIGHTS
 
 
 @dataclass(frozen=True)
 class ScreenDbBenchConfig:
-    n: int = 200
-    size: int = 512
-    batch_size: int = 8
-    workers: int = 2
+    n: int = 200  # synthetic photographs screened (five broken files are added)
+    size: int = 512  # their side, pixels
+    batch_size: int = 8  # photographs per network call
+    workers: int = 2  # loader processes
     seed: int = 0
 
 
@@ -212,27 +213,25 @@ def markdown(cfg: ScreenDbBenchConfig, rows: list[dict[str, Any]], model: str) -
 
 
 def bench_screen_db(
+    config: Path | None = typer.Option(
+        None, "--config", help=f"{CONFIG_HELP} (feedback.bench_screening.ScreenDbBenchConfig)"
+    ),
+    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
     checkpoint: Path = typer.Option(
         Path("data/demo-model/best"), "--checkpoint", help="Checkpoint that screens (default: the demo model)."
     ),
-    n: int = typer.Option(200, "--n", min=1, help="Synthetic photographs."),
-    size: int = typer.Option(512, "--size", min=64),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    workers: int = typer.Option(2, "--workers", min=0),
     postgres_url: str | None = typer.Option(
         None, "--postgres-url", help="A PostgreSQL server to measure too (a throw-away schema is used)."
     ),
-    out: Path = typer.Option(Path("runs/bench/screen_db"), "--out"),
+    out: Path = typer.Option(Path("runs/bench/screen_db"), "--out", help="Folder for screen_db.md and .json."),
 ) -> None:
-    """What `drgnet screen --db` costs: the same screening with no database, SQLite and PostgreSQL."""
+    """What `drgnet screen --db` costs: the same screening with no database, SQLite and PostgreSQL.
+
+    E.g. --set n=50 --set size=256 --set batch_size=4 --set workers=0.
+    """
+    cfg = settings_of(ScreenDbBenchConfig(), config, settings)
     if not (checkpoint / WEIGHTS).is_file():
-        typer.secho(
-            f"error: {checkpoint}: no checkpoint there (run `make demo` for the demo model, or give --checkpoint)",
-            fg=typer.colors.RED,
-            err=True,
-        )
-        raise typer.Exit(2)
-    cfg = ScreenDbBenchConfig(n=n, size=size, batch_size=batch_size, workers=workers)
+        fail(f"{checkpoint}: no checkpoint there (run `make demo` for the demo model, or give --checkpoint)")
     rows = run(cfg, checkpoint, out, postgres_url, log=typer.echo)
     typer.echo(markdown(cfg, rows, ""))
     typer.echo(f"wrote {out / 'screen_db.md'}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from db.cli_support import URL_HELP, command_group, fail, operated_engine
+from feedback.worker_limits import DEFAULT_LEASE_S, DEFAULT_POLL_S, DEFAULT_TIME_LIMIT_S
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -53,16 +54,13 @@ def _change(
 
 
 def _params(pairs: list[str], config: Path | None) -> dict[str, Any]:
-    """Retraining settings from a JSON file and ``--set key.path=value`` pairs (drgnet's one parser)."""
+    """Retraining settings from a settings file (JSON, or TOML by suffix: drgnet's reader) and ``--set
+    key.path=value`` pairs (drgnet's parser); only the settings named, so a job's params override a worker's."""
+    from drgnet.config import dotted_settings, read_settings
     from feedback.retrain import RetrainConfig
 
-    params: dict[str, Any] = {}
-    if config is not None:
-        try:
-            params.update(json.loads(Path(config).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            fail(f"{config}: cannot read retraining parameters ({exc})")
     try:
+        params = dotted_settings(read_settings(config)) if config is not None else {}
         params.update(RetrainConfig.parse_settings(pairs))
     except ValueError as exc:
         fail(str(exc))
@@ -71,15 +69,20 @@ def _params(pairs: list[str], config: Path | None) -> dict[str, Any]:
 
 def worker(
     once: bool = typer.Option(False, "--once", help="Run at most one job, then exit."),
-    poll: float = typer.Option(10.0, "--poll", min=0.1, help="Seconds between looks at an empty queue."),
+    poll: float = typer.Option(DEFAULT_POLL_S, "--poll", min=0.1, help="Seconds between looks at an empty queue."),
     lease: float = typer.Option(
-        120.0, "--lease", min=1.0, help="Job lease in seconds (renewed only while the job makes progress)."
+        DEFAULT_LEASE_S, "--lease", min=1.0, help="Job lease in seconds (renewed only while the job makes progress)."
     ),
     time_limit: float = typer.Option(
-        6 * 3600.0, "--time-limit", min=1.0, help="Seconds one attempt of a job may run (jobs queued without one)."
+        DEFAULT_TIME_LIMIT_S,
+        "--time-limit",
+        min=1.0,
+        help="Seconds one attempt of a job may run (jobs queued without one).",
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="JSON file of retraining settings (e.g. holdout, steps); job params override it."
+        None,
+        "--config",
+        help="Retraining settings file, JSON or TOML by suffix (e.g. holdout, steps); job params override it.",
     ),
     settings: list[str] = typer.Option(
         [], "--set", help="A retraining setting KEY.PATH=VALUE (repeatable), e.g. steps=100 or loss.gce_q=0.5."
@@ -115,7 +118,9 @@ def worker(
 
 
 def retrain(
-    config: Path | None = typer.Option(None, "--config", help="JSON file of retraining parameters."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Retraining settings file, JSON or TOML by suffix (e.g. holdout, steps)."
+    ),
     settings: list[str] = typer.Option(
         [], "--set", help="A retraining setting KEY.PATH=VALUE (repeatable), e.g. steps=100 or loss.gce_q=0.5."
     ),

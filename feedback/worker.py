@@ -32,10 +32,7 @@ from db.models import Job
 from db.operator import current_operator, operator_scope
 from db.repository import JobTimeLimitError, LeaseLostError
 from feedback.retrain import JOB_KIND, RetrainConfig, run_retraining
-
-DEFAULT_LEASE_S = 120.0
-DEFAULT_POLL_S = 10.0
-DEFAULT_TIME_LIMIT_S = 6 * 3600.0  # a retraining on CPU takes minutes to an hour; six hours means it is stuck
+from feedback.worker_limits import DEFAULT_LEASE_S, DEFAULT_POLL_S, DEFAULT_TIME_LIMIT_S
 
 
 class JobAbandoned(RuntimeError):

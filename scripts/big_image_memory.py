@@ -44,7 +44,7 @@ def main() -> None:
     from drgnet.config import ModelConfig
     from drgnet.data.synthetic import generate_fundus
     from drgnet.model import DRGNet
-    from drgnet.training.checkpoint import save_checkpoint
+    from drgnet.model.checkpoint import save_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

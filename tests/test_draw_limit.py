@@ -14,21 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from drgnet.cli import app
 from drgnet.data.synthetic import generate_fundus
 from drgnet.inference import Predictor, draw_max_pixels, draw_shape, render_overlay
-from drgnet.model import DRGNet
-from drgnet.training.checkpoint import save_checkpoint
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tiny_config) -> Path:
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", DRGNet(tiny_config).eval(), tiny_config)
 
 
 def _big_photo(path: Path, width: int, height: int) -> Path:
@@ -72,10 +63,10 @@ def test_overlay_is_drawn_from_a_downscaled_copy():
     assert np.abs(drawn[y, x].astype(int) - image[710, 915].astype(int)).sum() > 0
 
 
-def test_predictor_maps_respect_the_limit(checkpoint, tmp_path):
+def test_predictor_maps_respect_the_limit(tiny_checkpoint, tmp_path):
     photo = _big_photo(tmp_path / "p.jpg", 1600, 1200)
-    full = Predictor.from_checkpoint(checkpoint).predict(photo)
-    limited = Predictor.from_checkpoint(checkpoint, map_max_pixels=200_000).predict(photo)
+    full = Predictor.from_checkpoint(tiny_checkpoint).predict(photo)
+    limited = Predictor.from_checkpoint(tiny_checkpoint, map_max_pixels=200_000).predict(photo)
     assert full.lesion_probs.shape == (4, 1200, 1600)
     h, w = draw_shape((1200, 1600), 200_000)
     assert limited.lesion_probs.shape == (4, h, w) and limited.attention.shape == (h, w)
@@ -86,11 +77,11 @@ def test_predictor_maps_respect_the_limit(checkpoint, tmp_path):
     assert np.abs(shrunk - limited.attention).mean() < 0.02
 
 
-def test_predict_command_draws_within_the_limit(checkpoint, tmp_path, monkeypatch):
+def test_predict_command_draws_within_the_limit(tiny_checkpoint, tmp_path, monkeypatch):
     photo = _big_photo(tmp_path / "p.jpg", 1600, 1200)
     monkeypatch.setenv("DRGNET_DRAW_MAX_PIXELS", "300000")
     result = CliRunner().invoke(
-        app, ["predict", str(photo), "--checkpoint", str(checkpoint), "--overlay", str(tmp_path)]
+        app, ["predict", str(photo), "--checkpoint", str(tiny_checkpoint), "--overlay", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
     h, w = cv2.imread(str(tmp_path / "p_overlay.png")).shape[:2]
@@ -108,10 +99,10 @@ def _peak_mb(cmd: list[str], env: dict[str, str]) -> float:
 
 
 @pytest.mark.slow
-def test_peak_memory_of_predict_with_overlay_drops_with_the_limit(checkpoint, tmp_path):
+def test_peak_memory_of_predict_with_overlay_drops_with_the_limit(tiny_checkpoint, tmp_path):
     """A 7.7-megapixel photograph with and without a small limit, each in a fresh process."""
     photo = _big_photo(tmp_path / "p.jpg", 3200, 2400)
-    cmd = [sys.executable, "-m", "drgnet.cli", "predict", str(photo), "--checkpoint", str(checkpoint)]
+    cmd = [sys.executable, "-m", "drgnet.cli", "predict", str(photo), "--checkpoint", str(tiny_checkpoint)]
     cmd += ["--overlay", str(tmp_path / "o")]
     base = {**os.environ, "OMP_NUM_THREADS": "1"}
     unlimited = _peak_mb(cmd, {**base, "DRGNET_DRAW_MAX_PIXELS": str(10**9)})

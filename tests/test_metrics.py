@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from drgnet.metrics import LesionAccumulator, grade_metrics, quadratic_weighted_kappa, save_confusion_png
+from drgnet.labels import normalised_entropy
+from drgnet.metrics import (
+    LesionAccumulator,
+    grade_confusion,
+    grade_metrics,
+    normalised_grade_entropy,
+    quadratic_weighted_kappa,
+    referable_sensitivity_specificity,
+    save_confusion_png,
+)
 
 
 def test_qwk_perfect_chance_and_ordinal():
@@ -24,6 +33,30 @@ def test_grade_metrics_on_a_known_case():
     assert np.asarray(m["confusion"]).sum() == 6 and m["confusion"][0][1] == 1
     with pytest.raises(ValueError, match="probs must be"):
         grade_metrics(y, probs[:, :4])
+
+
+def test_referable_calls_from_grades_use_the_referable_threshold():
+    expert = np.array([0, 1, 2, 3, 4, 1])
+    model = np.array([0, 2, 1, 3, 4, 1])  # one false referral (1 -> 2), one missed referable eye (2 -> 1)
+    sensitivity, specificity = referable_sensitivity_specificity(expert, model)
+    assert (sensitivity, specificity) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    sensitivity, specificity = referable_sensitivity_specificity(np.array([0, 1]), np.array([0, 0]))
+    assert np.isnan(sensitivity) and specificity == 1.0  # no referable eye: sensitivity is undefined
+
+
+def test_grade_confusion_counts_pairs_and_refuses_non_grades():
+    counts = grade_confusion(np.array([0, 0, 4]), np.array([1, 1, 4]))
+    assert counts.shape == (5, 5) and counts[0, 1] == 2 and counts[4, 4] == 1 and counts.sum() == 3
+    assert grade_confusion(np.array([]), np.array([])).sum() == 0
+    with pytest.raises(ValueError, match="ICDR grades"):
+        grade_confusion(np.array([5]), np.array([0]))
+
+
+def test_batched_grade_entropy_is_the_clinical_uncertainty():
+    probs = np.array([[1.0, 0, 0, 0, 0], [0.2] * 5, [0.5, 0.3, 0.1, 0.05, 0.05]])
+    entropy = normalised_grade_entropy(probs)
+    assert entropy == pytest.approx([normalised_entropy(p) for p in probs])
+    assert entropy[0] == pytest.approx(0.0, abs=1e-9) and entropy[1] == pytest.approx(1.0)
 
 
 def test_lesion_accumulator_aupr_dice_and_validity():

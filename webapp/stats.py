@@ -7,16 +7,13 @@ from itertools import combinations
 
 import numpy as np
 
-from drgnet.labels import NUM_GRADES
-from drgnet.metrics import quadratic_weighted_kappa
+from drgnet.metrics import grade_confusion, quadratic_weighted_kappa
 
 
 def confusion(pairs: Sequence[tuple[int, int]]) -> np.ndarray:
-    """5x5 counts: rows are the first grade of each pair (the expert), columns the second (the model)."""
-    m = np.zeros((NUM_GRADES, NUM_GRADES), dtype=int)
-    for a, b in pairs:
-        m[a, b] += 1
-    return m
+    """5x5 counts (``drgnet.metrics``): rows are the first grade of each pair (the expert), columns the second."""
+    first, second = zip(*pairs, strict=True) if pairs else ((), ())
+    return grade_confusion(np.array(first, dtype=int), np.array(second, dtype=int))
 
 
 def quadratic_kappa(pairs: Sequence[tuple[int, int]]) -> float | None:

@@ -96,10 +96,9 @@ class RealBenchConfig:
 
 def quick_config() -> RealBenchConfig:
     """A smoke-test budget: a tiny random-init model at 64 px, a few steps, 4 synthetic photographs."""
-    tiny = ModelConfig(
-        encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32, lesion_fov_px=128
-    )
-    train = dataclasses.replace(_budget(), model=tiny, epochs=1, max_steps_per_epoch=2, batch_size=2)
+    from drgnet.training.presets import PRESETS
+
+    train = dataclasses.replace(_budget(), model=PRESETS["tiny"].model, epochs=1, max_steps_per_epoch=2, batch_size=2)
     return RealBenchConfig(n_synthetic=4, image_size=128, train=train, folds=(0, 1))
 
 

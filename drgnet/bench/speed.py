@@ -162,8 +162,8 @@ def run(cfg: SpeedBenchConfig, out: Path, log: Callable[[str], None] = print) ->
     from drgnet.config import ModelConfig
     from drgnet.engines import export_onnx
     from drgnet.model import DRGNet
+    from drgnet.model.checkpoint import save_checkpoint
     from drgnet.model.reference import ReferenceConfig, ReferenceModel
-    from drgnet.training.checkpoint import save_checkpoint
 
     out, machine = start_run(cfg.engines, ENGINES, cfg.size, out)
     engines = list(dict.fromkeys((BASELINE[0], *cfg.engines)))  # the baseline is always measured

@@ -51,9 +51,21 @@ class SynthBench:
         )
 
 
-def run(n: int = 500, size: int = 512, serial_n: int = 20, workers: int | None = None) -> SynthBench:
-    """Time a serial baseline on ``serial_n`` images, then the full ``n``-image cohort in parallel."""
-    workers = workers or os.cpu_count() or 1
+@dataclass(frozen=True)
+class SynthBenchConfig:
+    n: int = 500  # photographs of the timed cohort (the target: 500 at 512 px in under 180 s)
+    size: int = 512  # their side, pixels
+    serial_n: int = 20  # photographs of the serial baseline (one process)
+    workers: int = 0  # generating processes of the cohort; 0: one per core
+
+
+def run(cfg: SynthBenchConfig | None = None) -> SynthBench:
+    """Time a serial baseline on ``cfg.serial_n`` images, then the full ``cfg.n``-image cohort in parallel."""
+    cfg = cfg or SynthBenchConfig()
+    if cfg.n < 1 or cfg.serial_n < 1 or cfg.size < 64 or cfg.workers < 0:
+        raise ValueError(f"n and serial_n >= 1, size >= 64 and workers >= 0 are needed, got {cfg}")
+    n, size, serial_n = cfg.n, cfg.size, cfg.serial_n
+    workers = cfg.workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="drgnet-bench-synth-") as tmp:
         t0 = time.perf_counter()
         synthetic.generate_cohort(Path(tmp) / "serial", n=serial_n, size=size, seed=1, workers=1, progress=False)

@@ -34,8 +34,9 @@ ENGINES = {"torch": "PyTorch (channels-last)", "onnx": "ONNX Runtime"}
 
 @dataclass(frozen=True)
 class TileBenchConfig:
-    # The network (random weights): its input size is the tile side, its lesion_fov_px the lesion view's side.
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(encoder_weights=None))
+    # The network (random weights): its input size is the tile side, its lesion_fov_px the lesion view's side (1024:
+    # the "full" recipe's, where a median microaneurysm spans about 5 px).
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(encoder_weights=None, lesion_fov_px=1024))
     also_lesion_fov_px: tuple[int, ...] = ()  # further lesion-view sides to time (the resolution-speed trade)
     width: int = 4288  # the photograph: 12.2 megapixels, as a Nikon D3 fundus camera back writes
     height: int = 2848
@@ -48,14 +49,24 @@ class TileBenchConfig:
     checkpoint: str = ""
 
 
-def for_checkpoint(path: Path, sides: tuple[int, ...] = (), **fields: Any) -> TileBenchConfig:
-    """The bench of a trained checkpoint: its network and its own lesion view, plus ``sides`` (``fields``: the rest)."""
+def for_checkpoint(
+    path: Path, sides: tuple[int, ...] = (), base: TileBenchConfig | None = None, **fields: Any
+) -> TileBenchConfig:
+    """The bench of a trained checkpoint: its network and its own lesion view, plus ``sides``.
+
+    Args:
+        path: the checkpoint folder.
+        sides: further lesion-view sides to time (the checkpoint's own is always timed).
+        base: the rest of the settings (default: the defaults); ``fields`` replace some of them.
+    """
     from drgnet.config import from_dict
     from drgnet.model.checkpoint import read_checkpoint_meta
 
     model = from_dict(ModelConfig, read_checkpoint_meta(Path(path))["model"])
     also = tuple(s for s in sides if s != model.lesion_fov_px)
-    return TileBenchConfig(model, also, checkpoint=str(path), **fields)
+    return dataclasses.replace(
+        base or TileBenchConfig(), model=model, also_lesion_fov_px=also, checkpoint=str(path), **fields
+    )
 
 
 def _clocks() -> np.ndarray:

@@ -27,7 +27,7 @@ from drgnet.data.readers import open_dataset, split_indices
 from drgnet.data.transforms import train_transforms
 from drgnet.model import DRGNet
 from drgnet.model.checkpoint import load_checkpoint
-from drgnet.training.adapt import adapt, mean_prediction_entropy, with_terms
+from drgnet.training.adapt import adapt, with_terms
 from drgnet.training.data import FundusDataset
 from drgnet.training.engine import fit, seed_everything
 from drgnet.training.evaluate import evaluate
@@ -177,7 +177,7 @@ def _score(
         "accuracy": metrics["accuracy"],
         "referable_auc": metrics["referable_auc"],
         "lesion_aupr_mean": metrics["lesion_aupr_mean"],
-        "entropy": mean_prediction_entropy(model, loader, device),
+        "entropy": metrics["grade_entropy_mean"],
         "seconds": seconds,
         "seconds_per_step": seconds / steps if steps else 0.0,
     }

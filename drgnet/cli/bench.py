@@ -1,7 +1,8 @@
 """``drgnet bench ...``: each benchmark reports ratios against a baseline measured in the same run.
 
-The quality and transfer benchmarks train, so they take ``--config FILE`` / ``--set key.path=value`` like
-``drgnet train``; the others measure speed or realism and keep plain options.
+Every benchmark with settings takes ``--config FILE`` / ``--set key.path=value`` on its config dataclass (the one
+place its defaults are written), like ``drgnet train``; only what a person types every time (``--out``,
+``--checkpoint``, ``--device``) is an option of its own.
 """
 
 from __future__ import annotations
@@ -17,16 +18,31 @@ import typer
 from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, settings_of
 
 
+def _config_option(module: str, config_class: str) -> Any:
+    """The ``--config`` option of the benchmark whose settings are ``drgnet.bench.<module>.<config_class>``."""
+    return typer.Option(None, "--config", help=f"{CONFIG_HELP} (drgnet.bench.{module}.{config_class})")
+
+
+def _set_option() -> Any:
+    return typer.Option([], "--set", help=SET_HELP)
+
+
 def bench_synth(
-    n: int = typer.Option(500, "--n", min=1),
-    size: int = typer.Option(512, "--size", min=64),
-    workers: int = typer.Option(0, "--workers", min=0, help="0: one per core."),
+    config: Path | None = _config_option("synth", "SynthBenchConfig"),
+    settings: list[str] = _set_option(),
     out: Path = typer.Option(Path("runs/bench/synth.md"), "--out", help="Markdown report."),
 ) -> None:
-    """Synthetic cohort generation speed against a serial baseline."""
+    """Synthetic cohort generation speed against a serial baseline.
+
+    E.g. --set n=500 --set size=512 --set workers=2.
+    """
     from drgnet.bench import synth as bench
 
-    result = bench.run(n=n, size=size, workers=workers or None)
+    cfg = settings_of(bench.SynthBenchConfig(), config, settings)
+    try:
+        result = bench.run(cfg)
+    except ValueError as exc:
+        fail(str(exc))
     report = result.markdown()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report + "\n")
@@ -35,26 +51,18 @@ def bench_synth(
 
 
 def bench_speed(
-    size: int = typer.Option(512, "--size", min=32, help="Network input side (multiple of 32)."),
-    batches: str = typer.Option("1,8", "--batches", help="Comma-separated batch sizes."),
-    engines: str = typer.Option("", "--engines", help="Comma-separated subset (default: all)."),
-    min_iterations: int = typer.Option(2, "--min-iterations", min=1, help="Timed passes per row (after warm-up)."),
-    min_seconds: float = typer.Option(3.0, "--min-seconds", min=0.0, help="Minimum timed seconds per row."),
-    threads: int = typer.Option(0, "--threads", min=0, help="Intra-op threads (0: one per core)."),
+    config: Path | None = _config_option("speed", "SpeedBenchConfig"),
+    settings: list[str] = _set_option(),
     out: Path = typer.Option(Path("runs/bench"), "--out", help="Folder for speed.md and speed.json."),
 ) -> None:
-    """Images/s, peak memory and achieved GFLOP/s: reference vs DRGNet eager, channels-last and ONNX Runtime."""
+    """Images/s, peak memory and achieved GFLOP/s: reference vs DRGNet eager, channels-last and ONNX Runtime.
+
+    E.g. --set size=512 --set batches=1,8 --set engines=drgnet_eager,drgnet_onnx --set threads=2.
+    """
     from drgnet.bench import speed
 
+    cfg = settings_of(speed.SpeedBenchConfig(), config, settings)
     try:
-        cfg = speed.SpeedBenchConfig(
-            size=size,
-            batches=tuple(int(b) for b in batches.split(",") if b.strip()),
-            min_iterations=min_iterations,
-            min_seconds=min_seconds,
-            threads=threads,
-            **({"engines": tuple(e.strip() for e in engines.split(",") if e.strip())} if engines else {}),
-        )
         result = speed.run(cfg, out, log=typer.echo)
     except ValueError as exc:
         fail(str(exc))
@@ -63,32 +71,26 @@ def bench_speed(
 
 
 def bench_tiles(
-    input_size: int = typer.Option(512, "--input-size", min=32, help="Network input = tile side (multiple of 32)."),
-    lesion_fov_px: str = typer.Option("1024", "--lesion-fov-px", help="Side(s) of the lesion view, comma-separated."),
-    engines: str = typer.Option("torch,onnx", "--engines", help="Comma-separated: torch, onnx."),
-    threads: int = typer.Option(2, "--threads", min=1, help="Intra-op threads of both engines."),
-    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per row (median reported)."),
-    out: Path = typer.Option(Path("runs/bench"), "--out", help="Folder for tiles.md and tiles.json."),
+    config: Path | None = _config_option("tiles", "TileBenchConfig"),
+    settings: list[str] = _set_option(),
     checkpoint: Path | None = typer.Option(
         None,
         "--checkpoint",
-        help="Time this trained model (its input size, its lesion view and any other --lesion-fov-px sides) "
-        "instead of a random network.",
+        help="Time this trained model (its input size, its lesion view and any also_lesion_fov_px sides) "
+        "instead of a random network (whose model.* settings are then unused).",
     ),
+    out: Path = typer.Option(Path("runs/bench"), "--out", help="Folder for tiles.md and tiles.json."),
 ) -> None:
-    """Seconds per 12-megapixel photograph for full-resolution lesion maps: tiled vs the global view."""
-    from drgnet.bench import tiles
-    from drgnet.config import ModelConfig
+    """Seconds per 12-megapixel photograph for full-resolution lesion maps: tiled vs the global view.
 
-    names = tuple(e.strip() for e in engines.split(",") if e.strip())
-    first, *more = (int(s) for s in lesion_fov_px.split(",") if s.strip())
-    rest = {"engines": names, "threads": threads, "repeats": repeats}
+    E.g. --set model.input_size=224 --set also_lesion_fov_px=896 --set engines=onnx --set threads=1 --set repeats=2.
+    """
+    from drgnet.bench import tiles
+
+    cfg = settings_of(tiles.TileBenchConfig(), config, settings)
     try:
         if checkpoint is not None:
-            cfg = tiles.for_checkpoint(checkpoint, (first, *more), **rest)
-        else:
-            model = ModelConfig(encoder_weights=None, input_size=input_size, lesion_fov_px=first)
-            cfg = tiles.TileBenchConfig(model, tuple(more), **rest)
+            cfg = tiles.for_checkpoint(checkpoint, cfg.also_lesion_fov_px, base=cfg)
         result = tiles.run(cfg, out, log=typer.echo)
     except ValueError as exc:
         fail(str(exc))
@@ -97,30 +99,19 @@ def bench_tiles(
 
 
 def bench_realism(
-    counts: str = typer.Option("16,48", "--counts", help="Comma-separated synthetic photographs per classifier."),
-    image_size: int = typer.Option(512, "--image-size", min=64, help="Side of the synthetic photographs."),
-    input_size: int = typer.Option(384, "--input-size", min=32, help="Network input (multiple of 32)."),
-    generators: str = typer.Option("v1,v2", "--generators", help="Generator versions to compare (v1: old)."),
-    folds: int = typer.Option(5, "--folds", min=2),
-    repeats: int = typer.Option(10, "--repeats", min=1),
-    seed: int = typer.Option(0, "--seed"),
-    real: list[Path] = typer.Option([], "--real", help="Real photographs (default: every one found, see README)."),
-    out: Path = typer.Option(Path("runs/bench/realism"), "--out"),
+    config: Path | None = _config_option("realism", "RealismBenchConfig"),
+    settings: list[str] = _set_option(),
+    out: Path = typer.Option(Path("runs/bench/realism"), "--out", help="Folder for realism.md."),
 ) -> None:
-    """How well a linear classifier on ImageNet features tells our photographs from real ones (AUC; 0.5 = not)."""
+    """How well a linear classifier on ImageNet features tells our photographs from real ones (AUC; 0.5 = not).
+
+    E.g. --set synthetic_counts=16,48 --set repeats=10 --set generators=v2 --set real_paths=a.jpg,b.jpg (default:
+    every real photograph found, see README).
+    """
     from drgnet.bench import realism
 
+    cfg = settings_of(realism.RealismBenchConfig(), config, settings)
     try:
-        cfg = realism.RealismBenchConfig(
-            synthetic_counts=tuple(int(c) for c in counts.split(",") if c.strip()),
-            image_size=image_size,
-            input_size=input_size,
-            generators=tuple(g.strip() for g in generators.split(",") if g.strip()),
-            folds=folds,
-            repeats=repeats,
-            seed=seed,
-            real_paths=tuple(str(p) for p in real),
-        )
         rows = realism.run(cfg, out, log=typer.echo)
     except ValueError as exc:
         fail(str(exc))
@@ -148,10 +139,8 @@ def _training_bench(module: str, config_class: str, summary: str) -> Callable[..
     """The command of a benchmark that trains: ``drgnet.bench.<module>.run`` on its config and ``--set`` pairs."""
 
     def command(
-        config: Path | None = typer.Option(
-            None, "--config", help=f"{CONFIG_HELP} (drgnet.bench.{module}.{config_class})"
-        ),
-        settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+        config: Path | None = _config_option(module, config_class),
+        settings: list[str] = _set_option(),
         device: str | None = typer.Option(None, "--device", help="cpu or cuda (training; latency is always CPU)."),
         out: Path = typer.Option(Path(f"runs/bench/{module}"), "--out", help=f"Folder for {module}.md and .json."),
     ) -> None:
@@ -181,8 +170,8 @@ bench_transfer = _training_bench(
 
 
 def bench_real(
-    config: Path | None = typer.Option(None, "--config", help=f"{CONFIG_HELP} (drgnet.bench.real.RealBenchConfig)"),
-    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    config: Path | None = _config_option("real", "RealBenchConfig"),
+    settings: list[str] = _set_option(),
     quick: bool = typer.Option(False, "--quick", help="Smoke-test budget: tiny model, 64 px, 2 folds, 2 steps."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
     out: Path = typer.Option(Path("runs/bench/real"), "--out", help="Folder for real.md and real.json."),

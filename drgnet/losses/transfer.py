@@ -52,12 +52,19 @@ def self_information(lesion_logits: torch.Tensor) -> torch.Tensor:
     return -(p * log_p + (1 - p) * log_q) / math.log(2)
 
 
-def entropy_loss(lesion_logits: torch.Tensor, grade_logits: torch.Tensor) -> torch.Tensor:
-    """Mean lesion-map entropy plus normalised grade entropy of (target) predictions."""
-    lesion = self_information(lesion_logits).mean()
+def grade_entropy(grade_logits: torch.Tensor) -> torch.Tensor:
+    """Normalised entropy of each predicted grade distribution, differentiable: ``(B,)`` in [0, 1].
+
+    :func:`drgnet.labels.normalised_entropy` (the uncertainty shown with every grade) computed from the logits
+    through log-softmax, so it has gradients where a probability underflows to 0 (the clamp there has none).
+    """
     log_p = F.log_softmax(grade_logits, dim=1)
-    grade = -(log_p.exp() * log_p).sum(dim=1).mean() / math.log(grade_logits.shape[1])
-    return lesion + grade
+    return -(log_p.exp() * log_p).sum(dim=1) / math.log(grade_logits.shape[1])
+
+
+def entropy_loss(lesion_logits: torch.Tensor, grade_logits: torch.Tensor) -> torch.Tensor:
+    """Mean lesion-map entropy plus mean normalised grade entropy of (target) predictions."""
+    return self_information(lesion_logits).mean() + grade_entropy(grade_logits).mean()
 
 
 class LesionDiscriminator(nn.Module):

@@ -3,5 +3,5 @@
 ``engine``: the step loop, parameter groups, schedules, ``fit`` (epochs, best / resumable checkpoints, torchrun);
 ``task``: the joint objective; ``adapt``: camera adaptation; ``pipeline``: data folder to trained checkpoint;
 ``data``: datasets of batch items; ``evaluate``; ``distributed``; ``presets``; ``demo``. Checkpoints are read and
-written beside the model (:mod:`drgnet.model.checkpoint`); ``checkpoint`` and ``loop`` are the old import paths.
+written beside the model (:mod:`drgnet.model.checkpoint`).
 """

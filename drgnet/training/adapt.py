@@ -31,9 +31,11 @@ from drgnet.losses.transfer import (
     self_information,
     wasserstein_distance,
 )
+from drgnet.metrics import normalised_grade_entropy
 from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
 from drgnet.training.data import FundusDataset
 from drgnet.training.engine import forever, prepare_training, run_steps, step_progress
+from drgnet.training.evaluate import collect_predictions
 from drgnet.training.task import JointTask
 
 
@@ -126,16 +128,10 @@ def paired_batches(source: DataLoader, target: DataLoader) -> Iterator[dict[str,
         yield {**src, "target_image": tgt["image"]}
 
 
-@torch.inference_mode()
 def mean_prediction_entropy(model: nn.Module, loader: DataLoader, device: str | torch.device = "cpu") -> float:
-    """Mean normalised grade entropy over a dataset (lower: more confident)."""
-    model.eval()
-    values = []
-    for batch in loader:
-        logits = model(batch["image"].to(device)).grade_logits.float()
-        p = torch.softmax(logits, dim=1).clamp_min(1e-12)
-        values.append((-(p * p.log()).sum(dim=1) / np.log(p.shape[1])).cpu().numpy())
-    return float(np.concatenate(values).mean()) if values else float("nan")
+    """Mean normalised grade entropy over a dataset (lower: more confident; ``drgnet.metrics``)."""
+    _, probs = collect_predictions(model, loader, device=device)
+    return float(normalised_grade_entropy(probs).mean()) if len(probs) else float("nan")
 
 
 @dataclass

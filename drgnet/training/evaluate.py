@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from drgnet.metrics import LesionAccumulator, grade_metrics, mean_lesion
+from drgnet.metrics import LesionAccumulator, grade_metrics, mean_lesion, normalised_grade_entropy
 from drgnet.model import DRGNet
 
 
@@ -38,13 +38,14 @@ def collect_predictions(
 def evaluate(
     model: DRGNet, loader: DataLoader, progress: bool = False, device: str | torch.device = "cpu"
 ) -> dict[str, object]:
-    """Grade metrics on images with a grade, lesion metrics on annotated pixels, and mean grade entropy."""
+    """Grade metrics on images with a grade, lesion metrics on annotated pixels, and the mean normalised grade
+    entropy of all images (``grade_entropy_mean``: 0 certain, 1 uniform)."""
     lesions = LesionAccumulator()
     grades, probs = collect_predictions(model, loader, progress=progress, lesions=lesions, device=device)
     known = grades >= 0
     metrics: dict[str, object] = grade_metrics(grades[known], probs[known]) if known.any() else {"n": 0}
     lesion = lesions.result()
-    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(axis=1)
+    entropy = normalised_grade_entropy(probs)
     metrics.update(
         {
             "lesions": lesion,

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
+from typer.testing import CliRunner
 
 from drgnet.bench import speed
-from drgnet.config import ModelConfig
+from drgnet.cli import app
+from drgnet.config import to_dict
+
+runner = CliRunner()
 
 
 def test_speed_bench_measures_baseline_and_onnx_with_memory_and_flops(tmp_path):
@@ -32,12 +39,10 @@ def test_speed_bench_rejects_unknown_engines_and_sizes(tmp_path):
         speed.run(speed.SpeedBenchConfig(size=100), tmp_path)
 
 
-def test_tile_bench_times_every_stage_of_the_tiled_and_the_global_path(tmp_path):
+def test_tile_bench_times_every_stage_of_the_tiled_and_the_global_path(tmp_path, tiny_config):
     from drgnet.bench import tiles
 
-    tiny = ModelConfig(
-        encoder_weights=None, input_size=64, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32, lesion_fov_px=192
-    )
+    tiny = dataclasses.replace(tiny_config, lesion_fov_px=192)
     cfg = tiles.TileBenchConfig(tiny, width=360, height=240, engines=("onnx",), threads=1, repeats=1)
     result = tiles.run(cfg, tmp_path, log=lambda _: None)
     rows = {(r["engine"], r["path"].split()[0].strip(",")): r for r in result["rows"]}
@@ -56,13 +61,30 @@ def test_tile_bench_times_every_stage_of_the_tiled_and_the_global_path(tmp_path)
 def test_tile_bench_times_a_trained_checkpoint_at_its_own_sizes(tmp_path, tiny_checkpoint, tiny_config):
     from drgnet.bench import tiles
 
-    cfg = tiles.for_checkpoint(
-        tiny_checkpoint, (tiny_config.lesion_fov_px, 96), width=360, height=240, engines=("onnx",)
-    )
+    cfg = tiles.for_checkpoint(tiny_checkpoint, (tiny_config.lesion_fov_px, 96))
     assert cfg.model == tiny_config and cfg.also_lesion_fov_px == (96,)
-    result = tiles.run(cfg, tmp_path, log=lambda _: None)
-    assert result["config"]["checkpoint"] == str(tiny_checkpoint)
-    timed = sorted(r["lesion_side"] for r in result["rows"])
+    # The command line: a settings file, --set over it, the checkpoint's own network instead of model.*.
+    settings = tmp_path / "tiles.toml"
+    settings.write_text('width = 360\nheight = 240\nengines = ["onnx"]\nalso_lesion_fov_px = [96]\nrepeats = 3\n')
+    args = ["bench", "tiles", "--checkpoint", str(tiny_checkpoint), "--config", str(settings), "--set", "repeats=1"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "out" / "tiles.json").read_text())
+    assert saved["config"]["checkpoint"] == str(tiny_checkpoint) and saved["config"]["repeats"] == 1
+    assert saved["config"]["model"] == to_dict(tiny_config)
+    timed = sorted(r["lesion_side"] for r in saved["rows"])
     assert timed == [tiny_config.input_size, 96, tiny_config.lesion_fov_px]
     with pytest.raises(ValueError, match="not a checkpoint folder"):
         tiles.for_checkpoint(tmp_path / "missing")
+
+
+def test_bench_commands_take_their_settings_from_the_config_dataclass(tmp_path):
+    bad = runner.invoke(app, ["bench", "speed", "--set", "size=100", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "multiple of 32" in bad.output
+    unknown = runner.invoke(app, ["bench", "realism", "--set", "counts=16"])
+    assert unknown.exit_code == 2 and "synthetic_counts" in unknown.output  # the valid names are listed
+    report = tmp_path / "synth.md"
+    args = ["--set", "n=2", "--set", "size=64", "--set", "serial_n=1", "--set", "workers=1", "--out", str(report)]
+    synth = runner.invoke(app, ["bench", "synth", *args])
+    assert synth.exit_code == 0, synth.output
+    assert "| cohort | 2 | 64 | 1 |" in report.read_text()

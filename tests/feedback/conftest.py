@@ -60,7 +60,7 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory, cohort: Path, t
     from drgnet.data.readers import open_dataset
     from drgnet.model import DRGNet
     from drgnet.training.data import FundusDataset
-    from drgnet.training.loop import fit, seed_everything
+    from drgnet.training.engine import fit, seed_everything
     from drgnet.training.task import JointTask
 
     torch.set_num_threads(1)

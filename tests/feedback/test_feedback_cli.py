@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from db import migrate, repository
@@ -47,8 +48,30 @@ def test_register_list_rollback_retrain(sqlite_url: str, data_dir: Path, trained
         assert repository.active_model_version(s).name == "v1"
         assert repository.list_jobs(s)[0].params == {"steps": 2, "holdout": "x"}
     engine.dispose()
-    bench = runner.invoke(cli.app, ["bench", "feedback", "--help"])
-    assert bench.exit_code == 0 and "--k" in bench.output
+    # The benchmark's settings are FeedbackBenchConfig's, checked before anything trains.
+    bench = runner.invoke(cli.app, ["bench", "feedback", "--set", "methods=ours,finetune"])
+    assert bench.exit_code == 2 and "unknown method 'finetune'" in bench.output
+    bench = runner.invoke(cli.app, ["bench", "screen-db", "--set", "k=3"])
+    assert bench.exit_code == 2 and "n_corrected" not in bench.output and "batch_size" in bench.output
+    bench = runner.invoke(cli.app, ["bench", "review", "--set", "n=4", "--set", "opens=3"])
+    assert bench.exit_code == 2 and "n (4) must be at least twice opens (3)" in bench.output
+
+
+def test_retraining_settings_file_is_read_as_every_drgnet_command_reads_one(tmp_path: Path, capsys) -> None:
+    import typer
+
+    from feedback.cli import _params
+
+    toml = tmp_path / "retrain.toml"
+    toml.write_text('steps = 5\nholdout = "x"\n[loss]\ngce_q = 0.5\n')
+    # Only the settings named (a table too: loss.gce_q alone, not a whole LossConfig); --set overrides the file.
+    assert _params(["steps=3"], toml) == {"steps": 3, "holdout": "x", "loss.gce_q": 0.5}
+    (tmp_path / "retrain.json").write_text('{"loss": {"gce_q": 0.3}}')
+    assert _params([], tmp_path / "retrain.json") == {"loss.gce_q": 0.3}
+    (tmp_path / "broken.toml").write_text("steps = \n")
+    with pytest.raises(typer.Exit):
+        _params([], tmp_path / "broken.toml")
+    assert "broken.toml: cannot read settings" in capsys.readouterr().err
 
 
 def test_holdout_register_approve_reject_settings_record_the_os_user(

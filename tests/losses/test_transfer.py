@@ -11,14 +11,12 @@ from drgnet.losses.transfer import (
     adversarial_loss,
     discriminator_loss,
     entropy_loss,
+    grade_entropy,
     self_information,
     wasserstein_distance,
 )
 from drgnet.model import DRGNet
 from drgnet.training.adapt import AdaptTask, adapt_step
-from drgnet.training.presets import PRESETS
-
-TINY = PRESETS["tiny"].model  # the model of tests/conftest.py's tiny_config fixture
 
 
 @pytest.mark.parametrize("method", ["emd", "sliced"])
@@ -41,9 +39,9 @@ def test_ot_rejects_bad_input():
         wasserstein_distance(torch.zeros(2, 3), torch.zeros(2, 4))
 
 
-def test_ot_gradient_reaches_the_encoder():
+def test_ot_gradient_reaches_the_encoder(tiny_config):
     torch.manual_seed(0)
-    model = DRGNet(TINY)
+    model = DRGNet(tiny_config)
     src = model(torch.rand(4, 3, 64, 64)).pooled
     tgt = model(torch.rand(4, 3, 64, 64) * 0.3).pooled
     wasserstein_distance(src, tgt).backward()
@@ -58,6 +56,14 @@ def test_self_information_and_entropy_are_highest_when_unsure():
     assert self_information(sure).mean().item() < 0.01
     flat, peaked = torch.zeros(1, 5), torch.tensor([[10.0, 0, 0, 0, 0]])
     assert entropy_loss(unsure, flat) > entropy_loss(sure, peaked)
+
+
+def test_the_differentiable_grade_entropy_is_the_clinical_uncertainty():
+    from drgnet.labels import normalised_entropy
+
+    logits = torch.randn(6, 5) * 3
+    expected = [normalised_entropy(p) for p in torch.softmax(logits, dim=1).tolist()]
+    assert grade_entropy(logits).tolist() == pytest.approx(expected, abs=1e-5)
 
 
 def test_discriminator_losses_push_opposite_ways():
@@ -77,9 +83,9 @@ def _changed(before, module):
     return {k for k, v in before.items() if not torch.equal(v, now[k])}
 
 
-def test_adapt_step_updates_the_network_and_the_discriminator_each_only_by_its_own_loss():
+def test_adapt_step_updates_the_network_and_the_discriminator_each_only_by_its_own_loss(tiny_config):
     torch.manual_seed(0)
-    model = DRGNet(TINY)
+    model = DRGNet(tiny_config)
     task = AdaptTask(model, TransferConfig(adversarial_weight=1.0, entropy_weight=0.0, wasserstein_weight=0.0))
     source = {
         "image": torch.rand(2, 3, 64, 64),
@@ -125,7 +131,7 @@ def test_adapt_step_updates_the_network_and_the_discriminator_each_only_by_its_o
     # The adversarial loss is what moves the network toward fooling the critic.
     torch.manual_seed(1)
     only_adv = AdaptTask(
-        DRGNet(TINY), TransferConfig(adversarial_weight=1.0, entropy_weight=0.0, wasserstein_weight=0.0)
+        DRGNet(tiny_config), TransferConfig(adversarial_weight=1.0, entropy_weight=0.0, wasserstein_weight=0.0)
     )
     only_adv.before_step(100)
     losses = only_adv(batch)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from drgnet.config import ModelConfig
 from drgnet.data.synthetic import generate_fundus
 from drgnet.engines import EngineOutput
 from drgnet.inference import Predictor
@@ -167,14 +168,13 @@ def test_lesion_view_is_never_finer_than_the_photograph():
     assert lesion_side(pre, 64) == 0  # no larger than the global view: the global view serves
 
 
-def test_tiny_drgnet_predicts_through_tiles_end_to_end():
+def test_tiny_drgnet_predicts_through_tiles_end_to_end(tiny_config):
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        encoder_weights=None, input_size=TILE, decoder_channels=(32, 16, 16, 8, 8), embed_dim=32, lesion_fov_px=1024
-    )
-    model = DRGNet(cfg).eval()
+    assert tiny_config.input_size == TILE
+    model = DRGNet(dataclasses.replace(tiny_config, lesion_fov_px=1024)).eval()
     rgb = generate_fundus(2, size=160, seed=2).image
-    assert Predictor(DRGNet(ModelConfig(encoder_weights=None, input_size=TILE))).lesion_fov_px == 0  # no crops learned
+    no_crops = DRGNet(dataclasses.replace(tiny_config, lesion_fov_px=0))
+    assert Predictor(no_crops).lesion_fov_px == 0  # no crops learned
     tiled = Predictor(model).predict(rgb)
     untiled = Predictor(model, lesion_fov_px=0).predict(rgb)
     assert tiled.lesion_probs.shape == untiled.lesion_probs.shape == (4, 160, 160)

@@ -223,7 +223,7 @@ def test_a_checkpoint_that_is_not_the_active_version_stores_shadow_predictions(
     import torch
 
     from drgnet.model import DRGNet
-    from drgnet.training.checkpoint import load_checkpoint, save_checkpoint
+    from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
 
     model, _ = load_checkpoint(tiny_checkpoint)
     with torch.no_grad():  # another model: it calls every photograph grade 4

@@ -9,23 +9,20 @@ import torch
 
 from drgnet.model import DRGNet
 from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
-from drgnet.training.presets import PRESETS
-
-TINY = PRESETS["tiny"].model  # the model of tests/conftest.py's tiny_config fixture
 
 
 @pytest.fixture()
-def saved(tmp_path):
+def saved(tmp_path, tiny_config):
     torch.manual_seed(0)
-    model = DRGNet(TINY).eval()
-    path = save_checkpoint(tmp_path / "ckpt", model, TINY, metrics={"qwk": 0.5})
+    model = DRGNet(tiny_config).eval()
+    path = save_checkpoint(tmp_path / "ckpt", model, tiny_config, metrics={"qwk": 0.5})
     return model, path
 
 
-def test_round_trip_gives_identical_outputs(saved):
+def test_round_trip_gives_identical_outputs(saved, tiny_config):
     model, path = saved
     loaded, meta = load_checkpoint(path)
-    assert loaded.config == TINY
+    assert loaded.config == tiny_config
     assert meta["metrics"]["qwk"] == 0.5
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
@@ -35,9 +32,9 @@ def test_round_trip_gives_identical_outputs(saved):
     assert not any(p.suffix in {".pt", ".pth", ".pkl"} for p in path.iterdir())
 
 
-def test_overwriting_is_atomic_and_leaves_no_staging(saved, tmp_path):
+def test_overwriting_is_atomic_and_leaves_no_staging(saved, tmp_path, tiny_config):
     model, path = saved
-    save_checkpoint(path, model, TINY, metrics={"qwk": 0.7})
+    save_checkpoint(path, model, tiny_config, metrics={"qwk": 0.7})
     assert json.loads((path / "metrics.json").read_text())["qwk"] == 0.7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 

@@ -14,7 +14,7 @@ def build_template(root: Path, n_images: int = 3) -> Path:
     """A data dir with a tiny model checkpoint, a migrated SQLite database, two accounts and predicted images."""
     from drgnet.data.synthetic import generate_cohort
     from drgnet.model import DRGNet
-    from drgnet.training.checkpoint import save_checkpoint
+    from drgnet.model.checkpoint import save_checkpoint
     from drgnet.training.presets import PRESETS
     from feedback.demo_seed import seed
 

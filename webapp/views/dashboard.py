@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from db import repository
-from drgnet.labels import GRADE_NAMES, is_referable
+from drgnet.labels import GRADE_NAMES
+from drgnet.metrics import referable_sensitivity_specificity
 from webapp import auth
 from webapp.services import export_labels, sessions
 from webapp.stats import annotator_pairs, confusion, quadratic_kappa, reference_comparison
@@ -25,10 +28,8 @@ def models_against_experts(rows: list[tuple[str, bool, int, int]]) -> pd.DataFra
     table = []
     for (model, shadow), pairs in sorted(by_model.items()):
         kappa = quadratic_kappa(pairs)
-        referable = [is_referable(e) for e, _ in pairs]
-        called = [is_referable(p) for _, p in pairs]
-        pos = [c for r, c in zip(referable, called, strict=True) if r]
-        neg = [not c for r, c in zip(referable, called, strict=True) if not r]
+        expert, predicted = zip(*pairs, strict=True)
+        sensitivity, specificity = referable_sensitivity_specificity(np.array(expert), np.array(predicted))
         table.append(
             {
                 "Model": model,
@@ -36,8 +37,8 @@ def models_against_experts(rows: list[tuple[str, bool, int, int]]) -> pd.DataFra
                 "Images compared": len(pairs),
                 "Quadratic weighted kappa": None if kappa is None else round(kappa, 3),
                 "Exact agreement": round(sum(e == p for e, p in pairs) / len(pairs), 3),
-                "Referable sensitivity": round(sum(pos) / len(pos), 3) if pos else None,
-                "Referable specificity": round(sum(neg) / len(neg), 3) if neg else None,
+                "Referable sensitivity": None if math.isnan(sensitivity) else round(sensitivity, 3),
+                "Referable specificity": None if math.isnan(specificity) else round(specificity, 3),
             }
         )
     return pd.DataFrame(table)
