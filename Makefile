@@ -47,7 +47,7 @@ bench: $(STAMP)
 	# Real photographs in training: leave-one-out over the four IDRiD photographs of ../shared (skipped without it).
 	$(BIN)/drgnet bench real --set train.epochs=3 --set train.max_steps_per_epoch=30 --device $(BENCH_DEVICE)
 	$(BIN)/drgnet bench feedback --device $(BENCH_DEVICE)
-	$(BIN)/drgnet bench review --set n=8
+	$(BIN)/drgnet bench review
 	# Screening with --db with the small demo model (trained here; PostgreSQL too when DRGNET_TEST_POSTGRES_URL is set).
 	$(BIN)/drgnet demo --retrain --data-dir $(DATA)
 	$(BIN)/drgnet bench screen-db --checkpoint $(DATA)/demo-model/best $(if $(DRGNET_TEST_POSTGRES_URL),--postgres-url $(DRGNET_TEST_POSTGRES_URL))

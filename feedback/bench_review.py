@@ -52,8 +52,8 @@ CHROMIUM = "/usr/bin/chromium"
 
 @dataclass(frozen=True)
 class ReviewBenchConfig:
-    n: int = 8  # 12-megapixel photographs stored (with --reuse: how many of the stored ones the worklist shows)
-    opens: int = 3  # how many are opened from the worklist; the rest are reached with Next
+    n: int = 12  # 12-megapixel photographs stored (with --reuse: how many of the stored ones the worklist shows)
+    opens: int = 5  # how many are opened from the worklist; the rest are reached with Next
     baseline: bool = True  # also measure the app without display derivatives (full-size decode)
 
 
