@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 #: Camera styles the synthetic photographs cycle through (the desktop cameras; real photographs here are too).
@@ -40,6 +41,9 @@ class RealismBenchConfig:
     regularisation: float = 0.1  # inverse strength C of the logistic regression
     seed: int = 0
     real_paths: tuple[str, ...] = ()  # explicit real photographs; empty: every one ``real_samples`` finds
+    # Where the gap lies: the same classifier after a transform of both sets (names of ABLATIONS), e.g. "coarse48"
+    # keeps only the layout at 48 px, "highpass8" only texture finer than 8 px.
+    ablations: tuple[str, ...] = ()
 
 
 @dataclass
@@ -71,6 +75,49 @@ def real_photographs() -> list[tuple[str, Path]]:
     if retina is not None:
         found.append(("skimage:retina", retina))
     return found
+
+
+def _field(image: np.ndarray) -> np.ndarray:
+    return image.max(axis=2) > 15
+
+
+def _colour_normalised(image: np.ndarray) -> np.ndarray:
+    """Every channel of the field of view brought to one mean and spread (exposure and colour balance gone)."""
+    inside, out = _field(image), image.astype(np.float32)
+    for c, mean in enumerate((150.0, 80.0, 40.0)):
+        v = out[..., c][inside]
+        if v.size:
+            out[..., c][inside] = (v - v.mean()) / (v.std() + 1e-6) * 40.0 + mean
+    out[~inside] = 0
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _coarse(image: np.ndarray, side: int = 48) -> np.ndarray:
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _highpass(image: np.ndarray, sigma: float = 8.0) -> np.ndarray:
+    f = image.astype(np.float32)
+    return np.clip(f - cv2.GaussianBlur(f, (0, 0), sigma) + 128.0, 0, 255).astype(np.uint8)
+
+
+def _centre(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    return cv2.resize(image[h // 4 : h - h // 4, w // 4 : w - w // 4], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+#: Transforms applied to real and synthetic photographs alike before the features: what a classifier still tells
+#: apart after one says where the difference lies (layout, texture, colour, the field-of-view edge).
+ABLATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "green-only": lambda im: np.repeat(im[..., 1:2], 3, axis=2),
+    "colour-normalised": _colour_normalised,
+    "blur6": lambda im: cv2.GaussianBlur(im, (0, 0), 6),
+    "coarse48": _coarse,
+    "highpass8": _highpass,
+    "centre-crop": _centre,
+}
 
 
 def _prepare(image: np.ndarray, size: int, name: str) -> np.ndarray:
@@ -152,6 +199,9 @@ def run(cfg: RealismBenchConfig, out: Path, log: Callable[[str], None] = print) 
         raise ValueError(f"pool_factor must be >= 1, got {cfg.pool_factor}")
     if not cfg.synthetic_counts or min(cfg.synthetic_counts) < 2:
         raise ValueError("synthetic_counts needs at least one count of 2 or more")
+    unknown = [a for a in cfg.ablations if a not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"unknown ablation(s) {', '.join(unknown)}; choose from {', '.join(ABLATIONS)}")
     real = [(f"file:{Path(p).stem}", Path(p)) for p in cfg.real_paths] if cfg.real_paths else real_photographs()
     if len(real) < 2:
         raise ValueError(
@@ -161,21 +211,15 @@ def run(cfg: RealismBenchConfig, out: Path, log: Callable[[str], None] = print) 
     t0 = time.perf_counter()
     features = _Features()
     log(f"real photographs: {len(real)} ({', '.join(name for name, _ in real)})")
-    real_x = features([_prepare(load_rgb(p), cfg.input_size, str(p)) for _, p in real])
-
-    synth_x = _synthetic_features(cfg, features, log, t0)
-    rows = []
-    pool = len(next(iter(synth_x.values())))
-    for n in cfg.synthetic_counts:
-        for gen in synth_x:
-            row = RealismRow(gen, len(real), n)
-            for rep in range(cfg.repeats):
-                pick = np.random.default_rng([cfg.seed, n, rep]).choice(pool, size=n, replace=False)
-                row.aucs.append(
-                    cross_validated_auc(real_x, synth_x[gen][pick], cfg.folds, cfg.seed + rep, cfg.regularisation)
-                )
-            rows.append(row)
-            log(f"{gen} n={n}: AUC {row.mean:.3f} ± {row.sd:.3f}")
+    real_images = [_prepare(load_rgb(p), cfg.input_size, str(p)) for _, p in real]
+    real_x = features(real_images)
+    synth_images = _synthetic_images(cfg, log, t0)
+    synth_x = {gen: features(images) for gen, images in synth_images.items()}
+    rows = _rows(cfg, real_x, synth_x, log)
+    for name in cfg.ablations:
+        fn = ABLATIONS[name]
+        ablated = {gen: features([fn(im) for im in images]) for gen, images in synth_images.items()}
+        rows += _rows(cfg, features([fn(im) for im in real_images]), ablated, log, f" [{name}]")
     control = _control_row(cfg, [name for name, _ in real], real_x)
     if control is not None:
         rows.append(control)
@@ -186,15 +230,15 @@ def run(cfg: RealismBenchConfig, out: Path, log: Callable[[str], None] = print) 
     return rows
 
 
-def _synthetic_features(cfg: RealismBenchConfig, features, log: Callable[[str], None], t0: float):
-    """Features of one pool of synthetic photographs per generator: ``{generator: (pool, 1280)}``."""
+def _synthetic_images(cfg: RealismBenchConfig, log: Callable[[str], None], t0: float) -> dict[str, list[np.ndarray]]:
+    """One pool of synthetic photographs per generator, prepared as the real ones: ``{generator: [image, ...]}``."""
     from drgnet.data.synthetic import DEFAULT_GRADE_WEIGHTS, V1_DIR, generate_fundus
 
     pool = max(cfg.synthetic_counts) * cfg.pool_factor
     rng = np.random.default_rng(cfg.seed)
     w = np.asarray(DEFAULT_GRADE_WEIGHTS)
     grades = rng.choice(5, size=pool, p=w / w.sum())
-    synth_x: dict[str, np.ndarray] = {}
+    synth: dict[str, list[np.ndarray]] = {}
     for gen in cfg.generators:
         if gen == "v1" and not (V1_DIR / "__init__.py").is_file():
             log(f"generator v1 left out: the frozen copy is not in {V1_DIR} (a source checkout has it)")
@@ -204,11 +248,32 @@ def _synthetic_features(cfg: RealismBenchConfig, features, log: Callable[[str], 
             style = cfg.styles[i % len(cfg.styles)]
             f = generate_fundus(int(grades[i]), cfg.image_size, cfg.seed, style, index=i, generator=gen)
             images.append(_prepare(f.image, cfg.input_size, f"{gen}:{f.name}"))
-        synth_x[gen] = features(images)
-        log(f"generator {gen}: {pool} photographs featurised ({time.perf_counter() - t0:.0f} s)")
-    if not synth_x:
+        synth[gen] = images
+        log(f"generator {gen}: {pool} photographs made ({time.perf_counter() - t0:.0f} s)")
+    if not synth:
         raise ValueError("none of the generators asked for is available")
-    return synth_x
+    return synth
+
+
+def _rows(
+    cfg: RealismBenchConfig,
+    real_x: np.ndarray,
+    synth_x: dict[str, np.ndarray],
+    log: Callable[[str], None],
+    label: str = "",
+) -> list[RealismRow]:
+    """One row per synthetic count and generator: the AUC over ``cfg.repeats`` draws of the pool."""
+    rows = []
+    pool = len(next(iter(synth_x.values())))
+    for n in cfg.synthetic_counts:
+        for gen, x in synth_x.items():
+            row = RealismRow(gen + label, len(real_x), n)
+            for rep in range(cfg.repeats):
+                pick = np.random.default_rng([cfg.seed, n, rep]).choice(pool, size=n, replace=False)
+                row.aucs.append(cross_validated_auc(real_x, x[pick], cfg.folds, cfg.seed + rep, cfg.regularisation))
+            rows.append(row)
+            log(f"{row.generator} n={n}: AUC {row.mean:.3f} ± {row.sd:.3f}")
+    return rows
 
 
 def _source(name: str) -> str:

@@ -61,6 +61,25 @@ def test_bench_leaves_out_v1_where_its_frozen_copy_is_missing(tmp_path, monkeypa
     assert any("generator v1 left out" in line for line in said)
     with pytest.raises(ValueError, match="pool_factor"):
         realism.run(dataclasses.replace(cfg, pool_factor=0), tmp_path)
+    # Ablations: the same classifier again after each transform of both sets, one row per generator and count.
+    rows = realism.run(dataclasses.replace(cfg, ablations=("coarse48", "highpass8")), tmp_path / "out", log=said.append)
+    assert [r.generator for r in rows] == ["v2", "v2 [coarse48]", "v2 [highpass8]"]
+    assert all(len(r.aucs) == 1 and 0.0 <= r.aucs[0] <= 1.0 for r in rows)
+    with pytest.raises(ValueError, match="unknown ablation.*choose from green-only"):
+        realism.run(dataclasses.replace(cfg, ablations=("sepia",)), tmp_path)
+
+
+def test_ablations_keep_only_what_they_name():
+    rng = np.random.default_rng(0)
+    fine = rng.integers(0, 40, (384, 384, 3)).astype(np.uint8)  # texture, no layout (the bench's 384 px input)
+    dark, bright = fine + 60, fine + 160  # the same texture at two exposures
+    assert np.abs(realism.ABLATIONS["highpass8"](dark).astype(int) - realism.ABLATIONS["highpass8"](bright)).max() <= 2
+    smooth = realism.ABLATIONS["coarse48"](np.full((384, 384, 3), 100, np.uint8) + fine)
+    assert smooth.std() < fine.std() / 3  # the texture is gone, the level stays
+    assert abs(float(smooth.mean()) - (100 + float(fine.mean()))) < 2
+    tinted = realism.ABLATIONS["colour-normalised"](np.clip(dark * np.array([1.0, 0.6, 0.3]), 0, 255).astype(np.uint8))
+    plain = realism.ABLATIONS["colour-normalised"](dark)
+    assert np.abs(tinted.astype(int) - plain).mean() < 3  # colour balance and exposure gone
 
 
 def test_bench_needs_real_photographs(tmp_path, monkeypatch):
