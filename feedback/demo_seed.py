@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,14 +80,17 @@ def seed(
                 created[name] = password
         predictor = Predictor.from_checkpoint(checkpoint)
         new = 0
-        for path in images:
+        for i, path in enumerate(images, 1):
             with factory.begin() as session:
                 result = ingest_image(
                     session, Path(path).read_bytes(), Path(path).name, data_dir=data_dir, source=source
                 )
                 if repository.latest_prediction(session, result.image.id) is None:
+                    start = time.perf_counter()
                     predict_and_store(session, result.image, predictor, model_version_id=version_id, data_dir=data_dir)
                     new += 1
+                    # A base-model prediction (lesion maps at 1024 px) takes seconds: say how far seeding is.
+                    log(f"  predicted {i}/{len(images)} {Path(path).name} ({time.perf_counter() - start:.1f} s)")
         log(f"{len(images)} photographs in the review queue ({new} newly predicted)")
     finally:
         engine.dispose()

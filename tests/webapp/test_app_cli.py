@@ -40,3 +40,15 @@ def test_seeding_is_idempotent(app_env, seeded_template):
         assert all(len(repository.predictions_for_image(session, r.image.id)) == 1 for r in rows)
         assert len(repository.list_model_versions(session)) == 1
         assert repository.active_model_version(session).name == "tiny-v1"
+
+
+def test_seeding_says_how_far_it_is(app_env, seeded_template):
+    from feedback.demo_seed import seed
+
+    images = sorted((seeded_template.parent / "cohort" / "1. Original Images").glob("*.jpg"))
+    assert len(images) > 3, "the template cohort needs a photograph the template did not seed"
+    said: list[str] = []
+    seed(app_env, seeded_template.parent / "model", images[:4], version_name="tiny-v1", log=said.append)
+    progress = [line for line in said if line.strip().startswith("predicted")]
+    assert len(progress) == 1 and progress[0].strip().startswith(f"predicted 4/4 {images[3].name} (")
+    assert said[-1] == "4 photographs in the review queue (1 newly predicted)"
