@@ -14,7 +14,8 @@ from db.models import Job, JobStatus, utcnow
 from db.repository._common import NotFoundError, _json_document, _serialise_writes
 from db.repository.audit import _add_audited, _audit
 
-DEFAULT_LEASE_S = 300.0
+# The worker's default too (feedback/worker_limits.py); db imports nothing of feedback, so a test ties the two.
+DEFAULT_LEASE_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 3
 
 

@@ -118,3 +118,11 @@ def test_every_poll_reaps_dead_workers_jobs_of_any_kind(Session) -> None:  # noq
         failed = repository.get_job(s, last)
         assert failed.status is JobStatus.FAILED and "no attempts left" in failed.error
         assert all(j.status is not JobStatus.RUNNING for j in repository.list_jobs(s))
+
+
+def test_the_worker_and_the_repository_lease_a_job_for_as_long():
+    """Two copies of one number (db imports nothing of feedback, the CLI imports no SQLAlchemy): kept equal here."""
+    from db.repository.jobs import DEFAULT_LEASE_S as REPOSITORY_LEASE_S
+    from feedback.worker_limits import DEFAULT_LEASE_S
+
+    assert DEFAULT_LEASE_S == REPOSITORY_LEASE_S
