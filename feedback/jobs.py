@@ -29,11 +29,12 @@ def queue_retraining(session: Session, user_id: int | None, params: Mapping[str,
     """Queue a retraining job; an admin's request from the app (``user_id``) or the system's (None).
 
     A retraining job that is still waiting is returned instead of queueing a second one: it will see every
-    correction saved until it starts.
+    correction saved until it starts. Settings asked for (``params`` other than ``trigger``) that differ from the
+    waiting job's are refused rather than dropped: the waiting job would run without them.
 
     Raises:
         PermissionError: when ``user_id`` is not an active admin.
-        ValueError: for unknown retraining parameters.
+        ValueError: for unknown retraining parameters, or settings other than those of the job already waiting.
     """
     if user_id is not None:
         user = repository.get_user_by_id(session, user_id)
@@ -42,8 +43,19 @@ def queue_retraining(session: Session, user_id: int | None, params: Mapping[str,
     RetrainConfig.from_params({k: v for k, v in (params or {}).items() if k != "trigger"})  # refuse bad params now
     waiting = repository.oldest_job(session, JOB_KIND, [JobStatus.QUEUED])
     if waiting is not None:
+        asked = {k: v for k, v in (params or {}).items() if k != "trigger"}
+        has = {k: v for k, v in (waiting.params or {}).items() if k != "trigger"}
+        if asked and asked != has:
+            raise ValueError(
+                f"retraining job {waiting.id} is already waiting with other settings ({_settings(has)}); it will "
+                f"run with those, not {_settings(asked)}. Queue again once it has started."
+            )
         return waiting
     return repository.enqueue_job(session, JOB_KIND, dict(params or {}), actor_id=user_id)
+
+
+def _settings(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "the defaults"
 
 
 def corrections_since_last_retraining(session: Session) -> int:

@@ -84,7 +84,10 @@ def test_queueing_rules(corrected_db: CorrectedDB) -> None:
         auto = maybe_queue_retraining(s, threshold=3)
         assert auto is not None and auto.params == {"trigger": "auto"}
         assert maybe_queue_retraining(s, threshold=1) is None  # one is waiting already
-        assert queue_retraining(s, db.admin_id, {"steps": 5}).id == auto.id
+        assert queue_retraining(s, db.admin_id).id == auto.id  # the waiting job will see every correction
+        with pytest.raises(ValueError, match=rf"job {auto.id} is already waiting with other settings \(the defaults\)"):
+            queue_retraining(s, db.admin_id, {"steps": 5})  # it would run without them: refused, not dropped
+        assert [j.id for j in repository.list_jobs(s, kind="retrain")] == [auto.id]
         try:
             queue_retraining(s, db.admin_id, {"stepz": 5})
             raise AssertionError("unknown parameter accepted")
