@@ -217,8 +217,8 @@ def bench_screen_db(
         None, "--config", help=f"{CONFIG_HELP} (feedback.bench_screening.ScreenDbBenchConfig)"
     ),
     settings: list[str] = typer.Option([], "--set", help=SET_HELP),
-    checkpoint: Path = typer.Option(
-        Path("data/demo-model/best"), "--checkpoint", help="Checkpoint that screens (default: the demo model)."
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Checkpoint that screens (default: the shipped base model, models/drgnet-base)."
     ),
     postgres_url: str | None = typer.Option(
         None, "--postgres-url", help="A PostgreSQL server to measure too (a throw-away schema is used)."
@@ -229,9 +229,16 @@ def bench_screen_db(
 
     E.g. --set n=50 --set size=256 --set batch_size=4 --set workers=0.
     """
+    from drgnet.base_model import base_checkpoint
+
     cfg = settings_of(ScreenDbBenchConfig(), config, settings)
+    if checkpoint is None:
+        try:
+            checkpoint = base_checkpoint()
+        except ValueError as exc:
+            fail(str(exc))
     if not (checkpoint / WEIGHTS).is_file():
-        fail(f"{checkpoint}: no checkpoint there (run `make demo` for the demo model, or give --checkpoint)")
+        fail(f"{checkpoint}: no checkpoint there (`drgnet demo --retrain` trains the small demo model)")
     rows = run(cfg, checkpoint, out, postgres_url, log=typer.echo)
     typer.echo(markdown(cfg, rows, ""))
     typer.echo(f"wrote {out / 'screen_db.md'}")

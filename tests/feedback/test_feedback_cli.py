@@ -53,6 +53,8 @@ def test_register_list_rollback_retrain(sqlite_url: str, data_dir: Path, trained
     assert bench.exit_code == 2 and "unknown method 'finetune'" in bench.output
     bench = runner.invoke(cli.app, ["bench", "screen-db", "--set", "k=3"])
     assert bench.exit_code == 2 and "n_corrected" not in bench.output and "batch_size" in bench.output
+    bench = runner.invoke(cli.app, ["bench", "screen-db", "--checkpoint", str(sqlite_url)])
+    assert bench.exit_code == 2 and "no checkpoint there" in bench.output and "drgnet demo --retrain" in bench.output
     bench = runner.invoke(cli.app, ["bench", "review", "--set", "n=4", "--set", "opens=3"])
     assert bench.exit_code == 2 and "n (4) must be at least twice opens (3)" in bench.output
 
@@ -121,3 +123,15 @@ def test_holdout_register_approve_reject_settings_record_the_os_user(
             "gate ok, images reviewed"
         )
     engine.dispose()
+
+
+def test_screen_db_bench_screens_with_the_base_model_by_default(monkeypatch, tmp_path: Path) -> None:
+    from drgnet.base_model import BASE_MODEL_DIR
+    from feedback import bench_screening
+
+    used: list[Path] = []
+    monkeypatch.setattr(bench_screening, "run", lambda cfg, checkpoint, out, url, log: used.append(checkpoint) or [])
+    monkeypatch.setattr(bench_screening, "markdown", lambda cfg, rows, extra: "")
+    result = CliRunner().invoke(cli.app, ["bench", "screen-db", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert used == [BASE_MODEL_DIR]
