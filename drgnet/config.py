@@ -38,6 +38,12 @@ class ModelConfig:
     low_level_attention: bool = True  # lesion-driven spatial gates on stride-4 and stride-8 features
     high_level_attention: bool = True  # lesion-aware + global pooling fused by learned weights
     lesion_grade_constraint: bool = True  # a lesion-only grade head that must agree with the fused grade
+    # Share of the grading losses' gradient that flows back into the lesion maps through the attention, the
+    # lesion-only grade head and the constraint (forward values are the same for any value). At 1 the grade losses
+    # outweigh the masks 40-190 fold on the MA/HE logits and those maps never learn their lesions (measured:
+    # docs/benchmarks.md, "Why the MA and HE maps did not learn"); 0 would leave grade-only corrections no way to
+    # teach the lesion branch.
+    grade_gradient_to_lesions: float = 0.05
     dropout: float = 0.2  # before the grade heads
 
 

@@ -23,6 +23,14 @@ from drgnet.model._weights import load_encoder_weights
 ATTENTION_TOKENS: tuple[str, ...] = ("attentive", "global", "MA", "HE", "EX", "SE")
 
 
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` unchanged in the forward pass (bit for bit); its gradient multiplied by ``scale`` in the backward pass."""
+    if scale == 1.0 or not torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+        return x  # nothing flows back (inference, ONNX export): no extra operations in the graph
+    held = x.detach()
+    return held + scale * (x - held)
+
+
 @dataclass
 class ModelOutput:
     """Everything one forward pass returns, whatever the configuration.
@@ -66,6 +74,8 @@ class DRGNet(nn.Module):
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or ModelConfig()
+        if not 0.0 <= config.grade_gradient_to_lesions <= 1.0:
+            raise ValueError(f"grade_gradient_to_lesions must lie in [0, 1], got {config.grade_gradient_to_lesions}")
         self.encoder = get_encoder(f"tu-{config.encoder}", in_channels=3, depth=5, weights=None)
         self._init_encoder(config)
         channels = list(self.encoder.out_channels)  # [3, s2, s4, s8, s16, s32]
@@ -123,7 +133,8 @@ class DRGNet(nn.Module):
         x = (images - self.mean) / self.std
         features = self.encoder(x)
         lesion_logits = self.lesion_head(self.decoder(features))
-        lesion_probs = torch.sigmoid(lesion_logits)
+        # What the grading side sees of the lesion maps: the same values, a damped gradient (ModelConfig).
+        lesion_probs = scale_gradient(torch.sigmoid(lesion_logits), self.config.grade_gradient_to_lesions)
 
         high = self.high_level(features[-1], lesion_probs)
         if self.low_level is not None:

@@ -62,6 +62,32 @@ def test_lesion_evidence_reaches_the_grade_through_both_attentions(tiny_config):
     assert not torch.allclose(model(x).grade_logits, base)
 
 
+def test_grade_losses_reach_the_lesion_maps_damped_and_the_outputs_do_not_change(tiny_config):
+    """The grading side sees the lesion maps with ``grade_gradient_to_lesions`` of its gradient: undamped, the grade
+    losses drove the MA and HE logits about 100 times harder than their masks, and those maps never learnt."""
+    x = torch.rand(2, 3, 64, 64)
+
+    def grads(share):
+        torch.manual_seed(0)
+        model = DRGNet(replace(tiny_config, grade_gradient_to_lesions=share))
+        out = model(x)
+        (from_grade,) = torch.autograd.grad(
+            out.grade_logits[:, 3].sum() + out.lesion_grade_logits[:, 3].sum(), out.lesion_logits, retain_graph=True
+        )
+        (from_masks,) = torch.autograd.grad(out.lesion_logits.sigmoid().sum(), out.lesion_logits)
+        return out, from_grade, from_masks
+
+    full, grade_full, masks_full = grads(1.0)
+    damped, grade_damped, masks_damped = grads(0.05)
+    for name in ("lesion_logits", "grade_logits", "lesion_grade_logits", "attention", "token_weights"):
+        assert torch.equal(getattr(full, name), getattr(damped, name)), name
+    assert grade_full.abs().sum() > 0
+    torch.testing.assert_close(grade_damped, 0.05 * grade_full)
+    torch.testing.assert_close(masks_damped, masks_full)
+    with pytest.raises(ValueError, match="grade_gradient_to_lesions"):
+        DRGNet(replace(tiny_config, grade_gradient_to_lesions=1.5))
+
+
 def test_shipped_imagenet_weights_map_onto_timm_and_recognise_a_cat():
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     load_imagenet_weights(model, "tf_efficientnet_lite0")
