@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from drgnet.bench.real import grade_photo, lesion_view_probs
+from drgnet.bench.real import EVERY_PIXEL, grade_photo, lesion_view_probs
 from drgnet.data import Sample
 from drgnet.data.preprocess import load_rgb, preprocess_sample
 from drgnet.data.readers import open_dataset
@@ -69,7 +69,7 @@ def score_checkpoint(path: Path, data: dict[str, list[Sample]], repeats: int = 2
     cfg = model.config
     side = cfg.lesion_fov_px or cfg.input_size
     idrid_in_training, healthy_seen = trained_on(meta, [s.name for s in data["healthy"]])
-    acc = LesionAccumulator()
+    acc = LesionAccumulator(max_negatives=EVERY_PIXEL)
     grades: dict[str, dict[str, int]] = {"idrid": {}, "healthy": {}, "dr": {}}
     for view in data["idrid"]:
         valid = np.asarray(view.lesion_known, bool)[:, None, None] & ~view.ignore[None]

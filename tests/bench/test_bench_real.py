@@ -36,3 +36,11 @@ def test_leave_one_out_scores_the_left_out_photograph_and_the_held_out_healthy_o
     table = (tmp_path / "real.md").read_text()
     assert "calibrated synthetic + real" in table and "left-out IDRiD graded >= 1" in table
     assert json.loads((tmp_path / "real.json").read_text())["rows"][1]["variant"] == "mixed"
+
+
+def test_the_default_budget_is_a_valid_config():
+    """`make bench` runs `drgnet bench real` on the defaults (plus a few --set): they must hold together."""
+    from drgnet.bench.real import RealBenchConfig
+
+    cfg = RealBenchConfig()
+    assert cfg.train.model.lesion_fov_px >= cfg.train.model.input_size
