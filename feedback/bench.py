@@ -23,7 +23,7 @@ from typing import Any
 
 import typer
 
-from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, settings_of
+from drgnet.cli._common import config_option, fail, set_option, settings_of
 
 METHODS = ("ours", "ours-no-map-teacher", "naive")
 
@@ -268,8 +268,8 @@ def markdown(cfg: FeedbackBenchConfig, rows: list[dict[str, Any]]) -> str:
 
 
 def bench_feedback(
-    config: Path | None = typer.Option(None, "--config", help=f"{CONFIG_HELP} (feedback.bench.FeedbackBenchConfig)"),
-    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    config: Path | None = config_option("feedback.bench.FeedbackBenchConfig"),
+    settings: list[str] = set_option(),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: the config's)."),
     out: Path = typer.Option(Path("runs/bench/feedback"), "--out", help="Folder for feedback.md and .json."),
 ) -> None:

@@ -38,7 +38,7 @@ import typer
 from db import migrate, repository
 from db.engine import make_engine, make_sessionmaker
 from db.ingest import ingest_image
-from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, settings_of
+from drgnet.cli._common import config_option, fail, set_option, settings_of
 from drgnet.inference import LesionSummary
 from drgnet.inference import Prediction as ModelPrediction
 from drgnet.labels import LESIONS
@@ -253,10 +253,8 @@ def markdown(results: dict[str, dict[str, list[float]]], n: int) -> str:
 
 
 def bench_review(
-    config: Path | None = typer.Option(
-        None, "--config", help=f"{CONFIG_HELP} (feedback.bench_review.ReviewBenchConfig)"
-    ),
-    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    config: Path | None = config_option("feedback.bench_review.ReviewBenchConfig"),
+    settings: list[str] = set_option(),
     out: Path = typer.Option(Path("runs/bench/review"), "--out", help="Folder for review.md."),
     keep: bool = typer.Option(False, "--keep", help="Keep the temporary data dir."),
     reuse: Path | None = typer.Option(None, "--reuse", help="A data dir a run with --keep built (skips storing)."),

@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, settings_of
+from drgnet.cli._common import config_option, fail, set_option, settings_of
 from drgnet.model.checkpoint import WEIGHTS
 
 
@@ -213,10 +213,8 @@ def markdown(cfg: ScreenDbBenchConfig, rows: list[dict[str, Any]], model: str) -
 
 
 def bench_screen_db(
-    config: Path | None = typer.Option(
-        None, "--config", help=f"{CONFIG_HELP} (feedback.bench_screening.ScreenDbBenchConfig)"
-    ),
-    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    config: Path | None = config_option("feedback.bench_screening.ScreenDbBenchConfig"),
+    settings: list[str] = set_option(),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Checkpoint that screens (default: the shipped base model, models/drgnet-base)."
     ),

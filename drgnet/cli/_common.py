@@ -16,6 +16,16 @@ LESION_FOV_HELP = (
 SET_HELP = "One setting KEY=VALUE (repeatable); nested settings by dots, e.g. --set loss.grade_weight=2."
 
 
+def config_option(config_class: str) -> Any:
+    """The ``--config FILE`` option of a command whose settings are the dataclass named ``config_class``."""
+    return typer.Option(None, "--config", help=f"{CONFIG_HELP} ({config_class})")
+
+
+def set_option() -> Any:
+    """The repeatable ``--set key.path=value`` option that goes with :func:`config_option`."""
+    return typer.Option([], "--set", help=SET_HELP)
+
+
 def fail(message: str) -> NoReturn:
     """Print ``message`` as an error and exit with status 2."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)

@@ -15,21 +15,17 @@ from typing import Any
 
 import typer
 
-from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, settings_of
+from drgnet.cli._common import config_option, fail, set_option, settings_of
 
 
 def _config_option(module: str, config_class: str) -> Any:
     """The ``--config`` option of the benchmark whose settings are ``drgnet.bench.<module>.<config_class>``."""
-    return typer.Option(None, "--config", help=f"{CONFIG_HELP} (drgnet.bench.{module}.{config_class})")
-
-
-def _set_option() -> Any:
-    return typer.Option([], "--set", help=SET_HELP)
+    return config_option(f"drgnet.bench.{module}.{config_class}")
 
 
 def bench_synth(
     config: Path | None = _config_option("synth", "SynthBenchConfig"),
-    settings: list[str] = _set_option(),
+    settings: list[str] = set_option(),
     out: Path = typer.Option(Path("runs/bench/synth.md"), "--out", help="Markdown report."),
 ) -> None:
     """Synthetic cohort generation speed against a serial baseline.
@@ -52,7 +48,7 @@ def bench_synth(
 
 def bench_speed(
     config: Path | None = _config_option("speed", "SpeedBenchConfig"),
-    settings: list[str] = _set_option(),
+    settings: list[str] = set_option(),
     out: Path = typer.Option(Path("runs/bench"), "--out", help="Folder for speed.md and speed.json."),
 ) -> None:
     """Images/s, peak memory and achieved GFLOP/s: reference vs DRGNet eager, channels-last and ONNX Runtime.
@@ -72,7 +68,7 @@ def bench_speed(
 
 def bench_tiles(
     config: Path | None = _config_option("tiles", "TileBenchConfig"),
-    settings: list[str] = _set_option(),
+    settings: list[str] = set_option(),
     checkpoint: Path | None = typer.Option(
         None,
         "--checkpoint",
@@ -100,7 +96,7 @@ def bench_tiles(
 
 def bench_realism(
     config: Path | None = _config_option("realism", "RealismBenchConfig"),
-    settings: list[str] = _set_option(),
+    settings: list[str] = set_option(),
     out: Path = typer.Option(Path("runs/bench/realism"), "--out", help="Folder for realism.md."),
 ) -> None:
     """How well a linear classifier on ImageNet features tells our photographs from real ones (AUC; 0.5 = not).
@@ -140,7 +136,7 @@ def _training_bench(module: str, config_class: str, summary: str) -> Callable[..
 
     def command(
         config: Path | None = _config_option(module, config_class),
-        settings: list[str] = _set_option(),
+        settings: list[str] = set_option(),
         device: str | None = typer.Option(None, "--device", help="cpu or cuda (training; latency is always CPU)."),
         out: Path = typer.Option(Path(f"runs/bench/{module}"), "--out", help=f"Folder for {module}.md and .json."),
     ) -> None:
@@ -171,7 +167,7 @@ bench_transfer = _training_bench(
 
 def bench_real(
     config: Path | None = _config_option("real", "RealBenchConfig"),
-    settings: list[str] = _set_option(),
+    settings: list[str] = set_option(),
     quick: bool = typer.Option(False, "--quick", help="Smoke-test budget: tiny model, 64 px, 2 folds, 2 steps."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
     out: Path = typer.Option(Path("runs/bench/real"), "--out", help="Folder for real.md and real.json."),

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import typer
 
-from drgnet.cli._common import CONFIG_HELP, SET_HELP, fail, format_metrics, settings_of
+from drgnet.cli._common import config_option, fail, format_metrics, set_option, settings_of
 
 
 def train(
-    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP + " (drgnet.config.TrainConfig)"),
+    config: Path | None = config_option("drgnet.config.TrainConfig"),
     preset: str | None = typer.Option(None, "--preset", help="tiny, demo or full (default demo)."),
-    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    settings: list[str] = set_option(),
     data: str | None = typer.Option(None, "--data", help="Dataset folder (any supported layout)."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder: best/ and last/ checkpoints."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
@@ -124,8 +124,8 @@ def adapt(
     source: str = typer.Option(..., "--source", help="Labelled source dataset folder."),
     target_images: Path = typer.Option(..., "--target-images", help="Folder of the new camera's photographs."),
     out: Path = typer.Option(..., "--out", help="Adapted checkpoint folder to write."),
-    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP + " (drgnet.config.TransferConfig)"),
-    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    config: Path | None = config_option("drgnet.config.TransferConfig"),
+    settings: list[str] = set_option(),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Adapt a model to a new clinic's camera with unlabelled photographs (Wasserstein + adversarial entropy).
