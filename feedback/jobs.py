@@ -40,11 +40,11 @@ def queue_retraining(session: Session, user_id: int | None, params: Mapping[str,
         user = repository.get_user_by_id(session, user_id)
         if user is None or not user.active or user.role is not Role.ADMIN:
             raise PermissionError("only an active admin can start retraining")
-    RetrainConfig.from_params({k: v for k, v in (params or {}).items() if k != "trigger"})  # refuse bad params now
+    asked = _settings_of(params)
+    RetrainConfig.from_params(asked)  # refuse bad params now
     waiting = repository.oldest_job(session, JOB_KIND, [JobStatus.QUEUED])
     if waiting is not None:
-        asked = {k: v for k, v in (params or {}).items() if k != "trigger"}
-        has = {k: v for k, v in (waiting.params or {}).items() if k != "trigger"}
+        has = _settings_of(waiting.params)
         if asked and asked != has:
             raise ValueError(
                 f"retraining job {waiting.id} is already waiting with other settings ({_settings(has)}); it will "
@@ -52,6 +52,11 @@ def queue_retraining(session: Session, user_id: int | None, params: Mapping[str,
             )
         return waiting
     return repository.enqueue_job(session, JOB_KIND, dict(params or {}), actor_id=user_id)
+
+
+def _settings_of(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The retraining settings of a job's params (``trigger`` only says who queued it)."""
+    return {k: v for k, v in (params or {}).items() if k != "trigger"}
 
 
 def _settings(params: Mapping[str, Any]) -> str:
