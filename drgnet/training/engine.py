@@ -261,12 +261,18 @@ class _FitState:
 
 
 def score(metrics: dict[str, Any]) -> tuple[float, float]:
-    """Checkpoint selection: validation QWK first, referable AUC to break ties (missing figures rank last)."""
+    """Checkpoint selection: validation QWK first, referable AUC to break ties (missing figures rank last).
+
+    A run without a validation set records only its training loss (``train_loss``): the lowest loss ranks first.
+    """
 
     def val(key: str) -> float:
         v = metrics.get(key, float("nan"))
         return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
+    if "qwk" not in metrics and "train_loss" in metrics:
+        loss = val("train_loss")  # -inf when missing or NaN: ranks last, as a missing QWK does
+        return (-loss if loss > -math.inf else -math.inf), -math.inf
     return val("qwk"), val("referable_auc")
 
 
@@ -332,15 +338,19 @@ class _Writer:
         if self.val_set is not None and len(self.val_set):
             loader = DataLoader(self.val_set, cfg.batch_size, num_workers=cfg.workers)
             metrics = evaluate(model, loader, self.progress, device=self.device)
-        else:
-            metrics = {"qwk": -record["train"].get("loss", 0.0)}
+        else:  # no validation set: the checkpoint kept is the one of the lowest training loss
+            metrics = {"train_loss": record["train"].get("loss", float("nan"))}
         record["val"] = metrics
         state.history.append(record)
-        self.log(
-            f"epoch {epoch + 1}: loss {record['train'].get('loss', float('nan')):.3f}  "
-            f"val QWK {metrics.get('qwk', float('nan')):.3f}  acc {metrics.get('accuracy', float('nan')):.3f}  "
-            f"lesion AUPR {metrics.get('lesion_aupr_mean', float('nan')):.3f}"
-        )
+        line = f"epoch {epoch + 1}: loss {record['train'].get('loss', float('nan')):.3f}"
+        if "qwk" in metrics:
+            line += (
+                f"  val QWK {metrics['qwk']:.3f}  acc {metrics.get('accuracy', float('nan')):.3f}  "
+                f"lesion AUPR {metrics.get('lesion_aupr_mean', float('nan')):.3f}"
+            )
+        else:
+            line += "  (no validation set: the lowest training loss is kept)"
+        self.log(line)
         best, last = self.out / "best", self.out / "last"
         if score(metrics) > state.best_score or not best.exists():
             state.best_score, state.best_metrics = score(metrics), {"epoch": epoch, **metrics}

@@ -15,7 +15,7 @@ from drgnet.data.readers import open_dataset
 from drgnet.data.synthetic import generate_cohort, generate_fundus
 from drgnet.losses import grade_at_least_loss
 from drgnet.model import DRGNet
-from drgnet.training.engine import fit
+from drgnet.training.engine import fit, score
 from drgnet.training.mix import open_mix_source, training_set
 from drgnet.training.presets import PRESETS
 from drgnet.training.task import JointTask
@@ -142,8 +142,19 @@ def test_a_small_mixed_set_trains_the_whole_step_budget(tmp_path):
     cfg = override(PRESETS["tiny"], {"epochs": 1, "max_steps_per_epoch": 3, "batch_size": 2})
     views = HighResViews([ViewSource([_one_lesion_photo()])], 64, 128, crops_per_global=1)
     task = _CountingTask(DRGNet(cfg.model), cfg.loss)
-    fit(task, views, None, cfg, tmp_path, progress=False, log=lambda _: None)
+    lines: list[str] = []
+    result = fit(task, views, None, cfg, tmp_path, progress=False, log=lines.append)
     assert task.steps == 3
+    # Without a validation set the kept checkpoint is the lowest training loss's, recorded as such: no "QWK" made
+    # of a loss.
+    loss = result.history[0]["train"]["loss"]
+    assert result.best_metrics == {"epoch": 0, "train_loss": loss}
+    assert "QWK" not in lines[-1] and "no validation set" in lines[-1]
+
+
+def test_without_validation_the_lowest_training_loss_ranks_first():
+    assert score({"train_loss": 1.0}) > score({"train_loss": 2.0}) > score({"train_loss": float("nan")})
+    assert score({"qwk": 0.2}) > score({"qwk": 0.1}) > score({})
 
 
 def test_a_mix_source_leaves_out_the_photographs_it_excludes(tmp_path, monkeypatch):
