@@ -8,11 +8,11 @@ nearly).
 
 - **Optic disc.** The brightest large blob of the green + red channels, blurred at about a third of a disc's size
   and relative to a much wider surround (so neither uneven illumination nor small bright lesions win). Its edge is
-  found on 32 rays from the centre, on the green channel with the dark vessels closed away: the steepest fall
-  between 0.25 and 1.6 typical disc radii. Reported: the **disc diameter** as a share of the FOV diameter (median
-  edge radius over rays, doubled), the **disc brightness** (green inside 0.6 of that radius over green in a ring
-  1.5-2.5 radii out) and the **rim width**, the width in pixels of a linear ramp with the rim's median height
-  and steepest slope (small = a sharp rim).
+  found on 48 rays from the centre, on the green channel with the dark vessels closed away: where the profile first
+  falls a third of the way from the disc's brightest level down to the background. Reported: the **disc diameter**
+  as a share of the FOV diameter (median edge radius over rays, doubled), the **disc brightness** (green inside 0.6
+  of that radius over green in a ring 1.5-2.5 radii out) and the **rim width**, the width in pixels of a linear
+  ramp with the rim's median height and steepest slope (small = a sharp rim).
 - **Vessels.** A black top-hat of the lightly smoothed green channel (closing wider than the widest vessel),
   relative to the local background, thresholded at ``VESSEL_DEPTH``; specks are dropped. Reported: the **vessel
   area fraction** of the field (the rim of the field and the disc left out), the **vessel contrast** (median depth
