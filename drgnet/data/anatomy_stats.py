@@ -38,6 +38,7 @@ __all__ = [
     "BANDS",
     "NORMALISED_WIDTH",
     "REAL_PHOTOGRAPHS",
+    "STATISTICS",
     "AnatomySummary",
     "PhotoAnatomy",
     "format_table",

@@ -103,8 +103,12 @@ def test_a_photograph_without_a_field_of_view_is_refused_by_name():
 
 @pytest.mark.slow
 def test_real_photographs_match_the_reference_values():
-    if real_samples.idrid_train4_dir() is None or not real_samples.sample_photographs():
-        pytest.skip("real photographs not found (set DRGNET_SHARED_DIR and DRGNET_SAMPLES_DIR)")
+    have = real_samples.idrid_train4_dir(), real_samples.sample_photographs(), real_samples.skimage_retina()
+    if not all(have):
+        pytest.skip(
+            "the 12 reference photographs need ../shared/data/idrid-train4 (DRGNET_SHARED_DIR), the sdists' "
+            "samples (DRGNET_SAMPLES_DIR, scripts/fetch_real_samples.sh) and scikit-image's retina.jpg"
+        )
     photos, _ = anatomy_stats.measure_real_photographs()
     summary = anatomy_stats.summarise(photos)
     assert summary.photos == 12
