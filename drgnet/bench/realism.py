@@ -66,15 +66,7 @@ def real_photographs() -> list[tuple[str, Path]]:
     """Every real photograph this machine has: IDRiD (shared folder), the sdists' samples, skimage's retina."""
     from drgnet.data import real_samples
 
-    found: list[tuple[str, Path]] = []
-    idrid = real_samples.idrid_train4_dir()
-    if idrid is not None:
-        found += [(f"idrid:{p.stem}", p) for p in sorted(idrid.rglob("*.jpg"))]
-    found += [(f"sample:{stem}", p) for stem, p in sorted(real_samples.sample_photographs().items())]
-    retina = real_samples.skimage_retina()
-    if retina is not None:
-        found.append(("skimage:retina", retina))
-    return found
+    return real_samples.photographs()
 
 
 def _field(image: np.ndarray) -> np.ndarray:

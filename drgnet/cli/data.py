@@ -43,16 +43,34 @@ def synth(
 
 
 def synth_stats(
-    folder: Path = typer.Argument(..., help="Labelled folder: IDRiD layout, a synthetic cohort, FGADR, DDR, ..."),
+    folder: Path | None = typer.Argument(
+        None,
+        help="Labelled folder: IDRiD layout, a synthetic cohort, FGADR, DDR, ... (with --anatomy: any photographs).",
+    ),
     layout: str = typer.Option("auto", "--layout", help="Dataset layout (default: auto-detect)."),
     split: str | None = typer.Option(None, "--split", help="Official split where the layout has them."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Measure only the first N photographs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    anatomy: bool = typer.Option(
+        False, "--anatomy", help="Measure the optic disc and vessels (size, brightness, calibre) instead of lesions."
+    ),
+    real: bool = typer.Option(
+        False, "--real", help="With --anatomy and no FOLDER: every real photograph found (IDRiD, samples, skimage)."
+    ),
 ) -> None:
     """Per-lesion statistics: green contrast, region diameter (per mille of the FOV) and regions per photo.
 
-    The same measurement on real and synthetic photographs, so the generator can be held to real ones.
+    With --anatomy: optic disc diameter (share of the FOV), brightness and rim width, vessel calibre by distance
+    from the disc, contrast and area. The same measurement on real and synthetic photographs, so the generator can
+    be held to real ones.
     """
+    if anatomy:
+        _anatomy_stats(folder, real, layout, split, limit, as_json)
+        return
+    if real:
+        fail("--real measures the anatomy of the real photographs: add --anatomy")
+    if folder is None:
+        fail("FOLDER is required: the labelled folder to measure")
     import json
 
     from drgnet.data import lesion_stats
@@ -68,3 +86,36 @@ def synth_stats(
         typer.echo(json.dumps(payload, indent=2))
     else:
         typer.echo(lesion_stats.format_table(summary, f"{folder}: {len(photos)} photographs"))
+
+
+def _anatomy_stats(
+    folder: Path | None, real: bool, layout: str, split: str | None, limit: int | None, as_json: bool
+) -> None:
+    import json
+
+    from drgnet.data import anatomy_stats
+
+    if (folder is None) == (not real):
+        fail("--anatomy needs either FOLDER or --real (the real photographs found on this machine), not both")
+    try:
+        if real:
+            photos, skipped = anatomy_stats.measure_real_photographs(progress=not as_json)
+        else:
+            photos, skipped = anatomy_stats.measure_folder(folder, layout, split, limit, progress=not as_json)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    what = "real photographs" if real else str(folder)
+    if as_json:
+        summary = anatomy_stats.summarise(photos)
+        payload = {
+            "folder": what,
+            "photos": len(photos),
+            "summary": summary.values,
+            "per_photo": [p.to_json() for p in photos],
+            "skipped": skipped,
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    typer.echo(anatomy_stats.format_table(photos, f"{what}: {len(photos)} photographs"))
+    for msg in skipped:
+        typer.echo(f"left out: {msg}")

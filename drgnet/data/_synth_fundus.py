@@ -23,8 +23,9 @@ from drgnet.labels import NUM_LESIONS, check_grade
 #: Generator versions: v2 is calibrated lesion by lesion to real photographs, v1 is the frozen original.
 GENERATORS = ("v2", "v1")
 #: Revision of the default generator's photographs: bump it whenever the same (seed, index, style) paints a different
-#: picture, so caches keyed on it (the demo model) notice.
-GENERATOR_REVISION = "v2.0"
+#: picture, so caches keyed on it (the demo model) notice. v2.1: optic disc and vessels calibrated to real photographs
+#: (``anatomy_stats``): a smaller disc with a sharper rim and less glow.
+GENERATOR_REVISION = "v2.1"
 IMAGE_PREFIX = "SYN_"
 _MIN_SIZE = 32
 

@@ -256,7 +256,7 @@ def plan_pathology(grade: int, eye: Eye, rng: np.random.Generator) -> Pathology:
 def _place_large(plan: _Plan, c: _Counts) -> None:
     """Pre-retinal haemorrhage, cotton-wool spots and exudate clusters."""
     rng, eye, placer = plan.rng, plan.eye, plan.placer
-    dd = eye.disc_diameter
+    dd = eye.unit
     if "preretinal_haemorrhage" in c.vascular:
 
         def prop():
@@ -322,7 +322,7 @@ def _place_quadrant_haemorrhages(plan: _Plan, per_quadrant: int) -> None:
 def _place_small(plan: _Plan, c: _Counts) -> None:
     """Dot and blot haemorrhages, flames and microaneurysms, around what is already there."""
     rng, eye, placer = plan.rng, plan.eye, plan.placer
-    dd = eye.disc_diameter
+    dd = eye.unit
     for n, big in ((c.n("dot"), False), (c.n("blot"), True)):
         for _ in range(n):
             plan.place(
@@ -343,7 +343,7 @@ def _place_small(plan: _Plan, c: _Counts) -> None:
 def _vascular(plan: _Plan, c: _Counts) -> tuple[list[Vessel], list[Vessel], list[tuple[float, float, float, float]]]:
     """Venous beading, IRMA, new vessels and laser scars: the tree, the extra vessels and the scars."""
     rng, eye, placer = plan.rng, plan.eye, plan.placer
-    dd = eye.disc_diameter
+    dd = eye.unit
     vessels = eye.vessels
     new_vessels: list[Vessel] = []
     scars: list[tuple[float, float, float, float]] = []
@@ -370,7 +370,7 @@ def _vascular(plan: _Plan, c: _Counts) -> tuple[list[Vessel], list[Vessel], list
 def _exudate_cluster(rng: np.random.Generator, eye: Eye, placer: _Placer, lesions: list[Lesion]) -> str:
     """Hard exudates near the macula: many small specks, either a partial (circinate) ring around a leaking
     spot or a cluster of a few tight groups, with a scatter of lone specks around them."""
-    dd = eye.disc_diameter
+    dd = eye.unit
     a = rng.uniform(0, 2 * math.pi)
     d = dd * rng.uniform(0.3, 1.8)
     cx, cy = eye.fovea + d * np.array([math.cos(a), math.sin(a)])
@@ -439,7 +439,7 @@ def _wiggle(rng: np.random.Generator, start: np.ndarray, heading: float, n: int,
 
 def _irma(rng: np.random.Generator, placer: _Placer) -> list[Vessel]:
     """Intraretinal microvascular abnormalities: a patch of fine, tortuous, irregular vessels beside a vein."""
-    dd = placer.eye.disc_diameter
+    dd = placer.eye.unit
     out = []
     for _ in range(int(rng.integers(1, 3))):
         x, y, _ = placer.near_vessel(0.008, 2.0 * dd, 4.5 * dd)
@@ -477,7 +477,7 @@ def _new_vessel_fan(rng: np.random.Generator, centre: np.ndarray, reach: float, 
 
 def _laser_scars(rng: np.random.Generator, eye: Eye) -> list[tuple[float, float, float, float]]:
     """Pan-retinal photocoagulation: rows of round scars in the mid-periphery, sparing the macula and disc."""
-    dd = eye.disc_diameter
+    dd = eye.unit
     r = _px(rng.uniform(4.0, 6.5))
     pitch = r * rng.uniform(2.3, 3.0)
     g = np.arange(-1.0, 1.0, pitch)

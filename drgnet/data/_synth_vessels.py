@@ -43,7 +43,7 @@ def grow_tree(rng: np.random.Generator, eye: Eye) -> list[Vessel]:
     dx, dy = eye.fovea - eye.disc
     axis = math.atan2(dy, dx)
     dist_df = math.hypot(dx, dy)
-    dd = eye.disc_diameter
+    dd = eye.unit
     sprouts: list[_Sprout] = []
     for kind in ("vein", "artery"):
         trunk = 0.026 if kind == "vein" else 0.019
@@ -99,7 +99,7 @@ def grow_tree(rng: np.random.Generator, eye: Eye) -> list[Vessel]:
 
 def _macular_twigs(rng: np.random.Generator, eye: Eye, trunks: list[Vessel]) -> list[_Sprout]:
     """Fine branches from the arcades converging on the fovea (they stop at the avascular zone)."""
-    dd = eye.disc_diameter
+    dd = eye.unit
     out = []
     for v in trunks:
         d = np.hypot(v.points[:, 0] - eye.fovea[0], v.points[:, 1] - eye.fovea[1])
@@ -161,7 +161,7 @@ def _branch(
     """
     x, y, th, w = pos
     fx, fy = float(eye.fovea[0]), float(eye.fovea[1])
-    dd = eye.disc_diameter
+    dd = eye.unit
     branch_side = side
     # Arcades branch to both sides in turn, feeding the macula on one side and the periphery on the other.
     alternate = 1.0 if steer == "arcade" else 0.75
@@ -192,7 +192,7 @@ def _branch(
 
 def _grow_one(rng: np.random.Generator, eye: Eye, sp: _Sprout, budget: int) -> tuple[Vessel, list[_Sprout], int]:
     fx, fy = float(eye.fovea[0]), float(eye.fovea[1])
-    dd = eye.disc_diameter
+    dd = eye.unit
     faz = dd * rng.uniform(0.22, 0.32)  # the foveal avascular zone: no visible vessel inside
     x, y = sp.start
     th = sp.heading

@@ -70,3 +70,18 @@ def skimage_retina() -> Path | None:
         return None
     path = Path(skimage.__file__).parent / "data" / "retina.jpg"
     return path if path.is_file() else None
+
+
+def photographs() -> list[tuple[str, Path]]:
+    """Every real photograph this machine has, as ``(name, path)``: IDRiD (shared folder), the sdists' samples,
+    scikit-image's retina. Names say the source, e.g. ``idrid:IDRiD_01``, ``sample:DRIVE_22``, ``skimage:retina``.
+    """
+    found: list[tuple[str, Path]] = []
+    idrid = idrid_train4_dir()
+    if idrid is not None:
+        found += [(f"idrid:{p.stem}", p) for p in sorted(idrid.rglob("*.jpg"))]
+    found += [(f"sample:{stem}", p) for stem, p in sorted(sample_photographs().items())]
+    retina = skimage_retina()
+    if retina is not None:
+        found.append(("skimage:retina", retina))
+    return found
