@@ -1,7 +1,7 @@
 """The ``drgnet`` command line: one module per command group, joined here.
 
 =============  =========================================================================
-``data``       ``synth``, ``synth-stats``
+``data``       ``synth``, ``synth-stats``, ``synth-compare``
 ``training``   ``train``, ``eval``, ``adapt``, ``demo``
 ``predict``    ``predict``, ``export-onnx``
 ``screen``     ``screen``
@@ -29,6 +29,7 @@ bench_app = typer.Typer(help="Benchmarks: each reports ratios against a baseline
 
 app.command()(data.synth)
 app.command("synth-stats")(data.synth_stats)
+app.command("synth-compare")(data.synth_compare)
 app.command()(training.train)
 app.command("eval")(training.evaluate_cmd)
 app.command()(predict.predict)

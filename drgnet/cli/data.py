@@ -1,4 +1,5 @@
-"""``drgnet synth`` and ``drgnet synth-stats``: synthetic cohorts and lesion statistics of any folder."""
+"""``drgnet synth``, ``drgnet synth-stats`` and ``drgnet synth-compare``: synthetic cohorts, lesion statistics of any
+folder, and our photographs beside real ones."""
 
 from __future__ import annotations
 
@@ -86,6 +87,43 @@ def synth_stats(
         typer.echo(json.dumps(payload, indent=2))
     else:
         typer.echo(lesion_stats.format_table(summary, f"{folder}: {len(photos)} photographs"))
+
+
+def synth_compare(
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for photographs.png, lesions.png, README.md (never commit it)."
+    ),
+    n: int = typer.Option(6, "--n", min=1, help="Photographs per row, and lesion crops per row."),
+    size: int = typer.Option(
+        1024, "--size", min=64, help="Side of our photographs in pixels (2048: close to IDRiD's FOV)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed: our photographs and which lesions are cropped."),
+    generators: str = typer.Option("v2,v1", "--generators", help="Comma-separated generators, one row each."),
+    outline: bool = typer.Option(True, "--outline/--no-outline", help="Repeat the lesion rows with masks outlined."),
+) -> None:
+    """Our photographs beside the real ones on this machine, and lesion crops of real IDRiD originals at full
+    resolution beside ours at the same share of the field of view. The folder holds real photographs: never commit it.
+    """
+    from drgnet.data import _synth_compare
+
+    gens = tuple(g.strip() for g in generators.split(",") if g.strip())
+    command = f"drgnet synth-compare --out {out} --n {n} --size {size} --seed {seed} --generators {','.join(gens)}"
+    try:
+        result = _synth_compare.write_comparison(
+            out, n=n, size=size, seed=seed, generators=gens, outline=outline, command=command
+        )
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    for name, path in result.used:
+        typer.echo(f"real: {name} ({path})")
+    for msg in result.missing:
+        typer.echo(f"missing: {msg}")
+    for msg in result.left_out:
+        typer.echo(f"note: {msg}")
+    typer.echo(f"wrote {result.photographs}")
+    typer.echo(f"wrote {result.lesions}" if result.lesions else "no lesions.png: the IDRiD photographs are missing")
+    typer.echo(f"wrote {result.readme} (licences)")
+    typer.secho(f"warning: {_synth_compare.WARNING}", fg=typer.colors.YELLOW, err=True)
 
 
 def _anatomy_stats(

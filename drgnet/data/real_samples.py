@@ -85,3 +85,34 @@ def photographs() -> list[tuple[str, Path]]:
     if retina is not None:
         found.append(("skimage:retina", retina))
     return found
+
+
+# Whose photographs these are, for anything that shows or copies them (the contact sheets of ``drgnet synth-compare``).
+_IDRID_CREDIT = (
+    "IDRiD (Indian Diabetic Retinopathy Image Dataset), (c) Prasanna Porwal, Samiksha Pachade and Manesh Kokare, "
+    "licensed CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/); as redistributed in the DRG-Net authors' "
+    'public repository. Porwal et al., "Indian Diabetic Retinopathy Image Dataset (IDRiD): A Database for Diabetic '
+    'Retinopathy Screening Research", Data 3(3):25, 2018.'
+)
+_SAMPLE_CREDIT = (
+    "a sample photograph shipped in the samples/ folder of the PyPI sdist {sdist}; {origin}, and stays under its "
+    "own terms of use (read them before showing it anywhere public)."
+)
+_SKIMAGE_CREDIT = (
+    "scikit-image's data/retina.jpg: 'Fundus photograph of normal left eye' from Wikimedia Commons (Mikael "
+    "Haggstrom, 2014), CC0 1.0 Universal Public Domain Dedication, as scikit-image's data documentation states."
+)
+
+
+def credit(name: str, path: Path) -> str:
+    """Where the real photograph ``name`` (as ``photographs()`` names it) comes from and under which licence."""
+    source, _, stem = name.partition(":")
+    if source == "idrid":
+        return _IDRID_CREDIT
+    if source == "skimage":
+        return _SKIMAGE_CREDIT
+    sdist = next((s for s in SDISTS if s in path.parts), "retinalysis-inference or retinalysis-fundusprep")
+    datasets = {"DRIVE": "DRIVE", "CHASEDB1": "CHASE_DB1", "HRF": "HRF", "PALM": "PALM"}
+    dataset = next((d for prefix, d in datasets.items() if stem.startswith(prefix)), None)
+    origin = f"from the public {dataset} research dataset" if dataset else "its origin is not stated by its name"
+    return _SAMPLE_CREDIT.format(sdist=sdist, origin=origin)
