@@ -348,7 +348,6 @@ def write_comparison(
             photos.append(generate_fundus(2 + extra % 3, size=size, seed=seed, index=n + extra, generator=gen))
             extra += 1
         lesion_sources.append((gen, synthetic_lesion_crops(photos, gen, n, share, seed)))
-        del photos
 
     photographs = out / "photographs.png"
     caption = f"real photographs (top), then ours: {', '.join(generators)} at {size} px, seed {seed}"
@@ -372,7 +371,9 @@ WARNING = (
 )
 
 
-def _readme(used, missing, left_out, has_lesions: bool, command: str) -> str:
+def _readme(
+    used: list[tuple[str, Path]], missing: list[str], left_out: list[str], has_lesions: bool, command: str
+) -> str:
     lines = [
         "# Real photographs beside ours (`drgnet synth-compare`)",
         "",

@@ -195,3 +195,13 @@ def test_synthetic_rows_spread_grades_and_take_camera_styles_in_turn():
     assert [g for g, _ in plan] == [0, 1, 2, 2, 3, 4]
     assert [s for _, s in plan][:4] == ["default", "clinic_a", "clinic_b", "smartphone"]
     assert sc.synthetic_plan(1) == [(3, "default")]
+
+
+def test_synthetic_crops_cover_the_same_share_of_the_field_of_view():
+    photos = [generate_fundus(3, size=256, seed=2, index=i) for i in range(2)]
+    crops = sc.synthetic_lesion_crops(photos, "v2", k=2, share=0.05, seed=0)
+    diameter = {f"v2 {f.name}": 2 * preprocess.find_fov(f.image).radius for f in photos}
+    assert crops["EX"] and crops["HE"]
+    for crop in crops["EX"] + crops["HE"]:
+        assert crop.image.shape[0] == round(0.05 * diameter[crop.source])
+        assert crop.mask[crop.image.shape[0] // 2, crop.image.shape[0] // 2]
