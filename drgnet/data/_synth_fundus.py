@@ -24,8 +24,9 @@ from drgnet.labels import NUM_LESIONS, check_grade
 GENERATORS = ("v2", "v1")
 #: Revision of the default generator's photographs: bump it whenever the same (seed, index, style) paints a different
 #: picture, so caches keyed on it (the demo model) notice. v2.1: optic disc and vessels calibrated to real photographs
-#: (``anatomy_stats``): a smaller disc with a sharper rim and less glow.
-GENERATOR_REVISION = "v2.1"
+#: (``anatomy_stats``): a smaller disc with a sharper rim and less glow. v2.2: haemorrhages drawn as overlapping ovals
+#: along a short random walk (elongated and lobed, as real ones; ``lesion_stats`` solidity and elongation).
+GENERATOR_REVISION = "v2.2"
 IMAGE_PREFIX = "SYN_"
 _MIN_SIZE = 32
 

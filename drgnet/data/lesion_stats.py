@@ -16,8 +16,9 @@ For every photograph and lesion, the **contrast**: mean green value (0-255) over
 mean over a band ``RING_WIDTH`` of the FOV diameter wide around them, leaving out pixels of any lesion and outside
 the field of view (pixel-weighted, so large lesions count by their area, as the eye sees them).
 
-Summaries pool regions over photographs (p10 / median / p90 diameter, median solidity and elongation), take the median contrast over photographs,
-and count regions per photograph (median over the photographs annotated for that lesion and showing at least one).
+Summaries pool regions over photographs (p10 / median / p90 diameter, median solidity and elongation), take the
+median contrast over photographs, and count regions per photograph (median over the photographs annotated for that
+lesion and showing at least one).
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ REAL_IDRID_TRAIN4: dict[str, dict[str, float | None]] = {
     "EX": {"regions_per_photo": 136, "p10": 2.8, "median": 5.4, "p90": 13.2, "contrast": 17.4},
     "SE": {"regions_per_photo": None, "p10": 19.0, "median": 19.0, "p90": 19.0, "contrast": 16.4},
 }
+#: Shapes on the same photographs at full resolution (``drgnet synth-stats ../shared/data/idrid-train4``,
+#: 2026-12-08): median solidity and elongation of the regions of ``SHAPE_MIN_AREA_PX`` or more (MA 124 of 125 regions,
+#: HE 124 of 124, EX 661 of 664, SE 1). Shrunk to the field of view of a 1024 px synthetic photograph (943 px) the
+#: same regions measure a little less solid and as elongated: HE 0.86 / 1.66, EX 0.83 / 1.59 (docs/benchmarks.md).
+REAL_IDRID_TRAIN4["MA"].update(solidity=0.97, elongation=1.12)
+REAL_IDRID_TRAIN4["HE"].update(solidity=0.90, elongation=1.68)
+REAL_IDRID_TRAIN4["EX"].update(solidity=0.95, elongation=1.45)
+REAL_IDRID_TRAIN4["SE"].update(solidity=0.94, elongation=1.40)
 
 
 @dataclass
