@@ -68,7 +68,7 @@ REAL_IDRID_TRAIN4: dict[str, dict[str, float | None]] = {
     "SE": {"regions_per_photo": None, "p10": 19.0, "median": 19.0, "p90": 19.0, "contrast": 16.4},
 }
 #: Shapes on the same photographs at full resolution (``drgnet synth-stats ../shared/data/idrid-train4``,
-#: 2026-12-08): median solidity and elongation of the regions of ``SHAPE_MIN_AREA_PX`` or more (MA 124 of 125 regions,
+#: 2026-12-07): median solidity and elongation of the regions of ``SHAPE_MIN_AREA_PX`` or more (MA 124 of 125 regions,
 #: HE 124 of 124, EX 661 of 664, SE 1). Shrunk to the field of view of a 1024 px synthetic photograph (943 px) the
 #: same regions measure a little less solid and as elongated: HE 0.86 / 1.66, EX 0.83 / 1.59 (docs/benchmarks.md).
 REAL_IDRID_TRAIN4["MA"].update(solidity=0.97, elongation=1.12)
