@@ -19,6 +19,8 @@ from drgnet.model.checkpoint import META, METRICS, load_checkpoint, save_checkpo
 BASE_MODEL_DIR = REPO_ROOT / "models" / "drgnet-base"
 #: Provenance fields of a training checkpoint's description that the shipped copy keeps.
 KEPT_META = ("train_config", "data", "epoch", "step")
+#: The model card's file name in a shipped model's folder.
+CARD = "README.md"
 
 
 def base_checkpoint(folder: Path | None = None) -> Path:
@@ -36,6 +38,8 @@ def base_checkpoint(folder: Path | None = None) -> Path:
 def ship_checkpoint(source: Path, out: Path, half: bool = True) -> Path:
     """Copy the checkpoint ``source`` to ``out`` for shipping: float16 weights (``half``), no optimizer state.
 
+    A model card already in ``out`` (:data:`CARD`) stays; the weights, config and metrics are replaced.
+
     The copy is a normal checkpoint whose ``weights_sha256`` is that of its own (float16) file; its description
     keeps the training provenance (:data:`KEPT_META`) and says where it came from.
     """
@@ -46,7 +50,13 @@ def ship_checkpoint(source: Path, out: Path, half: bool = True) -> Path:
     metrics = meta.get("metrics")
     if half:
         model = model.half()
-    return save_checkpoint(Path(out), model, model.config, metrics=metrics, extra=extra)
+    # The checkpoint folder is replaced whole; the model card beside the old weights is not the checkpoint's to drop.
+    card = Path(out) / CARD
+    kept_card = card.read_bytes() if card.is_file() else None
+    shipped = save_checkpoint(Path(out), model, model.config, metrics=metrics, extra=extra)
+    if kept_card is not None:
+        (shipped / CARD).write_bytes(kept_card)
+    return shipped
 
 
 def card_sha256(card: Path) -> dict[str, str]:

@@ -52,7 +52,10 @@ def test_a_missing_base_model_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_shipping_halves_the_weights_and_keeps_the_predictions(tiny_checkpoint, tmp_path):
+    (tmp_path / "shipped").mkdir()
+    (tmp_path / "shipped" / "README.md").write_text("# the card\n")
     shipped = ship_checkpoint(tiny_checkpoint, tmp_path / "shipped")
+    assert (shipped / "README.md").read_text() == "# the card\n"  # re-shipping keeps the model card
     full = (tiny_checkpoint / "model.safetensors").stat().st_size
     assert (shipped / "model.safetensors").stat().st_size < 0.6 * full
     a, _ = load_checkpoint(tiny_checkpoint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -37,6 +38,9 @@ def test_overwriting_is_atomic_and_leaves_no_staging(saved, tmp_path, tiny_confi
     save_checkpoint(path, model, tiny_config, metrics={"qwk": 0.7})
     assert json.loads((path / "metrics.json").read_text())["qwk"] == 0.7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o777 & ~umask  # the folder's mode, not the staging folder's 0700
 
 
 def test_corrupted_weights_are_rejected(saved):
