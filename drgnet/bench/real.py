@@ -40,6 +40,7 @@ from drgnet.data.transforms import train_transforms
 from drgnet.labels import LESIONS, REFERABLE_MIN_GRADE
 from drgnet.metrics import LesionAccumulator
 from drgnet.model import DRGNet
+from drgnet.model.checkpoint import read_checkpoint_meta
 from drgnet.tiling import tiled_maps
 from drgnet.training.engine import fit, seed_everything
 from drgnet.training.mix import healthy_real_photographs, views_of
@@ -85,6 +86,10 @@ class RealBenchConfig:
     variants: tuple[str, ...] = tuple(VARIANTS)
     folds: tuple[int, ...] = (0, 1, 2, 3)  # which IDRiD photographs to leave out, in turn
     device: str = "cpu"
+    # Reuse a fold's finished training in ``out/runs`` (and go on from an interrupted one's last finished epoch)
+    # when it was made by the same settings: runs of some folds in separate processes, then one run of every fold
+    # that trains nothing new, give the pooled table. A run folder from other settings is an error, not reused.
+    resume: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.variants) - set(VARIANTS))
@@ -176,14 +181,53 @@ def lesion_view_probs(model: DRGNet, view: Sample, device: str) -> np.ndarray:
     return tiled_maps(view.image, run, model.config.input_size, fov_mask=~view.ignore)
 
 
+def run_identity(cfg: RealBenchConfig, variant: str, fold: int | None) -> dict[str, Any]:
+    """What makes a fold's training what it is: every setting but which folds run, the device and ``resume``."""
+    settings = dataclasses.asdict(cfg)
+    for key in ("folds", "variants", "device", "resume"):
+        settings.pop(key)
+    return json.loads(json.dumps({"variant": variant, "fold": fold, "settings": settings}))
+
+
+def _check_reusable(out: Path, identity: dict[str, Any]) -> None:
+    """Raise a ValueError when ``out`` holds a run made with other settings than ``identity``."""
+    last = out / "last"
+    if not (last / "trainer.json").is_file():
+        return
+    stored = read_checkpoint_meta(last).get("bench_real")
+    if stored != identity:
+        raise ValueError(
+            f"{last}: made with other settings than this run of drgnet bench real (resume would mix them); "
+            "remove the folder or choose another --out"
+        )
+
+
 def _train(variant: str, data: _Data, fold: int, cfg: RealBenchConfig, out: Path, log) -> tuple[DRGNet, float]:
     t = cfg.train
     seed_everything(t.seed)
     transform = None if t.augment == "none" else train_transforms(t.model.input_size, t.augment, seed=t.seed)
     views = views_of(_sources(variant, data, fold, cfg), t, transform)
     model = DRGNet(t.model)
-    result = fit(JointTask(model, t.loss), views, None, t, out, progress=False, log=log, device=cfg.device)
-    return model.eval(), result.seconds
+    identity = run_identity(cfg, variant, fold if variant in REAL_VARIANTS else None)
+    if cfg.resume:
+        _check_reusable(out, identity)
+    result = fit(
+        JointTask(model, t.loss),
+        views,
+        None,
+        t,
+        out,
+        resume=cfg.resume,
+        progress=False,
+        log=log,
+        extra_meta={"bench_real": identity},
+        device=cfg.device,
+    )
+    # Training time over every process that worked on this run (a resumed run adds to what is recorded).
+    record = out / "train_seconds.json"
+    before = json.loads(record.read_text())["seconds"] if cfg.resume and record.is_file() else 0.0
+    record.write_text(json.dumps({"seconds": before + result.seconds}))
+    return model.eval(), before + result.seconds
 
 
 def _score_fold(model: DRGNet, data: _Data, fold: int, variant: str, cfg: RealBenchConfig, row: dict) -> None:
@@ -191,7 +235,11 @@ def _score_fold(model: DRGNet, data: _Data, fold: int, variant: str, cfg: RealBe
     left_out = data.idrid[fold]
     view = preprocess_sample(left_out, cfg.train.model.lesion_fov_px)
     valid = np.asarray(view.lesion_known, bool)[:, None, None] & ~view.ignore[None]
-    row["_lesions"].add(lesion_view_probs(model, view, device), view.masks, valid)
+    probs = lesion_view_probs(model, view, device)
+    row["_lesions"].add(probs, view.masks, valid)
+    alone = LesionAccumulator(max_negatives=EVERY_PIXEL)
+    alone.add(probs, view.masks, valid)
+    row["photo_aupr"][left_out.name] = {k: v["aupr"] for k, v in alone.result().items()}
     row["left_out_grades"][left_out.name] = grade_photo(model, left_out, size, device)
     trained_on_healthy = variant in REAL_VARIANTS
     for i, photo in enumerate(data.healthy):
@@ -213,6 +261,7 @@ def run(cfg: RealBenchConfig, out: Path, log: Callable[[str], None] = print) -> 
             "label": VARIANTS[variant],
             "_lesions": LesionAccumulator(max_negatives=EVERY_PIXEL),
             "left_out_grades": {},
+            "photo_aupr": {},
             "healthy_grades": {},
             "other_dr_grades": {},
             "train_seconds": 0.0,
@@ -268,4 +317,10 @@ def markdown(cfg: RealBenchConfig, rows: list[dict[str, Any]]) -> str:
             + f" | {_grades(left, 1, 'DR')} | {_grades(r['healthy_grades'], REFERABLE_MIN_GRADE, 'referable')} | "
             + f"{_grades(r['other_dr_grades'], 1, 'DR')} | {r['train_seconds']:.0f} |"
         )
+    lines += ["", "Each left-out photograph alone (pooling above weighs them by their lesion pixels):", ""]
+    lines += ["| variant | left out | " + " | ".join(f"AUPR {k}" for k in LESIONS) + " |"]
+    lines += ["|---|---|" + "---:|" * len(LESIONS)]
+    for r in rows:
+        for name, aupr in r["photo_aupr"].items():
+            lines.append(f"| {r['label']} | {name} | " + " | ".join(_num(aupr[k]) for k in LESIONS) + " |")
     return "\n".join(lines) + "\n"

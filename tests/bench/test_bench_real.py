@@ -44,3 +44,39 @@ def test_the_default_budget_is_a_valid_config():
 
     cfg = RealBenchConfig()
     assert cfg.train.model.lesion_fov_px >= cfg.train.model.input_size
+
+
+@pytest.mark.slow
+def test_resume_reuses_a_finished_fold_and_refuses_one_made_with_other_settings(tmp_path):
+    """Folds trained in separate processes pool into one table; a run folder of other settings is not mixed in."""
+    if idrid_train4_dir() is None:
+        pytest.skip("../shared/data/idrid-train4 is absent (set DRGNET_SHARED_DIR): no real photographs to score")
+    cfg = dataclasses.replace(real.quick_config(), variants=("mixed",), folds=(1,), resume=True)
+    first = real.run(cfg, tmp_path, log=lambda _: None)[0]
+    weights = tmp_path / "runs" / "mixed" / "fold1" / "last" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    logged: list[str] = []
+    both = real.run(dataclasses.replace(cfg, folds=(0, 1)), tmp_path, log=logged.append)[0]
+    assert weights.stat().st_mtime_ns == stamp  # fold 1 was not trained again
+    assert any("resuming" in line and "fold1" in line for line in logged)
+    assert both["left_out_grades"]["IDRiD_02"] == first["left_out_grades"]["IDRiD_02"]
+    assert list(both["left_out_grades"]) == ["IDRiD_01", "IDRiD_02"]
+    assert both["train_seconds"] >= first["train_seconds"]
+    with pytest.raises(ValueError, match=r"fold1.*other settings"):
+        real.run(dataclasses.replace(cfg, real_weight=cfg.real_weight + 1), tmp_path, log=lambda _: None)
+
+
+def test_the_table_gives_each_left_out_photograph_alone_beside_the_pool():
+    row = {
+        "variant": "mixed",
+        "label": "calibrated synthetic + real",
+        "aupr": {"MA": 0.2, "HE": 0.3, "EX": 0.7, "SE": float("nan")},
+        "photo_aupr": {"IDRiD_01": {"MA": 0.25, "HE": 0.5, "EX": 0.8, "SE": float("nan")}},
+        "left_out_grades": {"IDRiD_01": 3},
+        "healthy_grades": {"DRIVE_40": [0]},
+        "other_dr_grades": {"HRF_07_dr": [1]},
+        "train_seconds": 12.0,
+    }
+    table = real.markdown(real.RealBenchConfig(), [row])
+    assert "| calibrated synthetic + real | IDRiD_01 | 0.250 | 0.500 | 0.800 | n/a |" in table
+    assert "| calibrated synthetic + real | 0.200 | 0.300 | 0.700 | n/a | 1/1 DR (grades 3) |" in table
