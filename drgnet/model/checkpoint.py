@@ -82,6 +82,8 @@ def save_checkpoint(
             tensors, groups = _flatten_optimizer(optimizer)
             save_file(tensors, str(staging / OPTIMIZER))
             _write_json(staging / TRAINER, {"param_groups": groups, **(trainer_state or {})})
+        for written in staging.iterdir():  # safetensors writes 0600: another account (the app) could not read it
+            written.chmod(0o666 & ~umask)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

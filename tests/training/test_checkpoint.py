@@ -41,6 +41,8 @@ def test_overwriting_is_atomic_and_leaves_no_staging(saved, tmp_path, tiny_confi
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o777 & ~umask  # the folder's mode, not the staging folder's 0700
+    for written in path.iterdir():  # files too: safetensors alone writes 0600
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask, written.name
 
 
 def test_corrupted_weights_are_rejected(saved):
