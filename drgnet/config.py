@@ -104,6 +104,9 @@ class TrainConfig:
     # size from the FOV resampled to model.lesion_fov_px, lesion masks only (a crop does not carry the grade).
     crops_per_global: int = 0  # 0: global views only
     lesion_crop_fraction: float = 0.5  # share of crops centred on an annotated lesion pixel (others anywhere in FOV)
+    # How a lesion-centred crop picks its centre: "pixel" (any lesion pixel: big exudate fields centre most crops) or
+    # "class" (a lesion class present in the photograph first, each equally likely: microaneurysms as often as EX).
+    lesion_crop_balance: str = "pixel"
     mix: tuple[MixSource, ...] = ()  # more training sources beside `data`, e.g. real photographs oversampled
 
 

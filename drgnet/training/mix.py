@@ -103,6 +103,7 @@ def views_of(sources: Sequence[ViewSource], cfg: TrainConfig, transform) -> High
         cfg.model.lesion_fov_px,
         crops_per_global=cfg.crops_per_global,
         lesion_crop_fraction=cfg.lesion_crop_fraction,
+        lesion_crop_balance=cfg.lesion_crop_balance,
         transform=transform,
         grade_balanced=cfg.grade_balanced_sampling,
     )

@@ -28,6 +28,8 @@ from drgnet.data.preprocess import preprocess_sample
 from drgnet.data.transforms import apply_transforms
 from drgnet.training.data import sample_to_item
 
+CROP_BALANCES = ("pixel", "class")
+
 
 @dataclass
 class ViewSource:
@@ -69,12 +71,19 @@ class Subset(Sequence[Sample]):
 
 
 def lesion_crop_box(
-    lesion_pixels: np.ndarray, inside_pixels: np.ndarray, side: int, size: int, lesion_first: bool, rng
+    lesion_pixels: np.ndarray | Sequence[np.ndarray],
+    inside_pixels: np.ndarray,
+    side: int,
+    size: int,
+    lesion_first: bool,
+    rng,
 ) -> tuple[int, int]:
     """Top-left corner ``(y, x)`` of a ``size`` crop of a ``side`` square view.
 
     Args:
-        lesion_pixels: Flat indices of annotated lesion pixels of the view.
+        lesion_pixels: Flat indices of annotated lesion pixels of the view, or several such arrays (one per lesion
+            class): then a non-empty one is chosen first, each equally likely, and a pixel of it after, so a class
+            with few pixels (microaneurysms) centres as many crops as one with many (exudates).
         inside_pixels: Flat indices of pixels inside the field of view (where a plain crop may be centred).
         side: The view's side.
         size: The crop's side (at most ``side``).
@@ -83,7 +92,11 @@ def lesion_crop_box(
 
     The crop is centred on the chosen pixel and shifted to stay inside the view, so it always contains that pixel.
     """
-    pool = lesion_pixels if lesion_first and len(lesion_pixels) else inside_pixels
+    if isinstance(lesion_pixels, np.ndarray):
+        pool = lesion_pixels if lesion_first and len(lesion_pixels) else inside_pixels
+    else:
+        pools = [p for p in lesion_pixels if len(p)]
+        pool = pools[rng.integers(len(pools))] if lesion_first and pools else inside_pixels
     if len(pool):
         cy, cx = divmod(int(pool[rng.integers(len(pool))]), side)
     else:
@@ -112,8 +125,13 @@ def crop_sample(sample: Sample, y: int, x: int, size: int) -> Sample:
 @dataclass
 class _LesionView:
     sample: Sample
-    lesion_pixels: np.ndarray
+    lesion_pixels: np.ndarray  # flat indices of pixels of any known lesion
+    class_pixels: list[np.ndarray]  # the same, per known lesion class present
     inside_pixels: np.ndarray
+
+    def centres(self, balance: str) -> np.ndarray | list[np.ndarray]:
+        """Where a lesion-centred crop may be centred: any lesion pixel ("pixel"), or per class ("class")."""
+        return self.class_pixels if balance == "class" else self.lesion_pixels
 
 
 class HighResViews(Dataset):
@@ -130,6 +148,9 @@ class HighResViews(Dataset):
         lesion_fov_px: Side of the lesion view (at least ``size``).
         crops_per_global: Crops per global view.
         lesion_crop_fraction: Share of crops centred on a lesion pixel.
+        lesion_crop_balance: How a lesion-centred crop picks its centre: "pixel" (any lesion pixel, each equally
+            likely: large lesions centre most crops) or "class" (a lesion class present in the view first, each
+            equally likely, then a pixel of it).
         transform: Augmentation applied to every view (None: none).
         grade_balanced: Draw weights balance the grades of the global views (see :meth:`sampling_weights`).
         check_fundus: Reject images without a field of view.
@@ -142,6 +163,7 @@ class HighResViews(Dataset):
         lesion_fov_px: int,
         crops_per_global: int = 0,
         lesion_crop_fraction: float = 0.5,
+        lesion_crop_balance: str = "pixel",
         transform=None,
         grade_balanced: bool = True,
         check_fundus: bool = True,
@@ -155,7 +177,10 @@ class HighResViews(Dataset):
         self.sources = list(sources)
         self.size, self.lesion_fov_px = size, lesion_fov_px
         self.views = 1 + max(0, int(crops_per_global))
-        self.lesion_crop_fraction = lesion_crop_fraction
+        if lesion_crop_balance not in CROP_BALANCES:
+            choices = ", ".join(CROP_BALANCES)
+            raise ValueError(f"lesion_crop_balance must be one of {choices}, got {lesion_crop_balance!r}")
+        self.lesion_crop_fraction, self.lesion_crop_balance = lesion_crop_fraction, lesion_crop_balance
         self.transform, self.grade_balanced, self.check_fundus = transform, grade_balanced, check_fundus
         self.photos = [(s, i) for s, src in enumerate(self.sources) for i in range(len(src.samples))]
         if not self.photos:
@@ -216,12 +241,17 @@ class HighResViews(Dataset):
             view = preprocess_sample(self.sources[s].samples[i], self.lesion_fov_px, check_fundus=self.check_fundus)
             inside = np.ones(view.image.shape[:2], bool) if view.ignore is None else ~view.ignore
             lesions = np.zeros_like(inside)
+            per_class = []
             if view.masks is not None:
-                known = np.asarray(view.lesion_known, bool)
-                lesions = view.masks[known].any(axis=0) & inside if known.any() else lesions
-            # int32 indices: half the memory of int64 for the same pixels (a 1024 px view has ~0.8 M inside).
+                for mask, known in zip(view.masks, view.lesion_known, strict=True):
+                    if known:
+                        lesions |= (mask > 0) & inside
+                        # int32 indices: half the memory of int64 (a 1024 px view has ~0.8 M pixels inside).
+                        pixels = np.flatnonzero((mask > 0) & inside).astype(np.int32)
+                        if len(pixels):
+                            per_class.append(pixels)
             self._lesion[photo] = _LesionView(
-                view, np.flatnonzero(lesions).astype(np.int32), np.flatnonzero(inside).astype(np.int32)
+                view, np.flatnonzero(lesions).astype(np.int32), per_class, np.flatnonzero(inside).astype(np.int32)
             )
         return self._lesion[photo]
 
@@ -229,7 +259,8 @@ class HighResViews(Dataset):
         """A fresh crop of the photograph's lesion view (lesion-centred with probability ``lesion_crop_fraction``)."""
         view = self.lesion_view(photo)
         lesion_first = bool(rng.random() < self.lesion_crop_fraction)
-        y, x = lesion_crop_box(view.lesion_pixels, view.inside_pixels, self.lesion_fov_px, self.size, lesion_first, rng)
+        centres = view.centres(self.lesion_crop_balance)
+        y, x = lesion_crop_box(centres, view.inside_pixels, self.lesion_fov_px, self.size, lesion_first, rng)
         return crop_sample(view.sample, y, x, self.size)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

@@ -45,6 +45,27 @@ def test_crop_box_contains_its_centre_even_at_the_border():
         assert y <= py < y + size and x <= px < x + size
 
 
+def test_class_balanced_crops_centre_the_rare_class_as_often_as_the_common_one():
+    # One microaneurysm (9 px) beside a field of exudate (900 px): by pixel, 1 % of lesion-centred crops hold the
+    # MA; by class, half of them.
+    sample = _photo(2, 4)
+    masks = np.zeros_like(sample.masks)
+    masks[0, 60:63, 126:129] = 1
+    masks[2, 150:180, 150:180] = 1
+    sample = dataclasses.replace(sample, masks=masks)
+    holds_ma = {}
+    for balance in ("pixel", "class"):
+        views = HighResViews(
+            [ViewSource([sample])], 64, 256, crops_per_global=1, lesion_crop_fraction=1.0, lesion_crop_balance=balance
+        )
+        torch.manual_seed(0)
+        holds_ma[balance] = np.mean([float(views[1]["masks"][0].sum() > 0) for _ in range(200)])
+    assert holds_ma["pixel"] < 0.1
+    assert 0.35 < holds_ma["class"] < 0.65
+    with pytest.raises(ValueError, match="lesion_crop_balance"):
+        HighResViews([ViewSource([sample])], 64, 256, crops_per_global=1, lesion_crop_balance="region")
+
+
 def test_lesion_centred_crops_contain_the_lesion_and_have_no_grade():
     views = HighResViews([ViewSource([_one_lesion_photo()])], 64, 256, crops_per_global=3, lesion_crop_fraction=1.0)
     assert len(views) == 4
