@@ -116,6 +116,7 @@ class _Data:
     healthy: list[Sample]  # at the lesion view side, as the rest
     dr_other: list[Sample]
     cohorts: dict[str, Sequence[Sample]]
+    revisions: dict[str, str]  # generator revision each cohort was made with (a reused folder may be older)
 
 
 def _load(cfg: RealBenchConfig, root: Path, log: Callable[[str], None]) -> _Data:
@@ -130,20 +131,30 @@ def _load(cfg: RealBenchConfig, root: Path, log: Callable[[str], None]) -> _Data
     # JPEG and four TIFF masks take seconds): the views are then cut from that square, no finer than it.
     side = cfg.train.model.lesion_fov_px
     idrid = [preprocess_sample(sample, side) for sample in reader]
-    cohorts = {}
-    for generator in sorted({"v1" if v == "synthetic_v1" else "v2" for v in cfg.variants if v != "real"}):
+    cohorts, revisions = {}, {}
+    for generator in sorted({_generator(v) for v in cfg.variants if v != "real"}):
         path = root / f"cohort-{generator}-{cfg.n_synthetic}-{cfg.image_size}-{cfg.train.seed}"
         if not (path / "manifest.json").is_file():
             synthetic.generate_cohort(
                 path, cfg.n_synthetic, size=cfg.image_size, seed=cfg.train.seed, generator=generator, progress=False
             )
         cohorts[generator] = open_dataset(path, layout="synthetic")
+        today = synthetic.GENERATOR_REVISION if generator == "v2" else generator
+        made = json.loads((path / "manifest.json").read_text()).get("generator_revision", "unknown")
+        revisions[generator] = made
+        if made != today:
+            log(f"{path}: reusing a cohort made by generator {made}, not today's {today} (remove it to make anew)")
     found = sample_photographs()
     dr_other = [Sample(load_rgb(found[s]), s, "real-dr", path=found[s]) for s in DR_STEMS if s in found]
     healthy = [preprocess_sample(s, side) for s in healthy_real_photographs()]
-    data = _Data(idrid, healthy, [preprocess_sample(s, side) for s in dr_other], cohorts)
+    data = _Data(idrid, healthy, [preprocess_sample(s, side) for s in dr_other], cohorts, revisions)
     log(f"{len(idrid)} IDRiD photographs, {len(data.healthy)} healthy and {len(dr_other)} other DR real photographs")
     return data
+
+
+def _generator(variant: str) -> str:
+    """The synthetic generator a (non-real) variant trains on."""
+    return "v1" if variant == "synthetic_v1" else "v2"
 
 
 def _sources(variant: str, data: _Data, fold: int, cfg: RealBenchConfig) -> list[ViewSource]:
@@ -151,7 +162,7 @@ def _sources(variant: str, data: _Data, fold: int, cfg: RealBenchConfig) -> list
     mixed = variant == "mixed"
     sources = []
     if variant != "real":
-        sources.append(ViewSource(data.cohorts["v1" if variant == "synthetic_v1" else "v2"], name="synthetic"))
+        sources.append(ViewSource(data.cohorts[_generator(variant)], name="synthetic"))
     if variant in REAL_VARIANTS:
         others = [i for i in range(len(data.idrid)) if i != fold]
         sources.append(
@@ -265,6 +276,7 @@ def run(cfg: RealBenchConfig, out: Path, log: Callable[[str], None] = print) -> 
             "healthy_grades": {},
             "other_dr_grades": {},
             "train_seconds": 0.0,
+            "synthetic_generator": None if variant == "real" else data.revisions[_generator(variant)],
         }
         model = None
         for fold in cfg.folds:
@@ -302,11 +314,15 @@ def markdown(cfg: RealBenchConfig, rows: list[dict[str, Any]]) -> str:
     budget = (
         f"Budget per fold: {t.epochs} epochs x {t.max_steps_per_epoch} steps x batch {t.batch_size} at "
         f"{t.model.input_size} px, {t.crops_per_global} crops per global view from a {t.model.lesion_fov_px} px "
-        f"lesion view ({t.lesion_crop_fraction:.0%} lesion-centred), lr {t.lr}, seed {t.seed}; "
+        f"lesion view ({t.lesion_crop_fraction:.0%} lesion-centred, centres drawn by {t.lesion_crop_balance}), "
+        f"lr {t.lr}, seed {t.seed}; "
         f"{cfg.n_synthetic} synthetic photographs at {cfg.image_size} px; real weight {cfg.real_weight}, healthy "
         f"weight {cfg.healthy_weight} (mixed); trained on {cfg.device}. AUPR pooled over the left-out photographs; "
         "train s: all folds together (the synthetic-only variants train once for every fold)."
     )
+    made = sorted({r["synthetic_generator"] for r in rows if r.get("synthetic_generator")})
+    if made:
+        budget += f" Synthetic photographs made by generator {', '.join(made)}."
     title = f"# Real photographs, leave-one-out over {len(cfg.folds)} IDRiD photographs"
     lines = [title, "", budget, "", head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:

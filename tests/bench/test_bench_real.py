@@ -55,10 +55,16 @@ def test_resume_reuses_a_finished_fold_and_refuses_one_made_with_other_settings(
     first = real.run(cfg, tmp_path, log=lambda _: None)[0]
     weights = tmp_path / "runs" / "mixed" / "fold1" / "last" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
+    assert first["synthetic_generator"] == real.synthetic.GENERATOR_REVISION
+    # A cohort folder found under --out is reused as it is; an older generator's is named, not passed off as today's.
+    (manifest,) = tmp_path.glob("cohort-v2-*/manifest.json")
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "generator_revision": "v0.9"}))
     logged: list[str] = []
     both = real.run(dataclasses.replace(cfg, folds=(0, 1)), tmp_path, log=logged.append)[0]
     assert weights.stat().st_mtime_ns == stamp  # fold 1 was not trained again
     assert any("resuming" in line and "fold1" in line for line in logged)
+    assert any("made by generator v0.9, not today's" in line for line in logged)
+    assert both["synthetic_generator"] == "v0.9"
     assert both["left_out_grades"]["IDRiD_02"] == first["left_out_grades"]["IDRiD_02"]
     assert list(both["left_out_grades"]) == ["IDRiD_01", "IDRiD_02"]
     assert both["train_seconds"] >= first["train_seconds"]
@@ -76,7 +82,9 @@ def test_the_table_gives_each_left_out_photograph_alone_beside_the_pool():
         "healthy_grades": {"DRIVE_40": [0]},
         "other_dr_grades": {"HRF_07_dr": [1]},
         "train_seconds": 12.0,
+        "synthetic_generator": "v2.0",
     }
     table = real.markdown(real.RealBenchConfig(), [row])
+    assert "generator v2.0." in table and "centres drawn by pixel" in table
     assert "| calibrated synthetic + real | IDRiD_01 | 0.250 | 0.500 | 0.800 | n/a |" in table
     assert "| calibrated synthetic + real | 0.200 | 0.300 | 0.700 | n/a | 1/1 DR (grades 3) |" in table
