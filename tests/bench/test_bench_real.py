@@ -9,6 +9,8 @@ import math
 import pytest
 
 from drgnet.bench import real
+from drgnet.data.preprocess import preprocess_sample
+from drgnet.data.readers import open_dataset
 from drgnet.data.real_samples import idrid_train4_dir
 from drgnet.labels import LESIONS
 from drgnet.training.mix import healthy_real_photographs
@@ -33,6 +35,11 @@ def test_leave_one_out_scores_the_left_out_photograph_and_the_held_out_healthy_o
     # Synthetic-only training saw no healthy real photograph: all are scored; mixed trained on 3 of every 4.
     assert sum(len(g) for g in by_variant["synthetic"]["healthy_grades"].values()) == n_healthy
     assert sum(len(g) for g in by_variant["mixed"]["healthy_grades"].values()) == len(range(0, n_healthy, 4))
+    # Scored on the left-out photograph's lesion view as made once from the original: every annotated pixel counts.
+    view = preprocess_sample(open_dataset(idrid_train4_dir(), layout="idrid-seg")[0], cfg.train.model.lesion_fov_px)
+    for k, lesion in enumerate(LESIONS):
+        expected = int(((view.masks[k] > 0) & ~view.ignore).sum()) if view.lesion_known[k] else 0
+        assert by_variant["mixed"]["positives"][lesion] == expected
     table = (tmp_path / "real.md").read_text()
     assert "calibrated synthetic + real" in table and "left-out IDRiD graded >= 1" in table
     assert json.loads((tmp_path / "real.json").read_text())["rows"][1]["variant"] == "mixed"
