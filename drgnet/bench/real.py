@@ -139,8 +139,8 @@ def _load(cfg: RealBenchConfig, root: Path, log: Callable[[str], None]) -> _Data
                 path, cfg.n_synthetic, size=cfg.image_size, seed=cfg.train.seed, generator=generator, progress=False
             )
         cohorts[generator] = open_dataset(path, layout="synthetic")
-        today = synthetic.GENERATOR_REVISION if generator == "v2" else generator
-        made = json.loads((path / "manifest.json").read_text()).get("generator_revision", "unknown")
+        today = synthetic.revision_of(generator)
+        made = json.loads((path / synthetic.MANIFEST).read_text()).get("generator_revision", "unknown")
         revisions[generator] = made
         if made != today:
             log(f"{path}: reusing a cohort made by generator {made}, not today's {today} (remove it to make anew)")

@@ -19,13 +19,13 @@ import numpy as np
 from drgnet.data._synth_camera import STYLES, resolve_style
 from drgnet.data._synth_fundus import (
     _STREAM_COHORT,
-    GENERATOR_REVISION,
     GENERATORS,
     IMAGE_PREFIX,
     _check_size,
     _rng,
     generate_fundus,
     image_name,
+    revision_of,
 )
 from drgnet.labels import LESIONS, check_grade
 
@@ -220,7 +220,7 @@ def generate_cohort(
         "size": size,
         "style": cam.name,
         "seed": int(seed),
-        "generator_revision": GENERATOR_REVISION if generator == "v2" else generator,
+        "generator_revision": revision_of(generator),
     }
     if generator != "v2":
         manifest["generator_version"] = generator

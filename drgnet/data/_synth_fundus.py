@@ -27,6 +27,13 @@ GENERATORS = ("v2", "v1")
 #: (``anatomy_stats``): a smaller disc with a sharper rim and less glow. v2.2: haemorrhages drawn as overlapping ovals
 #: along a short random walk (elongated and lobed, as real ones; ``lesion_stats`` solidity and elongation).
 GENERATOR_REVISION = "v2.2"
+
+
+def revision_of(generator: str) -> str:
+    """The revision a cohort made by ``generator`` ("v1" or "v2") records: today's for "v2", the name for "v1"."""
+    return GENERATOR_REVISION if generator == "v2" else generator
+
+
 IMAGE_PREFIX = "SYN_"
 _MIN_SIZE = 32
 

@@ -42,6 +42,7 @@ from drgnet.data._synth_fundus import (
     SyntheticFundus,
     generate_fundus,
     image_name,
+    revision_of,
 )
 from drgnet.data._synth_pathology import FINDINGS
 from drgnet.data._synth_preview import overlay_masks, write_preview
@@ -70,5 +71,6 @@ __all__ = [
     "image_name",
     "mask_path",
     "overlay_masks",
+    "revision_of",
     "write_preview",
 ]

@@ -245,9 +245,10 @@ class HighResViews(Dataset):
             if view.masks is not None:
                 for mask, known in zip(view.masks, view.lesion_known, strict=True):
                     if known:
-                        lesions |= (mask > 0) & inside
+                        hit = (mask > 0) & inside
+                        lesions |= hit
                         # int32 indices: half the memory of int64 (a 1024 px view has ~0.8 M pixels inside).
-                        pixels = np.flatnonzero((mask > 0) & inside).astype(np.int32)
+                        pixels = np.flatnonzero(hit).astype(np.int32)
                         if len(pixels):
                             per_class.append(pixels)
             self._lesion[photo] = _LesionView(
