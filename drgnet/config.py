@@ -45,6 +45,11 @@ class ModelConfig:
     # teach the lesion branch.
     grade_gradient_to_lesions: float = 0.05
     dropout: float = 0.2  # before the grade heads
+    # Local contrast normalisation of the input (drgnet.model._contrast): each pixel against a Gaussian mean of its
+    # surroundings this wide, in input pixels; 0: off (the photograph as it is). Removes camera colour casts and uneven
+    # illumination, keeps lesions (a departure from their own surroundings).
+    local_contrast_sigma_px: float = 0.0
+    local_contrast_gain: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class LossConfig:
     lesion_weight: float = 1.0  # Dice + focal on the four lesion maps
     lesion_focal_gamma: float = 2.0  # 0 gives plain BCE
     lesion_pos_weight: float = 1.0  # extra weight of positive pixels in the focal/BCE term
+    # Dice "image" (one per image and lesion, averaged) or "batch" (one per lesion over the batch's pixels pooled)
+    lesion_dice_over: str = "image"
     grade_weight: float = 1.0
     grade_loss: str = "ordinal"  # "ce", "ordinal" (CE plus squared distance of the expected grade) or "gce"
     gce_q: float = 0.7  # generalised cross-entropy: towards 0 like CE, 1 most robust to wrong grades

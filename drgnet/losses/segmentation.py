@@ -14,6 +14,7 @@ def lesion_loss(
     pos_weight: float = 1.0,
     smooth: float = 1.0,
     dice_pairs: torch.Tensor | None = None,
+    dice_over: str = "image",
 ) -> dict[str, torch.Tensor]:
     """Dice and focal terms of the lesion maps.
 
@@ -29,6 +30,10 @@ def lesion_loss(
         dice_pairs: ``(B, K)`` bool: the (image, lesion) pairs the Dice term covers (default: every pair with a
             weighted pixel). Dice over a sparse label, say only painted strokes, is met by predicting "lesion"
             everywhere; the focal term alone is well defined there.
+        dice_over: ``"image"``: one Dice per (image, lesion) pair, averaged; an image without that lesion is
+            pushed to predict none of it at all, however faint the evidence. ``"batch"``: one Dice per lesion
+            over all covered pairs of the batch together (the sums pooled), so each image's pixels count by
+            their number, not each image alike.
 
     Returns:
         ``{"dice": ..., "focal": ...}``, each a scalar; zero (with a graph) when no pixel has weight.
@@ -56,6 +61,15 @@ def lesion_loss(
     present = weights.sum(dim=(2, 3)) > 0
     if dice_pairs is not None:
         present = present & dice_pairs.to(present.device)
-    dice = 1 - (2 * inter + smooth) / (denom + smooth)
-    dice = (dice * present).sum() / present.sum().clamp_min(1)
+    if dice_over == "image":
+        dice = 1 - (2 * inter + smooth) / (denom + smooth)
+        dice = (dice * present).sum() / present.sum().clamp_min(1)
+    elif dice_over == "batch":
+        covered = present.any(dim=0)  # (K,): lesions with at least one covered pair in the batch
+        inter_k = (inter * present).sum(dim=0)
+        denom_k = (denom * present).sum(dim=0)
+        dice = 1 - (2 * inter_k + smooth) / (denom_k + smooth)
+        dice = (dice * covered).sum() / covered.sum().clamp_min(1)
+    else:
+        raise ValueError(f"lesion loss: dice_over must be 'image' or 'batch', got {dice_over!r}")
     return {"dice": dice, "focal": focal}

@@ -16,6 +16,7 @@ from torch import nn
 from drgnet.config import ModelConfig
 from drgnet.labels import NUM_GRADES, NUM_LESIONS
 from drgnet.model._attention import HighLevelAttention, LowLevelAttention
+from drgnet.model._contrast import LocalContrast
 from drgnet.model._pretrained import has_shipped_weights, load_imagenet_weights
 from drgnet.model._weights import load_encoder_weights
 
@@ -76,6 +77,11 @@ class DRGNet(nn.Module):
         self.config = config = config or ModelConfig()
         if not 0.0 <= config.grade_gradient_to_lesions <= 1.0:
             raise ValueError(f"grade_gradient_to_lesions must lie in [0, 1], got {config.grade_gradient_to_lesions}")
+        self.contrast = (
+            LocalContrast(config.local_contrast_sigma_px, config.local_contrast_gain)
+            if config.local_contrast_sigma_px > 0
+            else None
+        )
         self.encoder = get_encoder(f"tu-{config.encoder}", in_channels=3, depth=5, weights=None)
         self._init_encoder(config)
         channels = list(self.encoder.out_channels)  # [3, s2, s4, s8, s16, s32]
@@ -130,7 +136,8 @@ class DRGNet(nn.Module):
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         if images.shape[-1] % 32 or images.shape[-2] % 32:
             raise ValueError(f"image height and width must be multiples of 32, got {tuple(images.shape[-2:])}")
-        x = (images - self.mean) / self.std
+        x = self.contrast(images) if self.contrast is not None else images
+        x = (x - self.mean) / self.std
         features = self.encoder(x)
         lesion_logits = self.lesion_head(self.decoder(features))
         # What the grading side sees of the lesion maps: the same values, a damped gradient (ModelConfig).

@@ -37,6 +37,7 @@ def lesion_terms(
         gamma=cfg.lesion_focal_gamma,
         pos_weight=cfg.lesion_pos_weight,
         dice_pairs=dice_pairs,
+        dice_over=cfg.lesion_dice_over,
     )
 
 

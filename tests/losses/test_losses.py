@@ -152,3 +152,46 @@ def test_dice_pairs_leave_sparse_labels_to_the_focal_term():
     # A stroke-only Dice is met by raising every prediction inside it: that is what the selection avoids.
     up = lesion_loss(logits + 5, targets, weights)
     assert up["dice"] < everything["dice"]
+
+
+def test_batch_dice_pools_the_images_of_a_lesion_and_spares_an_image_without_it():
+    # Image 0 has a 4x4 HE; image 1 has no HE but one faint doubtful pixel. Per-image Dice gives image 1 a
+    # whole Dice of its own (near 1 for a single pixel at 0.5); batch Dice counts that pixel once among the
+    # pooled sums, so its weight in the loss is that of one pixel, not of one image.
+    logits = torch.full((2, 4, 8, 8), -8.0)
+    targets = torch.zeros(2, 4, 8, 8)
+    weights = torch.zeros(2, 4, 8, 8)
+    weights[:, 1] = 1
+    targets[0, 1, 2:6, 2:6] = 1
+    logits[0, 1, 2:6, 2:6] = 8.0
+    logits[1, 1, 0, 0] = 0.0  # p = 0.5 on an image without HE
+    logits.requires_grad_(True)
+    per_image = lesion_loss(logits, targets, weights, dice_over="image")
+    batch = lesion_loss(logits, targets, weights, dice_over="batch")
+    assert per_image["dice"] > 0.15  # image 1's Dice: 1 - 1 / (0.5 + 1) = 0.33, halved by the mean
+    assert batch["dice"] < 0.05  # 1 - (2*16 + 1) / (16 + 0.5 + 16 + 1)
+    assert torch.isclose(per_image["focal"], batch["focal"])
+    grad_image = torch.autograd.grad(per_image["dice"], logits)[0][1, 1, 0, 0]
+    grad_batch = torch.autograd.grad(batch["dice"], logits)[0][1, 1, 0, 0]
+    assert grad_image > 5 * grad_batch > 0  # the doubtful pixel is pushed down far harder per image
+    # One image: both forms are the same Dice.
+    single = [lesion_loss(logits[:1], targets[:1], weights[:1], dice_over=d)["dice"] for d in ("image", "batch")]
+    assert torch.isclose(single[0], single[1])
+    with pytest.raises(ValueError, match="dice_over"):
+        lesion_loss(logits, targets, weights, dice_over="pixel")
+
+
+def test_the_joint_task_passes_the_dice_form_on(tiny_config):
+    torch.manual_seed(0)
+    model = DRGNet(tiny_config)
+    batch = {
+        "image": torch.rand(2, 3, 64, 64),
+        "masks": torch.zeros(2, 4, 64, 64),
+        "mask_weights": torch.ones(2, 4, 64, 64),
+        "grade": torch.tensor([0, 2]),
+    }
+    batch["masks"][0, 1, 10:20, 10:20] = 1
+    model.eval()
+    image = JointTask(model, LossConfig())(batch)["lesion_dice"]
+    pooled = JointTask(model, LossConfig(lesion_dice_over="batch"))(batch)["lesion_dice"]
+    assert not torch.isclose(image, pooled)
