@@ -52,14 +52,14 @@ class LocalContrast(nn.Module):
             raise ValueError(f"local contrast gain must be positive, got {gain}")
         self.gain = float(gain)
         kernel = _gaussian_kernel(sigma_px / _DOWN)
-        self.register_buffer("kernel", kernel, persistent=False)
+        self.pad = kernel.numel() // 2
+        # Depthwise kernels of fixed shape for the 3 colour channels and the lit mask (ONNX needs the shapes).
+        self.register_buffer("kernel_x", kernel.view(1, 1, 1, -1).repeat(4, 1, 1, 1), persistent=False)
+        self.register_buffer("kernel_y", kernel.view(1, 1, -1, 1).repeat(4, 1, 1, 1), persistent=False)
 
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        k = self.kernel.to(x.dtype)
-        pad = k.numel() // 2
-        x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, pad), groups=c)
-        return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(pad, 0), groups=c)
+        x = F.conv2d(x, self.kernel_x.to(x.dtype), padding=(0, self.pad), groups=4)
+        return F.conv2d(x, self.kernel_y.to(x.dtype), padding=(self.pad, 0), groups=4)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         lit = (images.amax(dim=1, keepdim=True) > _LIT).to(images.dtype)

@@ -74,3 +74,16 @@ def test_the_option_changes_the_input_not_the_weights(tiny_config):
     assert diff_normed < 0.1 * diff_plain  # a brightness shift reaches the plain model, hardly the normalised one
     with pytest.raises(ValueError, match="sigma"):
         LocalContrast(2)
+
+
+def test_a_normalising_model_exports_to_onnx_and_reloads_with_its_setting(tiny_config, tmp_path):
+    from drgnet.engines import export_onnx
+    from drgnet.model.checkpoint import load_checkpoint, save_checkpoint
+
+    config = replace(tiny_config, local_contrast_sigma_px=8.0)
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "lc", DRGNet(config).eval(), config)
+    model, _ = load_checkpoint(path)
+    assert model.contrast is not None and model.config.local_contrast_sigma_px == 8.0
+    report = export_onnx(path, tmp_path / "lc.onnx")  # raises when ONNX Runtime disagrees with PyTorch
+    assert report.max_lesion_diff < 1e-3
