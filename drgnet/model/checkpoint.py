@@ -14,8 +14,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,21 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _staging_folder(path: Path) -> Path:
+    """A new empty folder beside ``path`` with the mode a plain ``mkdir`` gets (not mkdtemp's 0700).
+
+    ``os.mkdir`` applies the process umask itself, so the umask is never changed to be read (a moment of umask 0
+    would let another thread of the same process create world-writable files).
+    """
+    while True:
+        staging = path.parent / f".{path.name}.{secrets.token_hex(4)}"
+        try:
+            staging.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return staging
+
+
 def save_checkpoint(
     path: Path,
     model: nn.Module,
@@ -61,10 +76,8 @@ def save_checkpoint(
     """Write a checkpoint folder atomically: built beside ``path`` then renamed over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would become the checkpoint folder's mode
+    staging = _staging_folder(path)
+    file_mode = staging.stat().st_mode & 0o666  # what the umask leaves of rw-rw-rw-
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS), metadata={"format": FORMAT})
@@ -83,7 +96,7 @@ def save_checkpoint(
             save_file(tensors, str(staging / OPTIMIZER))
             _write_json(staging / TRAINER, {"param_groups": groups, **(trainer_state or {})})
         for written in staging.iterdir():  # safetensors writes 0600: another account (the app) could not read it
-            written.chmod(0o666 & ~umask)
+            written.chmod(file_mode)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

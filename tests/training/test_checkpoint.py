@@ -45,6 +45,27 @@ def test_overwriting_is_atomic_and_leaves_no_staging(saved, tmp_path, tiny_confi
         assert written.stat().st_mode & 0o777 == 0o666 & ~umask, written.name
 
 
+def test_modes_follow_the_umask_without_changing_it(tmp_path, tiny_config, monkeypatch):
+    model = DRGNet(tiny_config)
+    old = os.umask(0o027)
+    try:
+
+        def no_umask(mask):  # a moment of umask 0 would let other threads create world-writable files
+            raise AssertionError("save_checkpoint changed the process umask")
+
+        monkeypatch.setattr(os, "umask", no_umask)
+        path = save_checkpoint(tmp_path / "ckpt", model, tiny_config, metrics={"qwk": 0.1})
+        save_checkpoint(path, model, tiny_config, metrics={"qwk": 0.2})  # over an existing one
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o750
+    assert {w.name: w.stat().st_mode & 0o777 for w in path.iterdir()} == dict.fromkeys(
+        ["checkpoint.json", "metrics.json", "model.safetensors"], 0o640
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
 def test_corrupted_weights_are_rejected(saved):
     _, path = saved
     data = bytearray((path / "model.safetensors").read_bytes())
