@@ -38,6 +38,8 @@ from drgnet.tiling import (
     draw_on_photograph,
     lesion_side,
     lesion_view,
+    tta_flips,
+    unflip_maps,
     view_geometry,
 )
 
@@ -219,7 +221,12 @@ class PhotoMaps:
 
 
 def engine_maps(
-    engine: Engine, photos: Sequence[PhotoInput], *, overlap: float = TILE_OVERLAP, batch_size: int = 8
+    engine: Engine,
+    photos: Sequence[PhotoInput],
+    *,
+    overlap: float = TILE_OVERLAP,
+    batch_size: int = 8,
+    tta: str = "none",
 ) -> list[PhotoMaps]:
     """Run photographs through any engine: global views for the grade, overlapping tiles for the lesion maps.
 
@@ -233,7 +240,11 @@ def engine_maps(
         photos: Global view and optional lesion view of each photograph.
         overlap: Share of a tile's side shared with each neighbour.
         batch_size: Pictures (global views and tiles) per engine call.
+        tta: Test-time augmentation of the lesion maps (:data:`drgnet.tiling.TTA_FLIPS`): every picture is also
+            run flipped and its lesion probabilities are averaged with the flips undone (``"hflip"``: twice the
+            passes, ``"flips"``: four times). Grade and attention come from the unflipped global view.
     """
+    flips = tta_flips(tta)
     if not photos:
         return []
     size = engine.input_size
@@ -248,17 +259,28 @@ def engine_maps(
         lesion_logits[i : i + batch_size] = out.lesion_logits
         grade_logits.append(out.grade_logits)
         attention.append(out.attention)
+    lesion_probs = _sigmoid(lesion_logits)
+    for axes in flips[1:]:
+        flipped = np.ascontiguousarray(np.flip(batch, axes))
+        for i in range(0, len(batch), batch_size):
+            out = engine(flipped[i : i + batch_size])
+            lesion_probs[i : i + batch_size] += unflip_maps(_sigmoid(out.lesion_logits), axes)
+    lesion_probs /= len(flips)
     n = len(photos)
     maps = model_maps(np.concatenate(grade_logits)[:n], lesion_logits[:n], np.concatenate(attention)[:n], size)
     result, start = [], n
     for i, grid in enumerate(grids):
-        lesion = maps.lesion_probs[i]
+        lesion = lesion_probs[i]
         if grid is not None:
-            tiles = lesion_logits[start : start + len(grid)]
+            lesion = grid.blend(lesion_probs[start : start + len(grid)])
             start += len(grid)
-            lesion = grid.blend(torch.sigmoid(torch.from_numpy(tiles).float()).numpy())
         result.append(PhotoMaps(maps.grade_probs[i], lesion, maps.attention[i]))
     return result
+
+
+def _sigmoid(logits: np.ndarray | torch.Tensor) -> np.ndarray:
+    with torch.inference_mode():
+        return torch.sigmoid(torch.as_tensor(logits).float()).numpy()
 
 
 def prediction_at_full_resolution(
@@ -327,6 +349,7 @@ class Predictor:
         map_max_pixels: Pixel limit of the maps (:func:`draw_shape`); None: the photograph's resolution.
         lesion_fov_px: Side of the lesion view (:mod:`drgnet.tiling`); None: what the model was made for
             (``ModelConfig.lesion_fov_px``); 0: lesion maps from the global view.
+        tta: Test-time augmentation of the lesion maps (``engine_maps``): ``"none"``, ``"hflip"`` or ``"flips"``.
     """
 
     def __init__(
@@ -336,7 +359,9 @@ class Predictor:
         threshold: float = 0.5,
         map_max_pixels: int | None = None,
         lesion_fov_px: int | None = None,
+        tta: str = "none",
     ) -> None:
+        tta_flips(tta)  # an unknown name fails here, not at the first photograph
         if isinstance(model, torch.nn.Module):
             self.model: torch.nn.Module | None = model.eval()
             self.engine: Engine = TorchEngine(model, model_version, channels_last=False)
@@ -347,6 +372,7 @@ class Predictor:
         self.threshold = threshold
         self.map_max_pixels = map_max_pixels  # None: maps at the photograph's resolution
         self.lesion_fov_px = self.engine.lesion_fov_px if lesion_fov_px is None else int(lesion_fov_px)
+        self.tta = tta
 
     @classmethod
     def from_checkpoint(
@@ -355,12 +381,13 @@ class Predictor:
         threshold: float = 0.5,
         map_max_pixels: int | None = None,
         lesion_fov_px: int | None = None,
+        tta: str = "none",
     ) -> Predictor:
         from drgnet.model.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(Path(path))
         version = str(meta.get("version_name") or meta.get("weights_sha256", "")[:12])
-        return cls(model, version, threshold, map_max_pixels, lesion_fov_px)
+        return cls(model, version, threshold, map_max_pixels, lesion_fov_px, tta)
 
     def prepare(self, image: np.ndarray | str | Path, source: str | None = None) -> tuple[Preprocessed, str]:
         """Decode and preprocess a photograph; the result carries its lesion view when the model has one."""
@@ -379,7 +406,7 @@ class Predictor:
     def predict_prepared(self, batch: list[Preprocessed]) -> list[Prediction]:
         """Predict photographs made ready by :meth:`prepare` (their lesion views are tiled, when they have one)."""
         photos = [PhotoInput(p.image, getattr(p, "lesion", None)) for p in batch]
-        maps = engine_maps(self.engine, photos)
+        maps = engine_maps(self.engine, photos, tta=self.tta)
         return [
             prediction_at_full_resolution(
                 pre,

@@ -122,6 +122,49 @@ class TileGrid:
         return acc[:, : self.side, : self.side]
 
 
+#: Test-time augmentation: the flips each tile is also run under (axes of a ``(B, t, t, 3)`` tile batch; 2 is
+#: left-right, 1 up-down), their maps flipped back and averaged. ``"hflip"`` is the training's own symmetry (left
+#: and right eyes mirror each other); ``"flips"`` adds the up-down flip and both (4 passes).
+TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": ((),),
+    "hflip": ((), (2,)),
+    "flips": ((), (2,), (1,), (1, 2)),
+}
+
+
+def tta_flips(tta: str) -> tuple[tuple[int, ...], ...]:
+    """The flips of a test-time augmentation name; raises ValueError naming the choices."""
+    if tta not in TTA_FLIPS:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; expected one of {', '.join(TTA_FLIPS)}")
+    return TTA_FLIPS[tta]
+
+
+def unflip_maps(maps: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """``(B, C, t, t)`` maps of tiles flipped along ``axes`` (tile-batch axes 1, 2), flipped back."""
+    return np.flip(maps, tuple(a + 1 for a in axes)) if axes else maps
+
+
+def flip_averaged(run: Callable[[np.ndarray], np.ndarray], tta: str) -> Callable[[np.ndarray], np.ndarray]:
+    """``run`` (tiles ``(B, t, t, 3)`` -> maps ``(B, C, t, t)``) averaged over the flips of ``tta``.
+
+    With ``"hflip"`` or ``"flips"`` the result is exactly equivariant to those flips: the maps of a mirrored tile
+    are the mirrored maps. ``"none"`` returns ``run`` itself.
+    """
+    flips = tta_flips(tta)
+    if len(flips) == 1:
+        return run
+
+    def averaged(tiles: np.ndarray) -> np.ndarray:
+        total = None
+        for axes in flips:
+            seen = np.ascontiguousarray(np.flip(tiles, axes)) if axes else tiles
+            maps = unflip_maps(np.asarray(run(seen), np.float32), axes)
+            total = maps.copy() if total is None else total + maps
+        return total / len(flips)
+
+    return averaged
+
+
 def tiled_maps(
     image: np.ndarray,
     run: Callable[[np.ndarray], np.ndarray],
@@ -239,12 +282,16 @@ __all__ = [
     "WithLesionView",
     "attach_lesion_view",
     "TILE_OVERLAP",
+    "TTA_FLIPS",
     "TileGrid",
     "blend_window",
     "draw_on_photograph",
     "lesion_side",
     "lesion_view",
     "tile_starts",
+    "flip_averaged",
     "tiled_maps",
+    "tta_flips",
+    "unflip_maps",
     "view_geometry",
 ]

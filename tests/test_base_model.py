@@ -66,3 +66,16 @@ def test_shipping_halves_the_weights_and_keeps_the_predictions(tiny_checkpoint, 
         pa, pb = a(x), b(x)
     assert torch.allclose(pa.grade_logits.softmax(1), pb.grade_logits.softmax(1), atol=2e-3)
     assert torch.allclose(pa.lesion_logits.sigmoid(), pb.lesion_logits.sigmoid(), atol=2e-3)
+
+
+def test_predict_with_test_time_flips_keeps_the_grade_and_refuses_an_unknown_flip(tiny_checkpoint, tmp_path):
+    photo = tmp_path / "eye.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(generate_fundus(3, size=160, seed=6).image, cv2.COLOR_RGB2BGR))
+    args = ["predict", str(photo), "--json", "--checkpoint", str(tiny_checkpoint)]
+    plain, flipped = runner.invoke(app, args), runner.invoke(app, [*args, "--tta", "flips"])
+    assert plain.exit_code == 0 and flipped.exit_code == 0, plain.output + flipped.output
+    a, b = (json.loads(r.output.strip().splitlines()[-1]) for r in (plain, flipped))
+    assert a["grade"] == b["grade"] and a["probs"] == pytest.approx(b["probs"], abs=1e-6)
+    bad = runner.invoke(app, [*args, "--tta", "rot90"])
+    assert bad.exit_code == 2
+    assert "unknown test-time augmentation 'rot90'" in bad.output.replace("\n", "")

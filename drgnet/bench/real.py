@@ -41,7 +41,7 @@ from drgnet.labels import LESIONS, REFERABLE_MIN_GRADE
 from drgnet.metrics import LesionAccumulator
 from drgnet.model import DRGNet
 from drgnet.model.checkpoint import read_checkpoint_meta
-from drgnet.tiling import tiled_maps
+from drgnet.tiling import flip_averaged, tiled_maps, tta_flips
 from drgnet.training.engine import fit, seed_everything
 from drgnet.training.mix import healthy_real_photographs, views_of
 from drgnet.training.task import JointTask
@@ -90,8 +90,11 @@ class RealBenchConfig:
     # when it was made by the same settings: runs of some folds in separate processes, then one run of every fold
     # that trains nothing new, give the pooled table. A run folder from other settings is an error, not reused.
     resume: bool = False
+    # Test-time flips of the left-out photograph's lesion maps (scoring only: a resumed run re-scores its models).
+    tta: str = "none"
 
     def __post_init__(self) -> None:
+        tta_flips(self.tta)
         unknown = sorted(set(self.variants) - set(VARIANTS))
         if unknown:
             raise ValueError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
@@ -182,20 +185,23 @@ def grade_photo(model: DRGNet, sample: Sample, size: int, device: str) -> int:
 
 
 @torch.inference_mode()
-def lesion_view_probs(model: DRGNet, view: Sample, device: str) -> np.ndarray:
-    """``(4, L, L)`` lesion probabilities of a lesion view, by blended tiles of the input size as in ``predict``."""
+def lesion_view_probs(model: DRGNet, view: Sample, device: str, tta: str = "none") -> np.ndarray:
+    """``(4, L, L)`` lesion probabilities of a lesion view, by blended tiles of the input size as in ``predict``.
+
+    ``tta``: test-time flips averaged (:data:`drgnet.tiling.TTA_FLIPS`), as ``predict --tta`` does.
+    """
 
     def run(tiles: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(tiles).permute(0, 3, 1, 2).float().div(255.0).to(device)
         return torch.sigmoid(model(x).lesion_logits.float()).cpu().numpy()
 
-    return tiled_maps(view.image, run, model.config.input_size, fov_mask=~view.ignore)
+    return tiled_maps(view.image, flip_averaged(run, tta), model.config.input_size, fov_mask=~view.ignore)
 
 
 def run_identity(cfg: RealBenchConfig, variant: str, fold: int | None) -> dict[str, Any]:
     """What makes a fold's training what it is: every setting but which folds run, the device and ``resume``."""
     settings = dataclasses.asdict(cfg)
-    for key in ("folds", "variants", "device", "resume"):
+    for key in ("folds", "variants", "device", "resume", "tta"):  # tta: scoring only, the models are the same
         settings.pop(key)
     return json.loads(json.dumps({"variant": variant, "fold": fold, "settings": settings}))
 
@@ -247,7 +253,7 @@ def _score_fold(model: DRGNet, data: _Data, fold: int, variant: str, cfg: RealBe
     # is found again on the square and resampled: IDRiD_01 lost 187 of its 13,353 lesion pixels that way).
     left_out = view = data.idrid[fold]
     valid = np.asarray(view.lesion_known, bool)[:, None, None] & ~view.ignore[None]
-    probs = lesion_view_probs(model, view, device)
+    probs = lesion_view_probs(model, view, device, cfg.tta)
     row["_lesions"].add(probs, view.masks, valid)
     alone = LesionAccumulator(max_negatives=EVERY_PIXEL)
     alone.add(probs, view.masks, valid)
@@ -320,8 +326,9 @@ def markdown(cfg: RealBenchConfig, rows: list[dict[str, Any]]) -> str:
         f"lesion view ({t.lesion_crop_fraction:.0%} lesion-centred, centres drawn by {t.lesion_crop_balance}), "
         f"lr {t.lr}, seed {t.seed}; "
         f"{cfg.n_synthetic} synthetic photographs at {cfg.image_size} px; real weight {cfg.real_weight}, healthy "
-        f"weight {cfg.healthy_weight} (mixed); trained on {cfg.device}. AUPR pooled over the left-out photographs; "
-        "train s: all folds together (the synthetic-only variants train once for every fold)."
+        f"weight {cfg.healthy_weight} (mixed); trained on {cfg.device}. AUPR pooled over the left-out photographs"
+        + (f", lesion maps averaged over the test-time flips {cfg.tta!r}" if cfg.tta != "none" else "")
+        + "; train s: all folds together (the synthetic-only variants train once for every fold)."
     )
     made = sorted({r["synthetic_generator"] for r in rows if r.get("synthetic_generator")})
     if made:

@@ -17,6 +17,12 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
     overlay: Path | None = typer.Option(None, "--overlay", help="Write lesion + attention overlays here."),
     lesion_fov_px: int | None = typer.Option(None, "--lesion-fov-px", min=0, help=LESION_FOV_HELP),
+    tta: str = typer.Option(
+        "none",
+        "--tta",
+        help="Test-time augmentation of the lesion maps: none, hflip (2 passes) or flips (4 passes); "
+        "the maps are averaged with the flips undone.",
+    ),
 ) -> None:
     """Grade photographs and summarise their lesions."""
     import json
@@ -27,7 +33,7 @@ def predict(
     try:
         limit = draw_max_pixels()
         checkpoint = checkpoint if checkpoint is not None else base_checkpoint()
-        predictor = Predictor.from_checkpoint(checkpoint, map_max_pixels=limit, lesion_fov_px=lesion_fov_px)
+        predictor = Predictor.from_checkpoint(checkpoint, map_max_pixels=limit, lesion_fov_px=lesion_fov_px, tta=tta)
     except ValueError as exc:
         fail(str(exc))
     failed = 0

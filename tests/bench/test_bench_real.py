@@ -51,6 +51,8 @@ def test_the_default_budget_is_a_valid_config():
 
     cfg = RealBenchConfig()
     assert cfg.train.model.lesion_fov_px >= cfg.train.model.input_size
+    with pytest.raises(ValueError, match="unknown test-time augmentation 'mirror'"):
+        RealBenchConfig(tta="mirror")
 
 
 @pytest.mark.slow
@@ -77,6 +79,11 @@ def test_resume_reuses_a_finished_fold_and_refuses_one_made_with_other_settings(
     assert both["train_seconds"] >= first["train_seconds"]
     with pytest.raises(ValueError, match=r"fold1.*other settings"):
         real.run(dataclasses.replace(cfg, real_weight=cfg.real_weight + 1), tmp_path, log=lambda _: None)
+    # Test-time flips change the scoring only: the same models are scored again, not trained again.
+    flipped = real.run(dataclasses.replace(cfg, tta="hflip"), tmp_path, log=lambda _: None)[0]
+    assert weights.stat().st_mtime_ns == stamp
+    assert flipped["photo_aupr"]["IDRiD_02"] != first["photo_aupr"]["IDRiD_02"]
+    assert "test-time flips 'hflip'" in (tmp_path / "real.md").read_text()
 
 
 def test_the_table_gives_each_left_out_photograph_alone_beside_the_pool():

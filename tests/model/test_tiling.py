@@ -11,9 +11,9 @@ import torch
 
 from drgnet.data.synthetic import generate_fundus
 from drgnet.engines import EngineOutput
-from drgnet.inference import Predictor
+from drgnet.inference import PhotoInput, Predictor, engine_maps
 from drgnet.model import DRGNet
-from drgnet.tiling import TileGrid, blend_window, lesion_side, tile_starts, tiled_maps
+from drgnet.tiling import TileGrid, blend_window, flip_averaged, lesion_side, tile_starts, tiled_maps
 
 TILE = 64
 
@@ -220,3 +220,52 @@ def test_screening_scores_through_the_same_tiled_path(tmp_path):
     assert rows[256]["grade"] == rows[0]["grade"]  # the grade comes from the same global view
     expected = np.pi * radius**2 / (np.pi * (200 * 0.98) ** 2)  # the spot over the 400 px photograph's disc
     assert 0.5 < rows[256]["MA_area_fraction"] / expected < 2.0
+
+
+def shifted_green(tiles: np.ndarray) -> np.ndarray:
+    """A "model" that is not flip-equivariant: the green channel moved 3 px right and 2 px down."""
+    green = tiles[..., 1].astype(np.float32) / 255.0
+    return np.roll(green, (2, 3), axis=(1, 2))[:, None]
+
+
+@pytest.mark.parametrize(("tta", "axes"), [("hflip", [(2,)]), ("flips", [(2,), (1,), (1, 2)])])
+def test_flip_averaging_makes_a_tile_model_equivariant_to_its_flips(tta, axes):
+    tiles = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    averaged = flip_averaged(shifted_green, tta)
+    for ax in axes:
+        mirrored = np.ascontiguousarray(np.flip(tiles, ax))
+        back = np.flip(averaged(mirrored), tuple(a + 1 for a in ax))
+        np.testing.assert_allclose(back, averaged(tiles), atol=1e-6)
+        # The plain model is not: the test would catch an averaging that forgot to undo a flip.
+        assert not np.allclose(np.flip(shifted_green(mirrored), tuple(a + 1 for a in ax)), shifted_green(tiles))
+    assert flip_averaged(shifted_green, "none") is shifted_green
+    with pytest.raises(ValueError, match="unknown test-time augmentation 'rot90'.*none, hflip, flips"):
+        flip_averaged(shifted_green, "rot90")
+
+
+def test_predictor_tta_averages_the_flipped_lesion_maps_and_keeps_the_grade(tiny_config):
+    torch.manual_seed(0)
+    model = DRGNet(dataclasses.replace(tiny_config, lesion_fov_px=1024)).eval()
+    with torch.no_grad():  # an untrained head's maps are nearly flat: make them vary, as a trained one's do
+        for name, p in model.lesion_head.named_parameters():
+            p.mul_(20.0) if name.endswith("weight") else p.zero_()
+    rgb = generate_fundus(2, size=160, seed=2).image
+    plain, flipped = Predictor(model), Predictor(model, tta="hflip")
+    pre, _ = flipped.prepare(rgb)
+    assert pre.lesion is not None and pre.lesion.size > TILE  # tiled
+
+    def run(tiles: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.from_numpy(tiles).permute(0, 3, 1, 2).float().div(255.0)
+            return torch.sigmoid(model(x).lesion_logits).numpy()
+
+    (maps,) = engine_maps(flipped.engine, [PhotoInput(pre.image, pre.lesion)], tta="hflip")
+    expected = tiled_maps(pre.lesion.image, flip_averaged(run, "hflip"), TILE, fov_mask=pre.lesion.fov_mask)
+    np.testing.assert_allclose(maps.lesion_probs, expected, atol=1e-5)  # the product's TTA is the bench's
+    (no_tta,) = engine_maps(plain.engine, [PhotoInput(pre.image, pre.lesion)])
+    assert np.abs(maps.lesion_probs - no_tta.lesion_probs).max() > 0.01
+    a, b = plain.predict(rgb), flipped.predict(rgb)
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)  # the grade comes from the unflipped global view
+    assert np.abs(a.lesion_probs - b.lesion_probs).max() > 0.01
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        Predictor(model, tta="sideways")
