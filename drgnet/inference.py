@@ -259,15 +259,18 @@ def engine_maps(
         lesion_logits[i : i + batch_size] = out.lesion_logits
         grade_logits.append(out.grade_logits)
         attention.append(out.attention)
-    lesion_probs = _sigmoid(lesion_logits)
+    n = len(photos)
+    maps = model_maps(np.concatenate(grade_logits)[:n], lesion_logits[:n], np.concatenate(attention)[:n], size)
+    # In place: a second array of every tile's maps would double the peak memory of a screening batch.
+    lesion_probs = lesion_logits
+    with torch.inference_mode():
+        torch.sigmoid_(torch.from_numpy(lesion_probs))
     for axes in flips[1:]:
         flipped = np.ascontiguousarray(np.flip(batch, axes))
         for i in range(0, len(batch), batch_size):
             out = engine(flipped[i : i + batch_size])
             lesion_probs[i : i + batch_size] += unflip_maps(_sigmoid(out.lesion_logits), axes)
     lesion_probs /= len(flips)
-    n = len(photos)
-    maps = model_maps(np.concatenate(grade_logits)[:n], lesion_logits[:n], np.concatenate(attention)[:n], size)
     result, start = [], n
     for i, grid in enumerate(grids):
         lesion = lesion_probs[i]
